@@ -1,0 +1,255 @@
+//! Chargebee.
+//!
+//! Verify: Chargebee signs nothing; the webhook URL is protected with HTTP Basic auth.
+//! `Authorization: Basic base64(username:password)` must equal one configured credential:
+//! `options.username` + `options.password`, or any secret written `username:password`
+//! (several during a rotation). Compared in constant time (both sides hashed first, so the
+//! length does not leak either). No credential configured = refuse.
+//!
+//! Parse: envelope `{id, occurred_at (unix s), event_type, api_version, content: {subscription,
+//! customer, invoice, transaction, credit_note, ...}}`. Product Catalog 2.0
+//! (`subscription_items[].item_price_id`, plans and addons; one-time charges are skipped) and
+//! 1.0 (`plan_id`, `plan_quantity`). `ordering_version` is the subscription's
+//! `resource_version` (else the customer's). Chargebee has no test flag (a test site is a
+//! separate site): `livemode` is `true`.
+
+use crate::crypto::{decode_base64, secret_eq};
+use crate::json::{array, at, int_at, parse_object, required, str_at, unix_seconds_at};
+use crate::{BillingError, Headers, Provider, Secrets};
+use keygate_domain::Timestamp;
+use keygate_domain::billing::{
+    BillingEvent, BillingEventKind as Kind, BillingItem, CustomerRef, OrderRef,
+    SubscriptionSnapshot, SubscriptionStatus as Status,
+};
+use serde_json::Value;
+
+pub struct Chargebee;
+
+impl Provider for Chargebee {
+    fn name(&self) -> &'static str {
+        "chargebee"
+    }
+
+    fn verify(
+        &self,
+        headers: &Headers,
+        _body: &[u8],
+        secrets: &Secrets,
+        _now: Timestamp,
+    ) -> Result<(), BillingError> {
+        let mut credentials: Vec<String> = Vec::new();
+        if let (Some(user), Some(pass)) = (
+            secrets.option_str("username"),
+            secrets.option_str("password"),
+        ) {
+            credentials.push(format!("{user}:{pass}"));
+        }
+        credentials.extend(
+            secrets
+                .secrets
+                .iter()
+                .filter(|s| s.contains(':') && !s.trim().is_empty())
+                .cloned(),
+        );
+        if credentials.is_empty() {
+            return Err(BillingError::SecretNotConfigured(
+                "configure the webhook's basic-auth username and password".into(),
+            ));
+        }
+        let header = headers.require("authorization")?;
+        let (scheme, encoded) = header.split_once(' ').unwrap_or((header, ""));
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return Err(BillingError::SignatureInvalid(
+                "Authorization is not Basic".into(),
+            ));
+        }
+        let presented = decode_base64(encoded).ok_or_else(|| {
+            BillingError::SignatureInvalid("Authorization Basic is not base64".into())
+        })?;
+        let mut matched = false;
+        for credential in &credentials {
+            matched |= secret_eq(&presented, credential.as_bytes());
+        }
+        if !matched {
+            return Err(BillingError::SignatureInvalid(
+                "basic-auth credentials do not match".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn parse(&self, _headers: &Headers, body: &[u8]) -> Result<Vec<BillingEvent>, BillingError> {
+        let event = parse_object(body)?;
+        Ok(vec![parse_event(&event)?])
+    }
+}
+
+fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
+    let event_id = required(event, "/id")?;
+    let event_type = required(event, "/event_type")?;
+    let occurred_at = unix_seconds_at(event, "/occurred_at")
+        .ok_or_else(|| BillingError::malformed("`/occurred_at` is missing"))?;
+    let mut out = BillingEvent::new(event_id, event_type.as_str(), Kind::Ignored, occurred_at);
+    let subscription_json = at(event, "/content/subscription");
+    let customer_json = at(event, "/content/customer");
+    let invoice = at(event, "/content/invoice");
+    let mut snapshot = subscription_json.map(subscription).transpose()?;
+    out.ordering_version = subscription_json
+        .or(customer_json)
+        .and_then(|o| int_at(o, "/resource_version"));
+    out.customer = customer(customer_json, subscription_json);
+
+    let status = snapshot.as_ref().and_then(|s| s.status);
+    out.kind = match event_type.as_str() {
+        "customer_created" | "customer_changed" => Kind::CustomerUpserted,
+        "subscription_created" | "subscription_started" => match status {
+            Some(Status::Trialing) => Kind::TrialStarted,
+            Some(Status::Active) => Kind::SubscriptionActivated,
+            _ => Kind::SubscriptionUpdated,
+        },
+        "subscription_activated" | "subscription_reactivated" => Kind::SubscriptionActivated,
+        "subscription_renewed" => Kind::SubscriptionRenewed,
+        "subscription_cancellation_scheduled" => Kind::SubscriptionCancelScheduled,
+        "subscription_cancelled" => Kind::SubscriptionCanceled,
+        "subscription_changed"
+        | "subscription_changes_scheduled"
+        | "subscription_items_renewed"
+        | "subscription_scheduled_cancellation_removed"
+        | "subscription_pause_scheduled" => Kind::SubscriptionUpdated,
+        "subscription_paused" => Kind::SubscriptionPaused,
+        "subscription_resumed" => Kind::SubscriptionResumed,
+        "subscription_trial_extended" => Kind::TrialStarted,
+        "payment_failed" => Kind::PaymentFailed,
+        "invoice_updated"
+            if invoice.is_some_and(|i| {
+                at(i, "/dunning_status").is_some()
+                    && matches!(
+                        str_at(i, "/status").as_deref(),
+                        Some("payment_due" | "not_paid")
+                    )
+            }) =>
+        {
+            Kind::PaymentFailed
+        }
+        "payment_succeeded" if invoice.is_some_and(|i| at(i, "/dunning_status").is_some()) => {
+            Kind::PaymentRecovered
+        }
+        "payment_succeeded" if snapshot.is_some() => Kind::SubscriptionUpdated,
+        "payment_refunded" | "refund_initiated" => Kind::Refunded,
+        _ => Kind::Ignored,
+    };
+
+    // Subscription-less payment events still name the subscription through the invoice.
+    if snapshot.is_none() {
+        snapshot = invoice
+            .and_then(|i| str_at(i, "/subscription_id"))
+            .map(SubscriptionSnapshot::partial);
+    }
+    if out.kind == Kind::PaymentFailed {
+        // Chargebee keeps `active` during dunning.
+        if let Some(s) = snapshot.as_mut() {
+            if matches!(s.status, None | Some(Status::Active)) {
+                s.status = Some(Status::PastDue);
+            }
+        }
+    }
+    if out.kind == Kind::PaymentRecovered {
+        if let Some(s) = snapshot.as_mut().filter(|s| s.partial) {
+            s.status = Some(Status::Active);
+        }
+    }
+    out.order = match out.kind {
+        Kind::Refunded => str_at(event, "/content/credit_note/reference_invoice_id")
+            .or_else(|| invoice.and_then(|i| str_at(i, "/id")))
+            .or_else(|| str_at(event, "/content/transaction/id")),
+        Kind::SubscriptionRenewed | Kind::PaymentFailed | Kind::PaymentRecovered => {
+            invoice.and_then(|i| str_at(i, "/id"))
+        }
+        _ => None,
+    }
+    .map(|external_id| OrderRef {
+        external_id,
+        lines: Vec::new(),
+    });
+    if out.kind != Kind::Ignored {
+        out.subscription = snapshot;
+    }
+    Ok(out)
+}
+
+fn status(raw: &str) -> Option<Status> {
+    Some(match raw {
+        "future" => Status::Incomplete,
+        "in_trial" => Status::Trialing,
+        "active" | "non_renewing" => Status::Active,
+        "paused" => Status::Paused,
+        "cancelled" | "transferred" => Status::Canceled,
+        _ => return None,
+    })
+}
+
+fn customer(customer: Option<&Value>, subscription: Option<&Value>) -> Option<CustomerRef> {
+    let reference = CustomerRef {
+        external_id: customer
+            .and_then(|c| str_at(c, "/id"))
+            .or_else(|| subscription.and_then(|s| str_at(s, "/customer_id"))),
+        email: customer.and_then(|c| str_at(c, "/email")),
+        name: customer.and_then(|c| {
+            crate::json::full_name(str_at(c, "/first_name"), str_at(c, "/last_name"))
+        }),
+    };
+    (!reference.is_empty()).then_some(reference)
+}
+
+fn items(subscription: &Value) -> Vec<BillingItem> {
+    let catalog2: Vec<BillingItem> = array(subscription, "/subscription_items")
+        .iter()
+        .filter(|item| str_at(item, "/item_type").as_deref() != Some("charge"))
+        .filter_map(|item| {
+            Some(BillingItem {
+                external_id: str_at(item, "/item_price_id")?,
+                product_external_id: str_at(item, "/item_id"),
+                quantity: int_at(item, "/quantity").unwrap_or(1),
+            })
+        })
+        .collect();
+    if !catalog2.is_empty() {
+        return catalog2;
+    }
+    str_at(subscription, "/plan_id")
+        .map(|plan_id| BillingItem {
+            external_id: plan_id,
+            product_external_id: None,
+            quantity: int_at(subscription, "/plan_quantity").unwrap_or(1),
+        })
+        .into_iter()
+        .collect()
+}
+
+fn subscription(subscription: &Value) -> Result<SubscriptionSnapshot, BillingError> {
+    let external_id = required(subscription, "/id")?;
+    let raw = str_at(subscription, "/status").unwrap_or_default();
+    let status = status(&raw);
+    let ended = status == Some(Status::Canceled);
+    let non_renewing = raw == "non_renewing";
+    Ok(SubscriptionSnapshot {
+        external_id,
+        status,
+        items: items(subscription),
+        current_period_end: unix_seconds_at(subscription, "/current_term_end"),
+        cancel_at_period_end: non_renewing,
+        cancel_at: if non_renewing {
+            unix_seconds_at(subscription, "/cancelled_at")
+                .or_else(|| unix_seconds_at(subscription, "/current_term_end"))
+        } else {
+            None
+        },
+        ended_at: if ended {
+            unix_seconds_at(subscription, "/cancelled_at")
+        } else {
+            None
+        },
+        trial_end: unix_seconds_at(subscription, "/trial_end"),
+        partial: false,
+    })
+}

@@ -1,0 +1,10 @@
+//! One module per payment platform. Each exposes a unit struct implementing
+//! [`Provider`](crate::Provider), registered in [`provider`](crate::provider).
+
+pub mod chargebee;
+pub mod fastspring;
+pub mod generic;
+pub mod lemonsqueezy;
+pub mod paddle;
+pub mod paypal;
+pub mod stripe;

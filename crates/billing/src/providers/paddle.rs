@@ -1,0 +1,268 @@
+//! Paddle Billing.
+//!
+//! Verify: `Paddle-Signature: ts=<unix>;h1=<hex>[;h1=<hex>...]`, HMAC-SHA256 over
+//! `"{ts}:{raw body}"` keyed with the destination secret as-is. Any `h1` may match any
+//! configured secret (rotation); unknown keys are ignored. `ts` older than the tolerance is
+//! refused: Paddle's SDKs allow 5 s (`options.tolerance_seconds` to widen it).
+//!
+//! Parse: envelope `{event_id, event_type, occurred_at, notification_id, data}`. Paddle
+//! payloads carry no test-mode flag (sandbox is a separate account with its own secret), so
+//! `livemode` is `true`; the integration knows whether it is a sandbox.
+
+use crate::crypto::{any_hmac_matches, decode_hex};
+use crate::json::{array, at, id_at, int_at, parse_object, required, rfc3339_at, str_at};
+use crate::{BillingError, Headers, Provider, Secrets};
+use keygate_domain::Timestamp;
+use keygate_domain::billing::{
+    BillingEvent, BillingEventKind as Kind, BillingItem, CustomerRef, OrderRef,
+    SubscriptionSnapshot, SubscriptionStatus as Status,
+};
+use serde_json::Value;
+
+pub struct Paddle;
+
+/// The SDKs' `MAX_VALID_TIME_DIFFERENCE` / `maximum_variance`.
+pub const DEFAULT_TOLERANCE_SECONDS: i64 = 5;
+
+impl Provider for Paddle {
+    fn name(&self) -> &'static str {
+        "paddle"
+    }
+
+    fn verify(
+        &self,
+        headers: &Headers,
+        body: &[u8],
+        secrets: &Secrets,
+        now: Timestamp,
+    ) -> Result<(), BillingError> {
+        let keys = secrets.required()?;
+        let header = headers.require("paddle-signature")?;
+        let mut timestamp = None;
+        let mut h1_seen = false;
+        let mut signatures = Vec::new();
+        for pair in header.split(';') {
+            let Some((key, value)) = pair.trim().split_once('=') else {
+                continue;
+            };
+            match key.trim() {
+                "ts" => timestamp = Some(value.trim()),
+                "h1" => {
+                    h1_seen = true;
+                    signatures.extend(decode_hex(value));
+                }
+                _ => {}
+            }
+        }
+        let Some(ts_text) = timestamp else {
+            return Err(BillingError::SignatureInvalid(
+                "Paddle-Signature has no `ts`".into(),
+            ));
+        };
+        let ts: i64 = ts_text.parse().map_err(|_| {
+            BillingError::SignatureInvalid("Paddle-Signature `ts` is not an integer".into())
+        })?;
+        if !h1_seen {
+            return Err(BillingError::SignatureInvalid(
+                "Paddle-Signature has no `h1`".into(),
+            ));
+        }
+        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+        if !any_hmac_matches(&keys, &[ts_text.as_bytes(), b":", body], &signatures) {
+            return Err(BillingError::SignatureInvalid(
+                "no h1 signature matches a configured secret".into(),
+            ));
+        }
+        let tolerance = secrets.tolerance_seconds(DEFAULT_TOLERANCE_SECONDS);
+        // As the SDK: refused when now > (ts + tolerance) s, in milliseconds.
+        if now.millis() > ts.saturating_add(tolerance).saturating_mul(1000) {
+            return Err(BillingError::TimestampOutOfTolerance(format!(
+                "signed at {ts}, tolerance {tolerance} s"
+            )));
+        }
+        Ok(())
+    }
+
+    fn parse(&self, _headers: &Headers, body: &[u8]) -> Result<Vec<BillingEvent>, BillingError> {
+        let event = parse_object(body)?;
+        Ok(vec![parse_event(&event)?])
+    }
+}
+
+fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
+    let event_id = required(event, "/event_id")?;
+    let event_type = required(event, "/event_type")?;
+    let occurred_at = rfc3339_at(event, "/occurred_at")
+        .ok_or_else(|| BillingError::malformed("`/occurred_at` is missing or not RFC 3339"))?;
+    let mut out = BillingEvent::new(event_id, event_type.as_str(), Kind::Ignored, occurred_at);
+    let Some(data) = at(event, "/data") else {
+        return Ok(out);
+    };
+
+    match event_type.as_str() {
+        "customer.created" | "customer.updated" => {
+            out.kind = Kind::CustomerUpserted;
+            out.customer = Some(CustomerRef {
+                external_id: str_at(data, "/id"),
+                email: str_at(data, "/email"),
+                name: str_at(data, "/name"),
+            });
+        }
+        "subscription.created"
+        | "subscription.imported"
+        | "subscription.activated"
+        | "subscription.trialing"
+        | "subscription.updated"
+        | "subscription.canceled"
+        | "subscription.paused"
+        | "subscription.resumed"
+        | "subscription.past_due" => {
+            let snapshot = subscription(data)?;
+            out.kind = match event_type.as_str() {
+                "subscription.created" | "subscription.imported" => match snapshot.status {
+                    Some(Status::Trialing) => Kind::TrialStarted,
+                    Some(Status::Active) => Kind::SubscriptionActivated,
+                    _ => Kind::SubscriptionUpdated,
+                },
+                "subscription.activated" => Kind::SubscriptionActivated,
+                "subscription.trialing" => Kind::TrialStarted,
+                "subscription.canceled" => Kind::SubscriptionCanceled,
+                "subscription.paused" => Kind::SubscriptionPaused,
+                "subscription.resumed" => Kind::SubscriptionResumed,
+                "subscription.past_due" => Kind::PaymentFailed,
+                _ if str_at(data, "/scheduled_change/action").as_deref() == Some("cancel") => {
+                    Kind::SubscriptionCancelScheduled
+                }
+                _ => Kind::SubscriptionUpdated,
+            };
+            out.customer = customer_id(data);
+            out.subscription = Some(snapshot);
+        }
+        "transaction.completed" => transaction_completed(&mut out, data),
+        "transaction.payment_failed" | "transaction.past_due" => {
+            if let Some(sub_id) = str_at(data, "/subscription_id") {
+                let mut snapshot = SubscriptionSnapshot::partial(sub_id);
+                snapshot.status = Some(Status::PastDue);
+                out.kind = Kind::PaymentFailed;
+                out.subscription = Some(snapshot);
+                out.order = transaction_order(data, false);
+                out.customer = customer_id(data);
+            }
+        }
+        "adjustment.created" | "adjustment.updated" => adjustment(&mut out, data),
+        _ => {}
+    }
+    Ok(out)
+}
+
+fn status(raw: &str) -> Option<Status> {
+    Some(match raw {
+        "active" => Status::Active,
+        "trialing" => Status::Trialing,
+        "past_due" => Status::PastDue,
+        "paused" => Status::Paused,
+        "canceled" => Status::Canceled,
+        _ => return None,
+    })
+}
+
+fn customer_id(data: &Value) -> Option<CustomerRef> {
+    Some(CustomerRef {
+        external_id: Some(str_at(data, "/customer_id")?),
+        email: None,
+        name: None,
+    })
+}
+
+fn items(data: &Value) -> Vec<BillingItem> {
+    array(data, "/items")
+        .iter()
+        .filter_map(|item| {
+            Some(BillingItem {
+                external_id: id_at(item, "/price").or_else(|| str_at(item, "/price_id"))?,
+                product_external_id: str_at(item, "/price/product_id")
+                    .or_else(|| id_at(item, "/product")),
+                quantity: int_at(item, "/quantity").unwrap_or(1),
+            })
+        })
+        .collect()
+}
+
+fn subscription(data: &Value) -> Result<SubscriptionSnapshot, BillingError> {
+    let external_id = required(data, "/id")?;
+    let status = str_at(data, "/status").and_then(|s| status(&s));
+    let ended = status == Some(Status::Canceled);
+    let cancel_scheduled = str_at(data, "/scheduled_change/action").as_deref() == Some("cancel");
+    Ok(SubscriptionSnapshot {
+        external_id,
+        status,
+        items: items(data),
+        current_period_end: rfc3339_at(data, "/current_billing_period/ends_at"),
+        cancel_at_period_end: cancel_scheduled && !ended,
+        cancel_at: if cancel_scheduled {
+            rfc3339_at(data, "/scheduled_change/effective_at")
+        } else {
+            None
+        },
+        ended_at: if ended {
+            rfc3339_at(data, "/canceled_at").or_else(|| rfc3339_at(data, "/updated_at"))
+        } else {
+            None
+        },
+        trial_end: array(data, "/items")
+            .iter()
+            .filter_map(|item| rfc3339_at(item, "/trial_dates/ends_at"))
+            .max(),
+        partial: false,
+    })
+}
+
+fn transaction_order(data: &Value, with_lines: bool) -> Option<OrderRef> {
+    Some(OrderRef {
+        external_id: str_at(data, "/id")?,
+        lines: if with_lines { items(data) } else { Vec::new() },
+    })
+}
+
+/// `transaction.completed`: a renewal when `origin` is `subscription_recurring`, the first
+/// payment of a new subscription from checkout (`web`/`api`), a one-time order without a
+/// subscription. Other origins (update prorations, payment-method changes, one-off charges)
+/// are ignored: `subscription.updated` carries their effect.
+fn transaction_completed(out: &mut BillingEvent, data: &Value) {
+    out.customer = customer_id(data);
+    let origin = str_at(data, "/origin").unwrap_or_default();
+    let Some(sub_id) = str_at(data, "/subscription_id") else {
+        out.kind = Kind::OrderPaid;
+        out.order = transaction_order(data, true);
+        return;
+    };
+    out.kind = match origin.as_str() {
+        "subscription_recurring" => Kind::SubscriptionRenewed,
+        "web" | "api" => Kind::SubscriptionActivated,
+        _ => return,
+    };
+    let mut snapshot = SubscriptionSnapshot::partial(sub_id);
+    snapshot.status = Some(Status::Active);
+    snapshot.items = items(data);
+    snapshot.current_period_end = rfc3339_at(data, "/billing_period/ends_at");
+    out.subscription = Some(snapshot);
+    out.order = transaction_order(data, false);
+}
+
+/// `adjustment.*`: an approved refund revokes; a chargeback revokes. Pending or rejected
+/// refunds, credits, chargeback warnings and reversals are ignored.
+fn adjustment(out: &mut BillingEvent, data: &Value) {
+    let action = str_at(data, "/action").unwrap_or_default();
+    let adjustment_status = str_at(data, "/status").unwrap_or_default();
+    out.kind = match (action.as_str(), adjustment_status.as_str()) {
+        ("refund", "approved") => Kind::Refunded,
+        ("chargeback", _) => Kind::Chargeback,
+        _ => return,
+    };
+    out.customer = customer_id(data);
+    out.subscription = str_at(data, "/subscription_id").map(SubscriptionSnapshot::partial);
+    out.order = str_at(data, "/transaction_id").map(|external_id| OrderRef {
+        external_id,
+        lines: Vec::new(),
+    });
+}

@@ -1,0 +1,428 @@
+//! Stripe.
+//!
+//! Verify: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>...]`, HMAC-SHA256 over
+//! `"{t}.{raw body}"` keyed with the endpoint secret as-is (`whsec_...` is not decoded). Any
+//! `v1` may match any configured secret (Stripe sends several during a roll); other schemes
+//! are ignored; `v1` values that are not hex never match. `t` older than the tolerance
+//! (default 300 s, `options.tolerance_seconds`) is refused; a future `t` is not (as the SDK).
+//!
+//! Parse: both payload generations. Subscriptions: item-level `current_period_end`
+//! (API >= 2025-03-31 basil) or the top-level one before. Invoices: the subscription id in
+//! `parent.subscription_details.subscription` (basil) or `subscription` (before), the new
+//! paid-through date from the subscription lines' `period.end`.
+
+use crate::crypto::{any_hmac_matches, decode_hex};
+use crate::json::{
+    array, at, bool_at, id_at, int_at, parse_object, required, str_at, unix_seconds_at,
+};
+use crate::{BillingError, Headers, Provider, Secrets};
+use keygate_domain::Timestamp;
+use keygate_domain::billing::{
+    BillingEvent, BillingEventKind as Kind, BillingItem, CustomerRef, OrderRef,
+    SubscriptionSnapshot, SubscriptionStatus as Status,
+};
+use serde_json::Value;
+
+pub struct Stripe;
+
+/// Stripe's default tolerance (`DEFAULT_TOLERANCE` in the SDKs).
+pub const DEFAULT_TOLERANCE_SECONDS: i64 = 300;
+
+impl Provider for Stripe {
+    fn name(&self) -> &'static str {
+        "stripe"
+    }
+
+    fn verify(
+        &self,
+        headers: &Headers,
+        body: &[u8],
+        secrets: &Secrets,
+        now: Timestamp,
+    ) -> Result<(), BillingError> {
+        let keys = secrets.required()?;
+        let header = headers.require("stripe-signature")?;
+        let mut timestamp = None;
+        let mut v1_seen = false;
+        let mut signatures = Vec::new();
+        for pair in header.split(',') {
+            let Some((key, value)) = pair.trim().split_once('=') else {
+                return Err(BillingError::SignatureInvalid(
+                    "Stripe-Signature is not a list of key=value pairs".into(),
+                ));
+            };
+            match key.trim() {
+                "t" => timestamp = value.trim().parse::<i64>().ok(),
+                "v1" => {
+                    v1_seen = true;
+                    signatures.extend(decode_hex(value));
+                }
+                _ => {}
+            }
+        }
+        let Some(t) = timestamp else {
+            return Err(BillingError::SignatureInvalid(
+                "Stripe-Signature has no timestamp `t`".into(),
+            ));
+        };
+        if !v1_seen {
+            return Err(BillingError::SignatureInvalid(
+                "Stripe-Signature has no signature with scheme v1".into(),
+            ));
+        }
+        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+        let t_text = t.to_string();
+        if !any_hmac_matches(&keys, &[t_text.as_bytes(), b".", body], &signatures) {
+            return Err(BillingError::SignatureInvalid(
+                "no v1 signature matches a configured secret".into(),
+            ));
+        }
+        let tolerance = secrets.tolerance_seconds(DEFAULT_TOLERANCE_SECONDS);
+        let age = now.millis().div_euclid(1000) - t;
+        if age > tolerance {
+            return Err(BillingError::TimestampOutOfTolerance(format!(
+                "signed {age} s ago, tolerance {tolerance} s"
+            )));
+        }
+        Ok(())
+    }
+
+    fn parse(&self, _headers: &Headers, body: &[u8]) -> Result<Vec<BillingEvent>, BillingError> {
+        let event = parse_object(body)?;
+        Ok(vec![parse_event(&event)?])
+    }
+}
+
+fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
+    let event_id = required(event, "/id")?;
+    let event_type = required(event, "/type")?;
+    let occurred_at = unix_seconds_at(event, "/created")
+        .ok_or_else(|| BillingError::malformed("`/created` is missing"))?;
+    let mut out = BillingEvent::new(event_id, event_type.as_str(), Kind::Ignored, occurred_at);
+    out.livemode = bool_at(event, "/livemode").unwrap_or(true);
+    let Some(object) = at(event, "/data/object") else {
+        return Ok(out);
+    };
+    let previous = at(event, "/data/previous_attributes");
+
+    match event_type.as_str() {
+        "customer.created" | "customer.updated" => {
+            out.kind = Kind::CustomerUpserted;
+            out.customer = Some(CustomerRef {
+                external_id: str_at(object, "/id"),
+                email: str_at(object, "/email"),
+                name: str_at(object, "/name"),
+            });
+        }
+        "customer.subscription.created"
+        | "customer.subscription.updated"
+        | "customer.subscription.deleted"
+        | "customer.subscription.paused"
+        | "customer.subscription.resumed"
+        | "customer.subscription.pending_update_applied"
+        | "customer.subscription.pending_update_expired" => {
+            let snapshot = subscription(object)?;
+            out.kind = match event_type.as_str() {
+                "customer.subscription.created" => match snapshot.status {
+                    Some(Status::Trialing) => Kind::TrialStarted,
+                    Some(Status::Active) => Kind::SubscriptionActivated,
+                    // incomplete: no license until the first payment (then `updated`).
+                    _ => Kind::SubscriptionUpdated,
+                },
+                "customer.subscription.deleted" => Kind::SubscriptionCanceled,
+                "customer.subscription.paused" => Kind::SubscriptionPaused,
+                "customer.subscription.resumed" => Kind::SubscriptionResumed,
+                "customer.subscription.updated" => updated_kind(object, previous, &snapshot),
+                _ => Kind::SubscriptionUpdated,
+            };
+            out.customer = customer_of(object);
+            out.subscription = Some(snapshot);
+        }
+        "invoice.paid" | "invoice.payment_succeeded" => invoice_paid(&mut out, object),
+        "invoice.payment_failed"
+        | "invoice.payment_action_required"
+        | "invoice.overdue"
+        | "invoice.marked_uncollectible" => {
+            if let Some(sub_id) = invoice_subscription_id(object) {
+                let mut snapshot = SubscriptionSnapshot::partial(sub_id);
+                snapshot.status = Some(
+                    match (
+                        event_type.as_str(),
+                        str_at(object, "/billing_reason").as_deref(),
+                    ) {
+                        ("invoice.marked_uncollectible", _) => Status::Unpaid,
+                        (_, Some("subscription_create")) => Status::Incomplete,
+                        _ => Status::PastDue,
+                    },
+                );
+                out.kind = Kind::PaymentFailed;
+                out.subscription = Some(snapshot);
+                out.order = invoice_order(object, false);
+                out.customer = invoice_customer(object);
+            }
+        }
+        "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
+            checkout_session(&mut out, object)
+        }
+        "charge.refunded" | "refund.created" | "charge.dispute.created" => {
+            out.kind = if event_type == "charge.dispute.created" {
+                Kind::Chargeback
+            } else {
+                Kind::Refunded
+            };
+            // Pre-basil charges name their invoice; otherwise the payment intent is what the
+            // paid order was recorded under (one-time checkout), else the charge itself.
+            let order_id = id_at(object, "/invoice")
+                .or_else(|| id_at(object, "/payment_intent"))
+                .or_else(|| id_at(object, "/charge"))
+                .or_else(|| str_at(object, "/id"));
+            out.order = order_id.map(|external_id| OrderRef {
+                external_id,
+                lines: Vec::new(),
+            });
+            let customer = CustomerRef {
+                external_id: id_at(object, "/customer"),
+                email: str_at(object, "/billing_details/email")
+                    .or_else(|| str_at(object, "/receipt_email")),
+                name: str_at(object, "/billing_details/name"),
+            };
+            out.customer = (!customer.is_empty()).then_some(customer);
+        }
+        _ => {}
+    }
+    Ok(out)
+}
+
+/// What a `customer.subscription.updated` means, from what changed (`previous_attributes`).
+fn updated_kind(object: &Value, previous: Option<&Value>, snapshot: &SubscriptionSnapshot) -> Kind {
+    let Some(previous) = previous else {
+        return Kind::SubscriptionUpdated;
+    };
+    let status_now = str_at(object, "/status");
+    if let Some(before) = str_at(previous, "/status") {
+        match (before.as_str(), status_now.as_deref()) {
+            ("incomplete" | "trialing", Some("active")) => return Kind::SubscriptionActivated,
+            ("past_due" | "unpaid", Some("active")) => return Kind::PaymentRecovered,
+            ("paused", Some("active")) => return Kind::SubscriptionResumed,
+            (_, Some("past_due" | "unpaid")) => return Kind::PaymentFailed,
+            (_, Some("paused")) => return Kind::SubscriptionPaused,
+            (_, Some("canceled" | "incomplete_expired")) => return Kind::SubscriptionCanceled,
+            _ => {}
+        }
+    }
+    let prev = previous.as_object();
+    let changed = |key: &str| prev.is_some_and(|p| p.contains_key(key));
+    if changed("pause_collection") {
+        return if at(object, "/pause_collection").is_some() {
+            Kind::SubscriptionPaused
+        } else {
+            Kind::SubscriptionResumed
+        };
+    }
+    if (changed("cancel_at_period_end") || changed("cancel_at")) && snapshot.cancel_at_period_end {
+        return Kind::SubscriptionCancelScheduled;
+    }
+    Kind::SubscriptionUpdated
+}
+
+fn status(raw: &str) -> Option<Status> {
+    Some(match raw {
+        "trialing" => Status::Trialing,
+        "active" => Status::Active,
+        "past_due" => Status::PastDue,
+        "unpaid" => Status::Unpaid,
+        "paused" => Status::Paused,
+        "canceled" | "incomplete_expired" => Status::Canceled,
+        "incomplete" => Status::Incomplete,
+        _ => return None,
+    })
+}
+
+/// A full snapshot from a Subscription object (either payload generation).
+fn subscription(object: &Value) -> Result<SubscriptionSnapshot, BillingError> {
+    let external_id = required(object, "/id")?;
+    let mut status = str_at(object, "/status").and_then(|s| status(&s));
+    // `pause_collection` keeps Stripe's status `active` while nothing is collected.
+    if status == Some(Status::Active) && at(object, "/pause_collection").is_some() {
+        status = Some(Status::Paused);
+    }
+    let item_values = array(object, "/items/data");
+    let items = item_values.iter().filter_map(price_item).collect();
+    let current_period_end = unix_seconds_at(object, "/current_period_end").or_else(|| {
+        item_values
+            .iter()
+            .filter_map(|item| unix_seconds_at(item, "/current_period_end"))
+            .min()
+    });
+    let cancel_at = unix_seconds_at(object, "/cancel_at");
+    let ended = status == Some(Status::Canceled);
+    Ok(SubscriptionSnapshot {
+        external_id,
+        status,
+        items,
+        current_period_end,
+        cancel_at_period_end: !ended
+            && (bool_at(object, "/cancel_at_period_end").unwrap_or(false) || cancel_at.is_some()),
+        cancel_at,
+        ended_at: unix_seconds_at(object, "/ended_at").or_else(|| {
+            ended
+                .then(|| unix_seconds_at(object, "/canceled_at"))
+                .flatten()
+        }),
+        trial_end: unix_seconds_at(object, "/trial_end"),
+        partial: false,
+    })
+}
+
+/// A subscription item or checkout line item: price (or legacy plan), product, quantity.
+fn price_item(item: &Value) -> Option<BillingItem> {
+    let external_id = id_at(item, "/price").or_else(|| id_at(item, "/plan"))?;
+    Some(BillingItem {
+        external_id,
+        product_external_id: id_at(item, "/price/product").or_else(|| id_at(item, "/plan/product")),
+        quantity: int_at(item, "/quantity").unwrap_or(1),
+    })
+}
+
+fn customer_of(object: &Value) -> Option<CustomerRef> {
+    let external_id = id_at(object, "/customer")?;
+    Some(CustomerRef {
+        external_id: Some(external_id),
+        email: str_at(object, "/customer/email"),
+        name: str_at(object, "/customer/name"),
+    })
+}
+
+fn invoice_customer(invoice: &Value) -> Option<CustomerRef> {
+    let customer = CustomerRef {
+        external_id: id_at(invoice, "/customer"),
+        email: str_at(invoice, "/customer_email"),
+        name: str_at(invoice, "/customer_name"),
+    };
+    (!customer.is_empty()).then_some(customer)
+}
+
+/// The invoice's subscription id, in every place the API versions put it.
+fn invoice_subscription_id(invoice: &Value) -> Option<String> {
+    id_at(invoice, "/subscription")
+        .or_else(|| id_at(invoice, "/parent/subscription_details/subscription"))
+        .or_else(|| {
+            array(invoice, "/lines/data").iter().find_map(|line| {
+                id_at(line, "/subscription")
+                    .or_else(|| id_at(line, "/parent/subscription_item_details/subscription"))
+            })
+        })
+}
+
+struct Line {
+    item: BillingItem,
+    period_end: Option<Timestamp>,
+    subscription: bool,
+    proration: bool,
+}
+
+fn invoice_lines(invoice: &Value) -> Vec<Line> {
+    array(invoice, "/lines/data")
+        .iter()
+        .filter_map(|line| {
+            let external_id = id_at(line, "/price")
+                .or_else(|| id_at(line, "/pricing/price_details/price"))
+                .or_else(|| id_at(line, "/plan"))?;
+            let product = id_at(line, "/price/product")
+                .or_else(|| id_at(line, "/pricing/price_details/product"))
+                .or_else(|| id_at(line, "/plan/product"));
+            let subscription = str_at(line, "/type").as_deref() == Some("subscription")
+                || str_at(line, "/parent/type").as_deref() == Some("subscription_item_details");
+            let proration = bool_at(line, "/proration")
+                .or_else(|| bool_at(line, "/parent/subscription_item_details/proration"))
+                .unwrap_or(false);
+            Some(Line {
+                item: BillingItem {
+                    external_id,
+                    product_external_id: product,
+                    quantity: int_at(line, "/quantity").unwrap_or(1),
+                },
+                period_end: unix_seconds_at(line, "/period/end"),
+                subscription,
+                proration,
+            })
+        })
+        .collect()
+}
+
+fn invoice_order(invoice: &Value, with_lines: bool) -> Option<OrderRef> {
+    Some(OrderRef {
+        external_id: str_at(invoice, "/id")?,
+        lines: if with_lines {
+            invoice_lines(invoice).into_iter().map(|l| l.item).collect()
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+/// `invoice.paid` / `invoice.payment_succeeded`: a renewal when `billing_reason` is
+/// `subscription_cycle`, the first payment on `subscription_create`, a one-time order when
+/// the invoice has no subscription.
+fn invoice_paid(out: &mut BillingEvent, invoice: &Value) {
+    out.customer = invoice_customer(invoice);
+    let Some(sub_id) = invoice_subscription_id(invoice) else {
+        out.kind = Kind::OrderPaid;
+        out.order = invoice_order(invoice, true);
+        return;
+    };
+    let reason = str_at(invoice, "/billing_reason").unwrap_or_default();
+    let period_lines: Vec<Line> = invoice_lines(invoice)
+        .into_iter()
+        .filter(|l| l.subscription && !l.proration)
+        .collect();
+    let mut snapshot = SubscriptionSnapshot::partial(sub_id);
+    snapshot.current_period_end = period_lines.iter().filter_map(|l| l.period_end).max();
+    snapshot.items = period_lines.into_iter().map(|l| l.item).collect();
+    snapshot.status = Some(Status::Active);
+    out.kind = match reason.as_str() {
+        "subscription_cycle" => Kind::SubscriptionRenewed,
+        "subscription_create" => {
+            // A $0 invoice opens a trial: it says nothing about the status.
+            if int_at(invoice, "/amount_paid").unwrap_or(0) == 0 {
+                snapshot.status = None;
+            }
+            Kind::SubscriptionActivated
+        }
+        _ => Kind::SubscriptionUpdated,
+    };
+    out.subscription = Some(snapshot);
+    out.order = invoice_order(invoice, false);
+}
+
+/// Checkout: a subscription checkout tells who the customer is (subscription events carry
+/// no email); a paid one-time checkout is an order (line items only when expanded).
+fn checkout_session(out: &mut BillingEvent, session: &Value) {
+    let customer = CustomerRef {
+        external_id: id_at(session, "/customer"),
+        email: str_at(session, "/customer_details/email")
+            .or_else(|| str_at(session, "/customer_email")),
+        name: str_at(session, "/customer_details/name"),
+    };
+    let customer = (!customer.is_empty()).then_some(customer);
+    match str_at(session, "/mode").as_deref() {
+        Some("subscription") => {
+            out.kind = Kind::CustomerUpserted;
+            out.customer = customer;
+            out.subscription = id_at(session, "/subscription").map(SubscriptionSnapshot::partial);
+        }
+        Some("payment") if str_at(session, "/payment_status").as_deref() == Some("paid") => {
+            out.kind = Kind::OrderPaid;
+            out.customer = customer;
+            let external_id = id_at(session, "/payment_intent").or_else(|| str_at(session, "/id"));
+            out.order = external_id.map(|external_id| OrderRef {
+                external_id,
+                lines: array(session, "/line_items/data")
+                    .iter()
+                    .filter_map(price_item)
+                    .collect(),
+            });
+        }
+        _ => {}
+    }
+}

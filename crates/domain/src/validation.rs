@@ -1,0 +1,271 @@
+use crate::{License, LicenseStatus, Policy, Timestamp};
+use serde::Serialize;
+
+/// The answer to "is this license good?" (contract: these exact codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ValidationCode {
+    Valid,
+    GracePeriod,
+    NotFound,
+    Expired,
+    Suspended,
+    Revoked,
+    NotActivated,
+    TooManyActivations,
+    FeatureMissing,
+    ProductMismatch,
+    QuotaExceeded,
+    NoSeatAvailable,
+}
+
+impl ValidationCode {
+    pub const ALL: [ValidationCode; 12] = [
+        ValidationCode::Valid,
+        ValidationCode::GracePeriod,
+        ValidationCode::NotFound,
+        ValidationCode::Expired,
+        ValidationCode::Suspended,
+        ValidationCode::Revoked,
+        ValidationCode::NotActivated,
+        ValidationCode::TooManyActivations,
+        ValidationCode::FeatureMissing,
+        ValidationCode::ProductMismatch,
+        ValidationCode::QuotaExceeded,
+        ValidationCode::NoSeatAvailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValidationCode::Valid => "VALID",
+            ValidationCode::GracePeriod => "GRACE_PERIOD",
+            ValidationCode::NotFound => "NOT_FOUND",
+            ValidationCode::Expired => "EXPIRED",
+            ValidationCode::Suspended => "SUSPENDED",
+            ValidationCode::Revoked => "REVOKED",
+            ValidationCode::NotActivated => "NOT_ACTIVATED",
+            ValidationCode::TooManyActivations => "TOO_MANY_ACTIVATIONS",
+            ValidationCode::FeatureMissing => "FEATURE_MISSING",
+            ValidationCode::ProductMismatch => "PRODUCT_MISMATCH",
+            ValidationCode::QuotaExceeded => "QUOTA_EXCEEDED",
+            ValidationCode::NoSeatAvailable => "NO_SEAT_AVAILABLE",
+        }
+    }
+
+    pub fn is_valid(self) -> bool {
+        matches!(self, ValidationCode::Valid | ValidationCode::GracePeriod)
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            ValidationCode::Valid => "the license is valid",
+            ValidationCode::GracePeriod => "the license has expired but is within its grace period",
+            ValidationCode::NotFound => "no license has this key",
+            ValidationCode::Expired => "the license has expired",
+            ValidationCode::Suspended => "the license is suspended",
+            ValidationCode::Revoked => "the license has been revoked",
+            ValidationCode::NotActivated => "this machine is not activated for the license",
+            ValidationCode::TooManyActivations => "the license has more activations than it allows",
+            ValidationCode::FeatureMissing => "the license does not grant a requested feature",
+            ValidationCode::ProductMismatch => "the license is for another product",
+            ValidationCode::QuotaExceeded => "the license's usage quota is used up",
+            ValidationCode::NoSeatAvailable => "every floating seat of the license is in use",
+        }
+    }
+}
+
+/// What the app asked to be checked besides the key.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ValidationRequest<'a> {
+    pub fingerprint: Option<&'a str>,
+    /// A product code or id the license must belong to.
+    pub product: Option<&'a str>,
+    pub features: &'a [String],
+}
+
+/// What the store knows beyond the license row itself.
+#[derive(Debug, Clone, Default)]
+pub struct ValidationFacts {
+    pub product_code: String,
+    pub fingerprint_activated: bool,
+    pub activation_count: i64,
+    pub quota_used: i64,
+}
+
+/// The validation decision. Order matters: the most fundamental problem is reported first
+/// (revoked before suspended before expired before scope mismatches).
+pub fn decide(
+    license: &License,
+    policy: &Policy,
+    request: &ValidationRequest<'_>,
+    facts: &ValidationFacts,
+    now: Timestamp,
+) -> ValidationCode {
+    match license.status {
+        LicenseStatus::Revoked => return ValidationCode::Revoked,
+        LicenseStatus::Suspended => return ValidationCode::Suspended,
+        LicenseStatus::Active => {}
+    }
+    let mut in_grace = false;
+    if license.is_expired(now) {
+        match license.grace_until(policy) {
+            Some(g) if now < g => in_grace = true,
+            _ => return ValidationCode::Expired,
+        }
+    }
+    if let Some(product) = request.product
+        && product != facts.product_code
+        && product != license.product_id
+    {
+        return ValidationCode::ProductMismatch;
+    }
+    if request
+        .features
+        .iter()
+        .any(|f| !license.has_feature(policy, f))
+    {
+        return ValidationCode::FeatureMissing;
+    }
+    if let Some(max) = license.max_activations(policy)
+        && facts.activation_count > max
+    {
+        return ValidationCode::TooManyActivations;
+    }
+    if request.fingerprint.is_some() && policy.require_activation && !facts.fingerprint_activated {
+        return ValidationCode::NotActivated;
+    }
+    if let Some(limit) = license.quota_limit(policy)
+        && facts.quota_used >= limit
+    {
+        return ValidationCode::QuotaExceeded;
+    }
+    if in_grace {
+        ValidationCode::GracePeriod
+    } else {
+        ValidationCode::Valid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Quota;
+    use crate::license::tests::{license, policy};
+
+    fn facts() -> ValidationFacts {
+        ValidationFacts {
+            product_code: "app".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn status_codes_come_first() {
+        let p = policy();
+        let mut l = license();
+        let r = ValidationRequest::default();
+        assert_eq!(
+            decide(&l, &p, &r, &facts(), Timestamp(0)),
+            ValidationCode::Valid
+        );
+        l.expires_at = Some(Timestamp(10));
+        l.status = LicenseStatus::Suspended;
+        assert_eq!(
+            decide(&l, &p, &r, &facts(), Timestamp(20)),
+            ValidationCode::Suspended
+        );
+        l.status = LicenseStatus::Revoked;
+        assert_eq!(
+            decide(&l, &p, &r, &facts(), Timestamp(20)),
+            ValidationCode::Revoked
+        );
+    }
+
+    #[test]
+    fn expiry_and_grace() {
+        let mut p = policy();
+        p.grace_seconds = 10;
+        let mut l = license();
+        l.expires_at = Some(Timestamp(1_000));
+        let r = ValidationRequest::default();
+        assert_eq!(
+            decide(&l, &p, &r, &facts(), Timestamp(999)),
+            ValidationCode::Valid
+        );
+        assert_eq!(
+            decide(&l, &p, &r, &facts(), Timestamp(1_000)),
+            ValidationCode::GracePeriod
+        );
+        assert!(ValidationCode::GracePeriod.is_valid());
+        assert_eq!(
+            decide(&l, &p, &r, &facts(), Timestamp(11_000)),
+            ValidationCode::Expired
+        );
+    }
+
+    #[test]
+    fn scopes() {
+        let mut p = policy();
+        let l = license();
+        let features = vec!["export".to_string(), "missing".to_string()];
+        let r = ValidationRequest {
+            features: &features,
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(&l, &p, &r, &facts(), Timestamp(0)),
+            ValidationCode::FeatureMissing
+        );
+        let r = ValidationRequest {
+            product: Some("other"),
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(&l, &p, &r, &facts(), Timestamp(0)),
+            ValidationCode::ProductMismatch
+        );
+        let r = ValidationRequest {
+            product: Some("app"),
+            fingerprint: Some("m1"),
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(&l, &p, &r, &facts(), Timestamp(0)),
+            ValidationCode::Valid
+        );
+        p.require_activation = true;
+        p.max_activations = Some(1);
+        assert_eq!(
+            decide(&l, &p, &r, &facts(), Timestamp(0)),
+            ValidationCode::NotActivated
+        );
+        let mut f = facts();
+        f.fingerprint_activated = true;
+        f.activation_count = 1;
+        assert_eq!(decide(&l, &p, &r, &f, Timestamp(0)), ValidationCode::Valid);
+        f.activation_count = 2;
+        assert_eq!(
+            decide(&l, &p, &r, &f, Timestamp(0)),
+            ValidationCode::TooManyActivations
+        );
+    }
+
+    #[test]
+    fn quota_used_up() {
+        let mut p = policy();
+        p.quota = Some(Quota {
+            limit: Some(3),
+            period_seconds: None,
+        });
+        let l = license();
+        let mut f = facts();
+        f.quota_used = 2;
+        let r = ValidationRequest::default();
+        assert_eq!(decide(&l, &p, &r, &f, Timestamp(0)), ValidationCode::Valid);
+        f.quota_used = 3;
+        assert_eq!(
+            decide(&l, &p, &r, &f, Timestamp(0)),
+            ValidationCode::QuotaExceeded
+        );
+    }
+}

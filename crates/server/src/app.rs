@@ -1,0 +1,200 @@
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::openapi;
+use crate::routes;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use keygate_store::Store;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub openapi: Arc<String>,
+}
+
+/// Opens the database, migrates it, and builds the router.
+pub async fn build(config: Config) -> anyhow_free::Result<(Router, AppState)> {
+    let store = keygate_store::connect(&config.database_url).await?;
+    store.migrate().await?;
+    Ok(router(store, config))
+}
+
+pub fn router(store: Arc<dyn Store>, config: Config) -> (Router, AppState) {
+    let routes = routes::all();
+    let metrics = Metrics::new(
+        routes
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.to_string())),
+    );
+    let openapi = openapi::document(&routes).to_string();
+    let state = AppState {
+        store,
+        config: Arc::new(config),
+        metrics: Arc::new(metrics),
+        openapi: Arc::new(openapi),
+    };
+    // One MethodRouter per path, merged across methods.
+    let mut by_path: BTreeMap<&'static str, axum::routing::MethodRouter<AppState>> =
+        BTreeMap::new();
+    for r in routes {
+        let merged = match by_path.remove(r.path) {
+            Some(existing) => existing.merge(r.handler),
+            None => r.handler,
+        };
+        by_path.insert(r.path, merged);
+    }
+    let mut router = Router::new();
+    for (path, handler) in by_path {
+        router = router.route(path, handler);
+    }
+    let router = router
+        .fallback(fallback)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state.clone());
+    (router, state)
+}
+
+async fn fallback() -> crate::error::ApiError {
+    crate::error::ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "ROUTE_NOT_FOUND",
+        "no such endpoint: see /openapi.json",
+    )
+}
+
+/// A span per request, and the request's metrics under its route pattern (never the raw path,
+/// which would carry ids and keys).
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let method = request.method().clone();
+    let slot = state.metrics.slot(method.as_str(), route.as_deref());
+    let span = tracing::debug_span!(
+        "request",
+        method = %method,
+        route = route.as_deref().unwrap_or("unmatched")
+    );
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    state.metrics.record(slot, status, elapsed);
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::error!(
+                status,
+                elapsed_ms = elapsed.as_secs_f64() * 1e3,
+                "request failed"
+            );
+        } else {
+            tracing::debug!(status, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request");
+        }
+    });
+    response
+}
+
+/// A running server, for tests and embedding.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Starts serving `config` in the background (bind `127.0.0.1:0` for a random port).
+    pub async fn start(config: Config) -> anyhow_free::Result<Server> {
+        let bind = config.bind.clone();
+        let (router, state) = build(config).await?;
+        let listener = TcpListener::bind(&bind).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        Ok(Server {
+            addr,
+            state,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Serves until SIGINT/SIGTERM, then drains in-flight requests.
+pub async fn serve(config: Config) -> anyhow_free::Result<()> {
+    if config.master_key.is_none() {
+        tracing::warn!(
+            "KEYGATE_MASTER_KEY is not set: platform secrets and signing keys are stored unencrypted"
+        );
+    }
+    let bind = config.bind.clone();
+    let engine_url = keygate_store::redact_url(&config.database_url);
+    let (router, _state) = build(config).await?;
+    let listener = TcpListener::bind(&bind).await?;
+    tracing::info!(addr = %listener.local_addr()?, database = %engine_url, "keygate listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("keygate stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// A boxed error for start-up paths (the binary prints it and exits non-zero).
+pub mod anyhow_free {
+    pub type Error = Box<dyn std::error::Error + Send + Sync + 'static>;
+    pub type Result<T, E = Error> = std::result::Result<T, E>;
+}

@@ -1,0 +1,16 @@
+//! The `keygate` server: HTTP routing, authentication, OpenAPI, metrics and the CLI.
+//! Handlers stay thin: they parse, call the store, and shape the answer.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod telemetry;
+
+pub use app::{AppState, Server};
+pub use config::Config;

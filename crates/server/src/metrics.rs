@@ -1,0 +1,141 @@
+//! Prometheus metrics without a lock on the hot path: every route gets its slot of atomics
+//! when the router is built; a request finds its slot by (method, route pattern).
+use keygate_domain::ValidationCode;
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Latency bucket bounds, seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+struct RouteStats {
+    method: String,
+    route: String,
+    by_status: [AtomicU64; 5],
+    buckets: [AtomicU64; BUCKETS.len()],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+pub struct Metrics {
+    routes: Vec<RouteStats>,
+    index: HashMap<(String, String), usize>,
+    validations: [AtomicU64; ValidationCode::ALL.len()],
+}
+
+impl Metrics {
+    pub fn new(routes: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut stats = Vec::new();
+        let mut index = HashMap::new();
+        let unmatched = [("ANY".to_string(), "unmatched".to_string())];
+        for (method, route) in routes.into_iter().chain(unmatched) {
+            index.insert((method.clone(), route.clone()), stats.len());
+            stats.push(RouteStats {
+                method,
+                route,
+                by_status: Default::default(),
+                buckets: Default::default(),
+                sum_micros: AtomicU64::new(0),
+                count: AtomicU64::new(0),
+            });
+        }
+        Metrics {
+            routes: stats,
+            index,
+            validations: Default::default(),
+        }
+    }
+
+    pub fn slot(&self, method: &str, route: Option<&str>) -> usize {
+        route
+            .and_then(|r| self.index.get(&(method.to_string(), r.to_string())))
+            .copied()
+            .unwrap_or(self.routes.len() - 1)
+    }
+
+    pub fn record(&self, slot: usize, status: u16, elapsed: Duration) {
+        let s = &self.routes[slot];
+        let class = ((status / 100) as usize).clamp(1, 5) - 1;
+        s.by_status[class].fetch_add(1, Relaxed);
+        let secs = elapsed.as_secs_f64();
+        if let Some(b) = BUCKETS.iter().position(|&le| secs <= le) {
+            s.buckets[b].fetch_add(1, Relaxed);
+        }
+        s.sum_micros.fetch_add(elapsed.as_micros() as u64, Relaxed);
+        s.count.fetch_add(1, Relaxed);
+    }
+
+    pub fn record_validation(&self, code: ValidationCode) {
+        if let Some(i) = ValidationCode::ALL.iter().position(|c| *c == code) {
+            self.validations[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP keygate_http_requests_total HTTP requests by route pattern and status class.\n",
+        );
+        out.push_str("# TYPE keygate_http_requests_total counter\n");
+        for s in &self.routes {
+            for (i, class) in STATUS_CLASSES.iter().enumerate() {
+                let n = s.by_status[i].load(Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "keygate_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{class}\"}} {n}",
+                        s.method, s.route
+                    );
+                }
+            }
+        }
+        out.push_str(
+            "# HELP keygate_http_request_duration_seconds HTTP request latency by route pattern.\n",
+        );
+        out.push_str("# TYPE keygate_http_request_duration_seconds histogram\n");
+        for s in &self.routes {
+            let count = s.count.load(Relaxed);
+            if count == 0 {
+                continue;
+            }
+            let labels = format!("method=\"{}\",route=\"{}\"", s.method, s.route);
+            let mut cumulative = 0;
+            for (i, le) in BUCKETS.iter().enumerate() {
+                cumulative += s.buckets[i].load(Relaxed);
+                let _ = writeln!(
+                    out,
+                    "keygate_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "keygate_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "keygate_http_request_duration_seconds_sum{{{labels}}} {}",
+                s.sum_micros.load(Relaxed) as f64 / 1e6
+            );
+            let _ = writeln!(
+                out,
+                "keygate_http_request_duration_seconds_count{{{labels}}} {count}"
+            );
+        }
+        out.push_str("# HELP keygate_validations_total License validations by result code.\n");
+        out.push_str("# TYPE keygate_validations_total counter\n");
+        for (i, code) in ValidationCode::ALL.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "keygate_validations_total{{code=\"{}\"}} {}",
+                code.as_str(),
+                self.validations[i].load(Relaxed)
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,431 @@
+//! The OpenAPI 3.1 document, built from the route list (see `routes`) and the schemas below.
+use crate::routes::{Auth, Route};
+use serde_json::{Map, Value, json};
+
+fn obj(required: &[&str], properties: Value) -> Value {
+    json!({"type": "object", "required": required, "properties": properties})
+}
+
+fn list_of(item: &str) -> Value {
+    obj(
+        &["data", "next_cursor"],
+        json!({
+            "data": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}},
+            "next_cursor": {"type": ["string", "null"], "description": "pass as `cursor` for the next page"}
+        }),
+    )
+}
+
+fn r(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+const TIME: &str = "RFC 3339 UTC time";
+
+fn time() -> Value {
+    json!({"type": "string", "format": "date-time", "description": TIME})
+}
+fn opt_time() -> Value {
+    json!({"type": ["string", "null"], "format": "date-time", "description": TIME})
+}
+fn string() -> Value {
+    json!({"type": "string"})
+}
+fn opt_string() -> Value {
+    json!({"type": ["string", "null"]})
+}
+fn int() -> Value {
+    json!({"type": "integer"})
+}
+fn opt_int() -> Value {
+    json!({"type": ["integer", "null"]})
+}
+fn strings() -> Value {
+    json!({"type": "array", "items": {"type": "string"}})
+}
+fn metadata() -> Value {
+    json!({"type": "object", "description": "free-form JSON object (at most 16 KiB)"})
+}
+
+pub fn schemas() -> Map<String, Value> {
+    let validation_codes = json!([
+        "VALID",
+        "GRACE_PERIOD",
+        "NOT_FOUND",
+        "EXPIRED",
+        "SUSPENDED",
+        "REVOKED",
+        "NOT_ACTIVATED",
+        "TOO_MANY_ACTIVATIONS",
+        "FEATURE_MISSING",
+        "PRODUCT_MISMATCH",
+        "QUOTA_EXCEEDED",
+        "NO_SEAT_AVAILABLE"
+    ]);
+    let policy_props = json!({
+        "product_id": string(),
+        "name": string(),
+        "duration_seconds": {"type": ["integer", "null"], "description": "fixed term from issue; null = perpetual"},
+        "expiry": {"type": "string", "enum": ["fixed", "subscription"]},
+        "trial_seconds": {"type": ["integer", "null"], "description": "licenses start as trials of this length"},
+        "grace_seconds": {"type": "integer", "description": "after expiry, validation still passes with GRACE_PERIOD"},
+        "max_activations": {"type": ["integer", "null"], "description": "node-locked: distinct machines; null = unlimited"},
+        "require_activation": {"type": "boolean", "description": "validation with a fingerprint needs it activated (default: max_activations is set)"},
+        "floating": {"type": ["object", "null"], "properties": {"max_seats": int(), "lease_seconds": int()}},
+        "quota": {"type": ["object", "null"], "properties": {"limit": opt_int(), "period_seconds": opt_int()},
+                  "description": "usage per period (null period = lifetime); null limit = pay-per-use"},
+        "features": strings(),
+        "seats_from_quantity": {"type": "boolean"},
+        "metadata": metadata(),
+    });
+    let mut policy = policy_props.clone();
+    for (k, v) in [
+        ("id", string()),
+        ("created_at", time()),
+        ("updated_at", time()),
+    ] {
+        policy[k] = v;
+    }
+    let overrides = json!({"type": "object", "properties": {
+        "add_features": strings(), "remove_features": strings(),
+        "max_activations": opt_int(), "max_seats": opt_int(), "quota_limit": opt_int()
+    }});
+    let license = obj(
+        &[
+            "id",
+            "key",
+            "status",
+            "expired",
+            "policy_id",
+            "product_id",
+            "starts_at",
+            "expires_at",
+            "features",
+        ],
+        json!({
+            "id": string(), "key": string(),
+            "status": {"type": "string", "enum": ["active", "suspended", "revoked"]},
+            "expired": {"type": "boolean"},
+            "policy_id": string(), "product_id": string(),
+            "customer_id": opt_string(), "subscription_id": opt_string(),
+            "starts_at": time(), "expires_at": opt_time(), "grace_until": opt_time(),
+            "features": strings(),
+            "max_activations": opt_int(), "max_seats": opt_int(),
+            "quota": {"type": ["object", "null"], "properties": {
+                "limit": opt_int(), "used": int(), "period_seconds": opt_int(), "resets_at": opt_time()}},
+            "overrides": overrides,
+            "metadata": metadata(), "created_at": time(), "updated_at": time(),
+        }),
+    );
+    let activation = obj(
+        &["id", "license_id", "fingerprint"],
+        json!({"id": string(), "license_id": string(), "fingerprint": string(), "name": opt_string(),
+               "platform": opt_string(), "created_at": time(), "last_seen_at": time()}),
+    );
+    let account = obj(
+        &["id", "name"],
+        json!({"id": string(), "name": string(), "created_at": time()}),
+    );
+    let api_key = obj(
+        &["id", "name", "prefix"],
+        json!({"id": string(), "name": string(), "prefix": string(), "created_at": time(), "revoked_at": opt_time()}),
+    );
+    let product = obj(
+        &["id", "code", "name"],
+        json!({"id": string(), "code": string(), "name": string(), "metadata": metadata(),
+               "created_at": time(), "updated_at": time()}),
+    );
+    let customer = obj(
+        &["id"],
+        json!({"id": string(), "email": opt_string(), "name": opt_string(),
+               "external_ids": {"type": "object", "additionalProperties": {"type": "string"},
+                                "description": "platform ids, e.g. {\"stripe\": \"cus_...\"}"},
+               "metadata": metadata(), "created_at": time(), "updated_at": time()}),
+    );
+    let mut map = Map::new();
+    let mut put = |name: &str, v: Value| {
+        map.insert(name.to_string(), v);
+    };
+    put(
+        "Error",
+        obj(
+            &["error"],
+            json!({"error": obj(&["code", "message"], json!({"code": {"type": "string", "description": "stable UPPER_SNAKE_CASE code"}, "message": string()}))}),
+        ),
+    );
+    put(
+        "Health",
+        obj(
+            &["status"],
+            json!({"status": string(), "database": string()}),
+        ),
+    );
+    put("AccountInput", obj(&["name"], json!({"name": string()})));
+    put("Account", account);
+    put(
+        "AccountCreated",
+        obj(
+            &["account", "api_key"],
+            json!({"account": r("Account"), "api_key": {"type": "string", "description": "kg_sk_...; shown only once"}}),
+        ),
+    );
+    put("ApiKeyInput", obj(&["name"], json!({"name": string()})));
+    let mut created_key = api_key.clone();
+    created_key["properties"]["api_key"] =
+        json!({"type": "string", "description": "shown only once"});
+    put("ApiKey", api_key);
+    put("ApiKeyCreated", created_key);
+    put("ApiKeyList", list_of("ApiKey"));
+    put(
+        "ProductInput",
+        obj(
+            &["code", "name"],
+            json!({"code": string(), "name": string(), "metadata": metadata()}),
+        ),
+    );
+    put(
+        "ProductPatch",
+        obj(
+            &[],
+            json!({"code": string(), "name": string(), "metadata": metadata()}),
+        ),
+    );
+    put("Product", product);
+    put("ProductList", list_of("Product"));
+    put(
+        "PolicyInput",
+        obj(&["product_id", "name"], policy_props.clone()),
+    );
+    put("PolicyPatch", obj(&[], policy_props));
+    put(
+        "Policy",
+        obj(&["id", "product_id", "name", "expiry", "features"], policy),
+    );
+    put("PolicyList", list_of("Policy"));
+    let customer_input = json!({"email": opt_string(), "name": opt_string(),
+        "external_ids": {"type": "object", "additionalProperties": {"type": "string"}}, "metadata": metadata()});
+    put("CustomerInput", obj(&[], customer_input.clone()));
+    put("CustomerPatch", obj(&[], customer_input));
+    put("Customer", customer);
+    put("CustomerList", list_of("Customer"));
+    put(
+        "LicenseInput",
+        obj(
+            &["policy_id"],
+            json!({"policy_id": string(), "customer_id": opt_string(),
+                   "key": {"type": "string", "description": "bring your own key (16-256 chars); generated when absent"},
+                   "starts_at": time(), "expires_at": opt_time(), "overrides": overrides.clone(),
+                   "quantity": opt_int(), "metadata": metadata()}),
+        ),
+    );
+    put(
+        "LicensePatch",
+        obj(
+            &[],
+            json!({"policy_id": string(), "customer_id": opt_string(), "expires_at": opt_time(),
+                   "overrides": overrides, "quantity": opt_int(), "metadata": metadata()}),
+        ),
+    );
+    put("License", license);
+    put("LicenseList", list_of("License"));
+    put(
+        "ExtendInput",
+        obj(
+            &[],
+            json!({"seconds": {"type": "integer", "description": "required for extend"}}),
+        ),
+    );
+    put("Activation", activation);
+    put("ActivationList", list_of("Activation"));
+    put(
+        "ValidateInput",
+        obj(
+            &["key"],
+            json!({"key": string(), "fingerprint": string(),
+                   "product": {"type": "string", "description": "product code or id the license must be for"},
+                   "features": strings(),
+                   "nonce": {"type": "string", "description": "echoed inside the answer (at most 256 chars)"}}),
+        ),
+    );
+    put(
+        "Validation",
+        obj(
+            &["valid", "code", "license", "ts"],
+            json!({"valid": {"type": "boolean"}, "code": {"type": "string", "enum": validation_codes},
+                   "message": string(),
+                   "license": {"oneOf": [r("License"), {"type": "null"}]},
+                   "nonce": string(), "ts": time()}),
+        ),
+    );
+    put(
+        "ActivateInput",
+        obj(
+            &["key", "fingerprint"],
+            json!({"key": string(), "fingerprint": string(), "name": string(), "platform": string()}),
+        ),
+    );
+    put(
+        "DeactivateInput",
+        obj(
+            &["key", "fingerprint"],
+            json!({"key": string(), "fingerprint": string()}),
+        ),
+    );
+    put(
+        "SeatInput",
+        obj(
+            &["key", "session"],
+            json!({"key": string(), "session": string()}),
+        ),
+    );
+    put(
+        "SeatLease",
+        obj(
+            &["lease_expires_at"],
+            json!({"license_id": string(), "session": string(), "lease_expires_at": time(),
+                   "seats_used": int(), "max_seats": opt_int()}),
+        ),
+    );
+    put(
+        "UsageInput",
+        obj(
+            &["key", "amount"],
+            json!({"key": string(), "feature": string(), "amount": int(),
+                   "mode": {"type": "string", "enum": ["prepay", "postpay"], "default": "prepay"}}),
+        ),
+    );
+    put(
+        "UsageOutcome",
+        obj(
+            &["used", "remaining"],
+            json!({"used": int(), "remaining": opt_int(), "overdraft": int()}),
+        ),
+    );
+    put(
+        "AuditEntry",
+        obj(
+            &[
+                "id",
+                "actor_type",
+                "action",
+                "object_type",
+                "object_id",
+                "created_at",
+            ],
+            json!({"id": string(), "actor_type": string(), "actor_id": opt_string(), "action": string(),
+                   "object_type": string(), "object_id": string(), "license_id": opt_string(),
+                   "customer_id": opt_string(), "before": {}, "after": {}, "created_at": time()}),
+        ),
+    );
+    put("AuditList", list_of("AuditEntry"));
+    map
+}
+
+fn path_params(path: &str) -> Vec<Value> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect()
+}
+
+pub fn document(routes: &[Route]) -> Value {
+    let mut paths = Map::new();
+    for route in routes {
+        let mut op = Map::new();
+        op.insert("summary".into(), json!(route.summary));
+        op.insert("tags".into(), json!([route.tag]));
+        op.insert(
+            "operationId".into(),
+            json!(format!("{} {}", route.method.to_lowercase(), route.path)),
+        );
+        let mut params = path_params(route.path);
+        params.extend(route.query.iter().map(|(name, description)| {
+            json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
+        }));
+        if !params.is_empty() {
+            op.insert("parameters".into(), Value::Array(params));
+        }
+        if let Some(schema) = route.request {
+            op.insert(
+                "requestBody".into(),
+                json!({"required": true, "content": {"application/json": {"schema": r(schema)}}}),
+            );
+        }
+        let (status, schema) = route.response;
+        let ok = match schema {
+            Some(s) => {
+                json!({"description": "success", "content": {"application/json": {"schema": r(s)}}})
+            }
+            None => json!({"description": "success"}),
+        };
+        let error = json!({"description": "error", "content": {"application/json": {"schema": r("Error")}}});
+        op.insert(
+            "responses".into(),
+            json!({status.to_string(): ok, "default": error}),
+        );
+        match route.auth {
+            Auth::Public => {
+                op.insert("security".into(), json!([]));
+            }
+            Auth::ApiKey => {
+                op.insert("security".into(), json!([{"apiKey": []}]));
+            }
+            Auth::RootToken => {
+                op.insert("security".into(), json!([{"rootToken": []}]));
+            }
+        }
+        let entry = paths
+            .entry(route.path.to_string())
+            .or_insert_with(|| json!({}));
+        entry[route.method.to_lowercase()] = Value::Object(op);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Keygate",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Self-hosted software licensing with a built-in subscription gateway."
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "an account API key, kg_sk_..."},
+                "rootToken": {"type": "http", "scheme": "bearer", "description": "KEYGATE_ROOT_TOKEN"}
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_referenced_schema_exists() {
+        let doc = document(&crate::routes::all());
+        let text = doc.to_string();
+        let schemas = schemas();
+        for piece in text.split("#/components/schemas/").skip(1) {
+            let name: String = piece.chars().take_while(|c| c.is_alphanumeric()).collect();
+            assert!(
+                schemas.contains_key(&name),
+                "schema {name} is referenced but missing"
+            );
+        }
+    }
+
+    #[test]
+    fn documents_every_route() {
+        let routes = crate::routes::all();
+        let doc = document(&routes);
+        for r in &routes {
+            assert!(
+                doc["paths"][r.path][r.method.to_lowercase()].is_object(),
+                "{} {} missing",
+                r.method,
+                r.path
+            );
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Endpoints for vendors' apps. The license key is the credential; no API key.
+use super::Route;
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use keygate_domain::{Timestamp, ValidationRequest};
+use keygate_store::{ActivateInput, UsageInput};
+use serde::{Deserialize, Serialize};
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::post(
+            "/v1/licenses/validate",
+            "Is this license good? Always 200 with valid + code for a well-formed request",
+            validate,
+        )
+        .tag("client")
+        .public()
+        .body("ValidateInput")
+        .returns(200, "Validation"),
+        Route::post(
+            "/v1/licenses/activate",
+            "Activate a machine (201 new, 200 already activated; 409 TOO_MANY_ACTIVATIONS)",
+            activate,
+        )
+        .tag("client")
+        .public()
+        .body("ActivateInput")
+        .returns(201, "Activation"),
+        Route::post(
+            "/v1/licenses/deactivate",
+            "Deactivate a machine",
+            deactivate,
+        )
+        .tag("client")
+        .public()
+        .body("DeactivateInput")
+        .no_content(),
+        Route::post(
+            "/v1/licenses/checkout",
+            "Check out a floating seat, or heartbeat a held one (409 NO_SEAT_AVAILABLE)",
+            checkout,
+        )
+        .tag("client")
+        .public()
+        .body("SeatInput")
+        .returns(200, "SeatLease"),
+        Route::post("/v1/licenses/checkin", "Give a floating seat back", checkin)
+            .tag("client")
+            .public()
+            .body("SeatInput")
+            .no_content(),
+        Route::post(
+            "/v1/licenses/usage",
+            "Record metered usage, atomically against the quota (409 QUOTA_EXCEEDED)",
+            usage,
+        )
+        .tag("client")
+        .public()
+        .body("UsageInput")
+        .returns(200, "UsageOutcome"),
+    ]
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateInput {
+    pub key: String,
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    #[serde(default)]
+    pub product: Option<String>,
+    #[serde(default)]
+    pub features: Vec<String>,
+    #[serde(default)]
+    pub nonce: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ValidationBody {
+    valid: bool,
+    code: &'static str,
+    message: &'static str,
+    license: Option<keygate_domain::LicenseView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<String>,
+    ts: Timestamp,
+}
+
+const MAX_NONCE: usize = 256;
+
+async fn validate(
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<ValidateInput>,
+) -> ApiResult<impl IntoResponse> {
+    if input.nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE) {
+        return Err(ApiError::bad_request(
+            "INVALID_BODY",
+            format!("`nonce` is longer than {MAX_NONCE} characters"),
+        ));
+    }
+    let request = ValidationRequest {
+        fingerprint: input.fingerprint.as_deref(),
+        product: input.product.as_deref(),
+        features: &input.features,
+    };
+    let outcome = state.store.validate(&input.key, request).await?;
+    state.metrics.record_validation(outcome.code);
+    let body = ValidationBody {
+        valid: outcome.code.is_valid(),
+        code: outcome.code.as_str(),
+        message: outcome.code.message(),
+        license: outcome.license,
+        nonce: input.nonce,
+        ts: Timestamp::now(),
+    };
+    Ok(axum::Json(body))
+}
+
+async fn activate(
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<ActivateInput>,
+) -> ApiResult<impl IntoResponse> {
+    let (activation, created) = state.store.activate(input).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(activation)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeactivateInput {
+    key: String,
+    fingerprint: String,
+}
+
+async fn deactivate(
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<DeactivateInput>,
+) -> ApiResult<StatusCode> {
+    state
+        .store
+        .deactivate(&input.key, &input.fingerprint)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeatInput {
+    key: String,
+    session: String,
+}
+
+async fn checkout(
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<SeatInput>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(axum::Json(
+        state.store.checkout(&input.key, &input.session).await?,
+    ))
+}
+
+async fn checkin(
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<SeatInput>,
+) -> ApiResult<StatusCode> {
+    state.store.checkin(&input.key, &input.session).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn usage(
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<UsageInput>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(axum::Json(state.store.record_usage(input).await?))
+}

@@ -1,0 +1,61 @@
+//! Operations: liveness, readiness, metrics, the OpenAPI document.
+use super::Route;
+use crate::app::AppState;
+use crate::error::ApiError;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::json;
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/healthz", "Liveness: the process answers", healthz)
+            .tag("operations")
+            .public()
+            .returns(200, "Health"),
+        Route::get("/readyz", "Readiness: the database answers", readyz)
+            .tag("operations")
+            .public()
+            .returns(200, "Health"),
+        Route::get("/metrics", "Prometheus metrics", metrics)
+            .tag("operations")
+            .public(),
+        Route::get("/openapi.json", "This OpenAPI document", openapi)
+            .tag("operations")
+            .public(),
+    ]
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    match state.store.ping().await {
+        Ok(()) => Ok(axum::Json(
+            json!({"status": "ok", "database": state.store.engine()}),
+        )),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "DATABASE_UNAVAILABLE",
+                "the database does not answer",
+            ))
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi.as_str().to_owned(),
+    )
+}

@@ -1,0 +1,21 @@
+//! A tiny migration runner: numbered SQL files per engine, applied in order, each in its own
+//! transaction, recorded in `keygate_migrations`. Embedded at compile time, no database needed
+//! to build.
+
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "core",
+    sql: include_str!("../migrations/sqlite/0001_core.sql"),
+}];
+
+pub const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "core",
+    sql: include_str!("../migrations/postgres/0001_core.sql"),
+}];

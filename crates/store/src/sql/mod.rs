@@ -1,0 +1,93 @@
+//! The SQL implementation of `Store`, compiled once per engine from the same source
+//! (`store_impl.rs`): the SQL text is shared, only the few dialect differences below vary.
+//! Both engines accept `$N` placeholders, `RETURNING`, `ON CONFLICT` and `FILTER`.
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+pub mod sqlite {
+    use super::is_unique_violation;
+    use crate::{Result, StoreError};
+    use sqlx::Pool;
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
+    use std::str::FromStr;
+    use std::time::Duration;
+
+    type Db = sqlx::Sqlite;
+    const ENGINE: &str = "sqlite";
+    /// SQLite has no row locks: every write goes through the single writer connection,
+    /// so a write transaction is already serialized against every other.
+    const FOR_UPDATE: &str = "";
+    const FOR_UPDATE_OF_L: &str = "";
+    const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::SQLITE;
+
+    /// Readers share a pool; writers share one connection. SQLite allows one writer at a time
+    /// anyway, and funnelling writes through one connection avoids lock-upgrade failures
+    /// (SQLITE_BUSY) between deferred transactions.
+    async fn open_pools(url: &str) -> Result<(Pool<Db>, Pool<Db>)> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Config(format!("bad SQLite URL `{url}`: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .statement_cache_capacity(256);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        let readers = std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(4)
+            .clamp(4, 16);
+        let read = SqlitePoolOptions::new()
+            .max_connections(readers)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok((read, write))
+    }
+
+    include!("store_impl.rs");
+}
+
+pub mod postgres {
+    use super::is_unique_violation;
+    use crate::{Result, StoreError};
+    use sqlx::Pool;
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    use std::str::FromStr;
+    use std::time::Duration;
+
+    type Db = sqlx::Postgres;
+    const ENGINE: &str = "postgres";
+    /// Row locks serialize the check-then-write paths (activation limits, seats, quota)
+    /// across connections and nodes.
+    const FOR_UPDATE: &str = " FOR UPDATE";
+    const FOR_UPDATE_OF_L: &str = " FOR UPDATE OF l";
+    const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::POSTGRES;
+
+    async fn open_pools(url: &str) -> Result<(Pool<Db>, Pool<Db>)> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| {
+            StoreError::Config(format!(
+                "bad PostgreSQL URL `{}`: {e}",
+                crate::redact_url(url)
+            ))
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        Ok((pool.clone(), pool))
+    }
+
+    include!("store_impl.rs");
+}
