@@ -1,0 +1,11 @@
+//! Integration tests: the real server on a random port, a fresh database per test, both
+//! engines, everything through HTTP as a vendor would use it.
+mod harness;
+
+mod accounts;
+mod bad_input;
+mod cli;
+mod enforcement;
+mod lifecycle;
+mod ops;
+mod resources;
