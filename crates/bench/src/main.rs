@@ -1,1 +1,232 @@
-fn main() {}
+//! Keygate benchmarks, driven over loopback like a vendor's app would.
+//!
+//! `cargo run --release -p keygate-bench -- validate [--licenses N] [--connections C] [--seconds S]`
+//!   loads N licenses into a fresh SQLite database, then drives `POST /v1/licenses/validate`
+//!   with random keys, and a bare JSON endpoint of the same HTTP stack as the ceiling.
+//! `cargo run --release -p keygate-bench -- scale`
+//!   validate throughput at 1k licenses, then at 1M in the same database.
+use axum::Router;
+use axum::routing::post;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use keygate_domain::PolicyInput;
+use keygate_server::Config;
+use keygate_store::{LicenseInput, Store};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Options {
+    licenses: usize,
+    connections: usize,
+    seconds: u64,
+    database_url: Option<String>,
+}
+
+fn parse_options(args: &[String]) -> Options {
+    let mut o = Options {
+        licenses: 100_000,
+        connections: 64,
+        seconds: 10,
+        database_url: None,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().expect("flag needs a value").clone();
+        match a.as_str() {
+            "--licenses" => o.licenses = value().parse().expect("--licenses N"),
+            "--connections" => o.connections = value().parse().expect("--connections N"),
+            "--seconds" => o.seconds = value().parse().expect("--seconds N"),
+            "--database-url" => o.database_url = Some(value()),
+            other => panic!("unknown option {other}"),
+        }
+    }
+    o
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (command, rest) = args.split_first().map(|(c, r)| (c.as_str(), r)).unwrap_or(("validate", &[]));
+    let options = parse_options(rest);
+    // The server gets its own runtime and threads; the load generator runs on this thread.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("keygate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = options
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", dir.join("bench.db").display()));
+    let (store, addr) = server_rt.block_on(start_server(&url));
+    match command {
+        "validate" => {
+            let keys = server_rt.block_on(load(&store, options.licenses, Vec::new()));
+            client_rt.block_on(compare(addr, &keys, &options));
+        }
+        "scale" => {
+            let keys = server_rt.block_on(load(&store, 1_000, Vec::new()));
+            let small = client_rt.block_on(run_validate(addr, &keys, &options, "validate @1k"));
+            let keys = server_rt.block_on(load(&store, 1_000_000, keys));
+            let large = client_rt.block_on(run_validate(addr, &keys, &options, "validate @1M"));
+            println!(
+                "scale: throughput at 1M licenses is {:.1}% of that at 1k",
+                large.rps / small.rps * 100.0
+            );
+        }
+        other => panic!("unknown benchmark `{other}`: use validate or scale"),
+    }
+    drop(server_rt);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+async fn bare(body: Bytes) -> axum::Json<serde_json::Value> {
+    let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    axum::Json(serde_json::json!({"valid": true, "code": "VALID", "key": parsed["key"]}))
+}
+
+async fn start_server(url: &str) -> (Arc<dyn Store>, SocketAddr) {
+    let store = keygate_store::connect(url).await.expect("database opens");
+    store.migrate().await.expect("migrations apply");
+    let (router, _) = keygate_server::app::router(store.clone(), Config::for_database(url));
+    let router = router.merge(Router::new().route("/bench/bare", post(bare)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (store, addr)
+}
+
+/// Tops the database up to `total` licenses (in bulk transactions), returning all keys.
+async fn load(store: &Arc<dyn Store>, total: usize, mut keys: Vec<String>) -> Vec<String> {
+    let started = Instant::now();
+    let (_, _, secret) = store.create_account("bench").await.unwrap();
+    let who = store.authenticate(&secret).await.unwrap().unwrap();
+    let product = store
+        .create_product(
+            &who,
+            serde_json::from_value(serde_json::json!({"code": "app", "name": "App"})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let policy: PolicyInput = serde_json::from_value(serde_json::json!({
+        "product_id": product.id, "name": "Pro", "duration_seconds": 31536000,
+        "max_activations": 3, "features": ["export", "sync"]
+    }))
+    .unwrap();
+    let policy = store.create_policy(&who, policy).await.unwrap();
+    let input: LicenseInput =
+        serde_json::from_value(serde_json::json!({"policy_id": policy.id})).unwrap();
+    let before = keys.len();
+    while keys.len() < total {
+        let n = (total - keys.len()).min(20_000);
+        let created = store.create_licenses(&who, input.clone(), n).await.unwrap();
+        keys.extend(created.into_iter().map(|l| l.key));
+    }
+    eprintln!(
+        "loaded {} licenses in {:.1}s ({} in the database)",
+        keys.len() - before,
+        started.elapsed().as_secs_f64(),
+        keys.len()
+    );
+    keys
+}
+
+struct Figures {
+    rps: f64,
+}
+
+async fn compare(addr: SocketAddr, keys: &[String], o: &Options) {
+    let bare = drive(addr, "/bench/bare", keys, o, "bare JSON (ceiling)").await;
+    let validate = run_validate(addr, keys, o, "validate").await;
+    println!(
+        "ratio: validate throughput is {:.1}% of the bare JSON ceiling ({} licenses, {} connections)",
+        validate.rps / bare.rps * 100.0,
+        keys.len(),
+        o.connections
+    );
+}
+
+async fn run_validate(addr: SocketAddr, keys: &[String], o: &Options, label: &str) -> Figures {
+    drive(addr, "/v1/licenses/validate", keys, o, label).await
+}
+
+/// `connections` keep-alive connections, each sending requests back to back for `seconds`
+/// (after a one-second warm-up), each request with a random license key.
+async fn drive(addr: SocketAddr, path: &'static str, keys: &[String], o: &Options, label: &str) -> Figures {
+    let keys: Arc<Vec<String>> = Arc::new(keys.to_vec());
+    let warmup = Duration::from_secs(1);
+    let measure = Duration::from_secs(o.seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..o.connections {
+        let keys = keys.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+            tokio::spawn(conn);
+            let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            let mut latencies: Vec<u32> = Vec::with_capacity(100_000);
+            let mut errors = 0u64;
+            loop {
+                let now = Instant::now();
+                if now.duration_since(start) > warmup + measure {
+                    break;
+                }
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let key = &keys[(rng % keys.len() as u64) as usize];
+                let body = format!("{{\"key\":\"{key}\",\"nonce\":\"{rng:x}\"}}");
+                let req = hyper::Request::post(path)
+                    .header("host", "bench")
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)))
+                    .unwrap();
+                let sent = Instant::now();
+                match sender.send_request(req).await {
+                    Ok(res) => {
+                        let ok = res.status().is_success();
+                        let _ = res.into_body().collect().await;
+                        if !ok {
+                            errors += 1;
+                        }
+                    }
+                    Err(_) => {
+                        errors += 1;
+                        break;
+                    }
+                }
+                if sent.duration_since(start) >= warmup {
+                    latencies.push(sent.elapsed().as_micros() as u32);
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    all.sort_unstable();
+    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
+    let rps = all.len() as f64 / measure.as_secs_f64();
+    println!(
+        "{label:<24} {rps:>9.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   ({} requests, {errors} errors)",
+        pct(0.50) as f64 / 1000.0,
+        pct(0.99) as f64 / 1000.0,
+        all.len()
+    );
+    Figures { rps }
+}

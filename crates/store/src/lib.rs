@@ -100,7 +100,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Customer>;
 
     // Licenses.
-    async fn create_license(&self, who: &Principal, input: LicenseInput) -> Result<LicenseView>;
+    async fn create_license(&self, who: &Principal, input: LicenseInput) -> Result<LicenseView> {
+        let mut created = self.create_licenses(who, input, 1).await?;
+        created
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("no license created".into()))
+    }
+    /// `count` licenses from one input, in one transaction (large orders, imports).
+    async fn create_licenses(
+        &self,
+        who: &Principal,
+        input: LicenseInput,
+        count: usize,
+    ) -> Result<Vec<LicenseView>>;
     async fn list_licenses(
         &self,
         account_id: &str,

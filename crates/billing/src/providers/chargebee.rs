@@ -147,16 +147,16 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
     }
     if out.kind == Kind::PaymentFailed {
         // Chargebee keeps `active` during dunning.
-        if let Some(s) = snapshot.as_mut() {
-            if matches!(s.status, None | Some(Status::Active)) {
-                s.status = Some(Status::PastDue);
-            }
+        if let Some(s) = snapshot.as_mut()
+            && matches!(s.status, None | Some(Status::Active))
+        {
+            s.status = Some(Status::PastDue);
         }
     }
-    if out.kind == Kind::PaymentRecovered {
-        if let Some(s) = snapshot.as_mut().filter(|s| s.partial) {
-            s.status = Some(Status::Active);
-        }
+    if out.kind == Kind::PaymentRecovered
+        && let Some(s) = snapshot.as_mut().filter(|s| s.partial)
+    {
+        s.status = Some(Status::Active);
     }
     out.order = match out.kind {
         Kind::Refunded => str_at(event, "/content/credit_note/reference_invoice_id")

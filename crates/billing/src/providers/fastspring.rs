@@ -135,12 +135,10 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
                 _ => {}
             }
             if matches!(out.kind, Kind::SubscriptionRenewed | Kind::PaymentFailed) {
-                out.order = at(data, "/order")
-                    .and_then(|o| id_or_order(o))
-                    .map(|id| OrderRef {
-                        external_id: id,
-                        lines: Vec::new(),
-                    });
+                out.order = at(data, "/order").and_then(id_or_order).map(|id| OrderRef {
+                    external_id: id,
+                    lines: Vec::new(),
+                });
             }
             out.customer = customer(data).or_else(|| {
                 at(data, "/subscription")

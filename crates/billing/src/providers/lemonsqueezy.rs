@@ -69,22 +69,16 @@ fn parse_event(event: &Value, event_name: &str) -> Result<BillingEvent, BillingE
         .unwrap_or(false));
 
     match event_name {
-        "order_created" => {
-            // Only a paid order grants anything; a subscription's first order comes with
-            // `subscription_created` for the same variant.
-            if str_at(attributes, "/status").as_deref() == Some("paid") {
-                out.kind = Kind::OrderPaid;
-                out.customer = customer(attributes);
-                out.order = Some(OrderRef {
-                    external_id: object_id,
-                    lines: variant_item(
-                        at(attributes, "/first_order_item").unwrap_or(&Value::Null),
-                        None,
-                    )
-                    .into_iter()
-                    .collect(),
-                });
-            }
+        // Only a paid order grants anything. A subscription's first order also comes as
+        // `order_created`, with `subscription_created` for the same variant.
+        "order_created" if str_at(attributes, "/status").as_deref() == Some("paid") => {
+            out.kind = Kind::OrderPaid;
+            out.customer = customer(attributes);
+            let first_item = at(attributes, "/first_order_item").unwrap_or(&Value::Null);
+            out.order = Some(OrderRef {
+                external_id: object_id,
+                lines: variant_item(first_item, None).into_iter().collect(),
+            });
         }
         "order_refunded" => {
             out.kind = Kind::Refunded;

@@ -50,12 +50,12 @@ impl Provider for PayPal {
         let transmission_id = headers.require("paypal-transmission-id")?;
         let transmission_time = headers.require("paypal-transmission-time")?;
         let signature = headers.require("paypal-transmission-sig")?;
-        if let Some(algo) = headers.value("paypal-auth-algo") {
-            if algo != "SHA256withRSA" {
-                return Err(BillingError::SignatureInvalid(format!(
-                    "unsupported PAYPAL-AUTH-ALGO `{algo}`"
-                )));
-            }
+        if let Some(algo) = headers.value("paypal-auth-algo")
+            && algo != "SHA256withRSA"
+        {
+            return Err(BillingError::SignatureInvalid(format!(
+                "unsupported PAYPAL-AUTH-ALGO `{algo}`"
+            )));
         }
         let signature = decode_base64(signature).ok_or_else(|| {
             BillingError::SignatureInvalid("PAYPAL-TRANSMISSION-SIG is not base64".into())

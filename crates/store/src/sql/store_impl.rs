@@ -67,6 +67,9 @@ const ACTIVATION_COLS: &str =
 const AUDIT_COLS: &str = "id, actor_type, actor_id, action, object_type, object_id, license_id, \
      customer_id, before_state, after_state, created_at";
 
+/// The most licenses one bulk creation makes.
+const MAX_BULK: usize = 100_000;
+
 static POLICY_COLS: LazyLock<String> = LazyLock::new(|| POLICY_FIELDS.join(", "));
 /// Policy columns of a join, aliased `p_*` so they cannot clash with the license's.
 static POLICY_COLS_P: LazyLock<String> = LazyLock::new(|| {
@@ -1388,7 +1391,24 @@ impl Store for SqlStore {
 
     // -- licenses --------------------------------------------------------------------------
 
-    async fn create_license(&self, who: &Principal, input: LicenseInput) -> Result<LicenseView> {
+    async fn create_licenses(
+        &self,
+        who: &Principal,
+        input: LicenseInput,
+        count: usize,
+    ) -> Result<Vec<LicenseView>> {
+        if count == 0 || count > MAX_BULK {
+            return Err(StoreError::invalid(
+                "INVALID_FIELD",
+                format!("a bulk creation makes 1-{MAX_BULK} licenses"),
+            ));
+        }
+        if input.key.is_some() && count > 1 {
+            return Err(StoreError::invalid(
+                "INVALID_FIELD",
+                "a custom `key` names one license: it cannot be used in bulk",
+            ));
+        }
         validate_overrides(&input.overrides)?;
         validate_metadata(&input.metadata)?;
         if matches!(input.quantity, Some(q) if q <= 0) {
@@ -1397,7 +1417,7 @@ impl Store for SqlStore {
                 "`quantity` must be a positive number",
             ));
         }
-        let key = match input.key {
+        let custom_key = match input.key {
             Some(k) => {
                 let k = k.trim().to_string();
                 if k.len() < 16 || k.len() > 256 || k.chars().any(|c| c.is_control()) {
@@ -1406,9 +1426,9 @@ impl Store for SqlStore {
                         "a custom `key` must be 16-256 printable characters",
                     ));
                 }
-                k
+                Some(k)
             }
-            None => generate_license_key(),
+            None => None,
         };
         let mut tx = self.write.begin().await?;
         let policy = load_policy(&mut tx, &who.account_id, &input.policy_id)
@@ -1434,68 +1454,72 @@ impl Store for SqlStore {
                 .initial_term_seconds()
                 .map(|s| starts_at.plus_seconds(s))
         });
-        let license = License {
-            id: new_id(),
-            key,
-            policy_id: policy.id.clone(),
-            product_id: policy.product_id.clone(),
-            customer_id: input.customer_id,
-            subscription_id: input.subscription_id,
-            status: LicenseStatus::Active,
-            starts_at,
-            expires_at,
-            overrides: input.overrides,
-            quantity: input.quantity,
-            metadata: input.metadata,
-            created_at: at,
-            updated_at: at,
-        };
-        sqlx::query(
-            "INSERT INTO licenses (id, account_id, license_key, key_hash, policy_id, product_id, \
-             customer_id, subscription_id, status, starts_at, expires_at, overrides, quantity, \
-             metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-             $11, $12, $13, $14, $15, $16)",
-        )
-        .bind(&license.id)
-        .bind(&who.account_id)
-        .bind(&license.key)
-        .bind(credential_hash(&license.key))
-        .bind(&license.policy_id)
-        .bind(&license.product_id)
-        .bind(&license.customer_id)
-        .bind(&license.subscription_id)
-        .bind(license.status.as_str())
-        .bind(license.starts_at.0)
-        .bind(license.expires_at.map(|t| t.0))
-        .bind(serde_json::to_string(&license.overrides)?)
-        .bind(license.quantity)
-        .bind(license.metadata.to_string())
-        .bind(at.0)
-        .bind(at.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::conflict("KEY_TAKEN", "a license with this key already exists")
-            } else {
-                e.into()
-            }
-        })?;
-        let view = license.view(&policy, 0, at);
-        audit(
-            &mut tx,
-            license_audit(
-                &who.account_id,
-                &actor_of(who),
-                "license.created",
-                &license,
-                None,
-                Some(&view),
-            ),
-        )
-        .await?;
+        let mut created = Vec::with_capacity(count);
+        for _ in 0..count {
+            let license = License {
+                id: new_id(),
+                key: custom_key.clone().unwrap_or_else(generate_license_key),
+                policy_id: policy.id.clone(),
+                product_id: policy.product_id.clone(),
+                customer_id: input.customer_id.clone(),
+                subscription_id: input.subscription_id.clone(),
+                status: LicenseStatus::Active,
+                starts_at,
+                expires_at,
+                overrides: input.overrides.clone(),
+                quantity: input.quantity,
+                metadata: input.metadata.clone(),
+                created_at: at,
+                updated_at: at,
+            };
+            sqlx::query(
+                "INSERT INTO licenses (id, account_id, license_key, key_hash, policy_id, product_id, \
+                 customer_id, subscription_id, status, starts_at, expires_at, overrides, quantity, \
+                 metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                 $11, $12, $13, $14, $15, $16)",
+            )
+            .bind(&license.id)
+            .bind(&who.account_id)
+            .bind(&license.key)
+            .bind(credential_hash(&license.key))
+            .bind(&license.policy_id)
+            .bind(&license.product_id)
+            .bind(&license.customer_id)
+            .bind(&license.subscription_id)
+            .bind(license.status.as_str())
+            .bind(license.starts_at.0)
+            .bind(license.expires_at.map(|t| t.0))
+            .bind(serde_json::to_string(&license.overrides)?)
+            .bind(license.quantity)
+            .bind(license.metadata.to_string())
+            .bind(at.0)
+            .bind(at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::conflict("KEY_TAKEN", "a license with this key already exists")
+                } else {
+                    e.into()
+                }
+            })?;
+            let view = license.view(&policy, 0, at);
+            audit(
+                &mut tx,
+                license_audit(
+                    &who.account_id,
+                    &actor_of(who),
+                    "license.created",
+                    &license,
+                    None,
+                    Some(&view),
+                ),
+            )
+            .await?;
+            created.push(view);
+        }
         tx.commit().await?;
-        Ok(view)
+        Ok(created)
     }
 
     async fn list_licenses(
