@@ -135,7 +135,27 @@ async fn load(store: &Arc<dyn Store>, total: usize, mut keys: Vec<String>) -> Ve
         started.elapsed().as_secs_f64(),
         keys.len()
     );
+    // As `keygate serve` does at start.
+    let started = Instant::now();
+    let warmed = store.warm_validation_cache().await.unwrap();
+    eprintln!(
+        "validation cache warmed with {warmed} licenses in {:.1}s (rss {} MiB)",
+        started.elapsed().as_secs_f64(),
+        rss_mib()
+    );
     keys
+}
+
+fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024)
+        .unwrap_or(0)
 }
 
 struct Figures {

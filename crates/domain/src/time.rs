@@ -34,20 +34,58 @@ impl Timestamp {
         ))
     }
 
+    /// `YYYY-MM-DDTHH:MM:SS[.mmm]Z`. Hand-rolled: it runs several times per validation answer.
     pub fn to_rfc3339(self) -> String {
-        let nanos = (self.0 as i128) * 1_000_000;
-        let Ok(dt) = OffsetDateTime::from_unix_timestamp_nanos(nanos) else {
-            return "9999-12-31T23:59:59Z".to_string();
+        let millis = self.0.clamp(0, 253_402_300_799_999); // 0000..=9999 years only
+        let secs = millis.div_euclid(1000);
+        let ms = millis.rem_euclid(1000);
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let (y, mo, d) = civil_from_days(days);
+        let (h, mi, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+        let mut buf = [0u8; 24];
+        let digits = |buf: &mut [u8], at: usize, value: i64, width: usize| {
+            let mut v = value;
+            for i in (0..width).rev() {
+                buf[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
         };
-        let (y, mo, d) = (dt.year(), dt.month() as u8, dt.day());
-        let (h, mi, s) = (dt.hour(), dt.minute(), dt.second());
-        let ms = self.0.rem_euclid(1000);
-        if ms == 0 {
-            format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+        digits(&mut buf, 0, y, 4);
+        buf[4] = b'-';
+        digits(&mut buf, 5, mo, 2);
+        buf[7] = b'-';
+        digits(&mut buf, 8, d, 2);
+        buf[10] = b'T';
+        digits(&mut buf, 11, h, 2);
+        buf[13] = b':';
+        digits(&mut buf, 14, mi, 2);
+        buf[16] = b':';
+        digits(&mut buf, 17, s, 2);
+        let len = if ms == 0 {
+            buf[19] = b'Z';
+            20
         } else {
-            format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
-        }
+            buf[19] = b'.';
+            digits(&mut buf, 20, ms, 3);
+            buf[23] = b'Z';
+            24
+        };
+        String::from_utf8_lossy(&buf[..len]).into_owned()
     }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 impl fmt::Display for Timestamp {
@@ -72,6 +110,31 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_like_the_time_crate() {
+        use time::format_description::well_known::Rfc3339;
+        for millis in [
+            0i64,
+            951_782_400_000,
+            1_709_164_800_123,
+            1_798_761_599_999,
+            4_102_444_800_000,
+            -1,
+        ] {
+            let ours = Timestamp(millis).to_rfc3339();
+            let reference = OffsetDateTime::from_unix_timestamp_nanos(millis.max(0) as i128 * 1_000_000)
+                .unwrap()
+                .format(&Rfc3339)
+                .unwrap();
+            assert_eq!(
+                Timestamp::parse_rfc3339(&ours).unwrap(),
+                Timestamp::parse_rfc3339(&reference).unwrap(),
+                "{millis}: {ours} vs {reference}"
+            );
+        }
+        assert_eq!(Timestamp(1_709_164_800_123).to_rfc3339(), "2024-02-29T00:00:00.123Z");
+    }
 
     #[test]
     fn round_trips_rfc3339() {

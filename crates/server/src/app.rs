@@ -30,6 +30,19 @@ pub struct AppState {
 pub async fn build(config: Config) -> anyhow_free::Result<(Router, AppState)> {
     let store = keygate_store::connect(&config.database_url).await?;
     store.migrate().await?;
+    let warming = store.clone();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        match warming.warm_validation_cache().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                licenses = n,
+                seconds = started.elapsed().as_secs_f64(),
+                "validation cache warm"
+            ),
+            Err(e) => tracing::warn!(error = %e, "warming the validation cache failed"),
+        }
+    });
     Ok(router(store, config))
 }
 
@@ -80,16 +93,14 @@ async fn fallback() -> crate::error::ApiError {
 /// A span per request, and the request's metrics under its route pattern (never the raw path,
 /// which would carry ids and keys).
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string());
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map(MatchedPath::as_str);
     let method = request.method().clone();
-    let slot = state.metrics.slot(method.as_str(), route.as_deref());
+    let slot = state.metrics.slot(method.as_str(), route);
     let span = tracing::debug_span!(
         "request",
         method = %method,
-        route = route.as_deref().unwrap_or("unmatched")
+        route = route.unwrap_or("unmatched")
     );
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;

@@ -23,7 +23,8 @@ struct RouteStats {
 
 pub struct Metrics {
     routes: Vec<RouteStats>,
-    index: HashMap<(String, String), usize>,
+    /// Route pattern → (method, slot); looked up without allocating.
+    index: HashMap<String, Vec<(String, usize)>>,
     validations: [AtomicU64; ValidationCode::ALL.len()],
 }
 
@@ -33,7 +34,10 @@ impl Metrics {
         let mut index = HashMap::new();
         let unmatched = [("ANY".to_string(), "unmatched".to_string())];
         for (method, route) in routes.into_iter().chain(unmatched) {
-            index.insert((method.clone(), route.clone()), stats.len());
+            index
+                .entry(route.clone())
+                .or_insert_with(Vec::new)
+                .push((method.clone(), stats.len()));
             stats.push(RouteStats {
                 method,
                 route,
@@ -52,8 +56,9 @@ impl Metrics {
 
     pub fn slot(&self, method: &str, route: Option<&str>) -> usize {
         route
-            .and_then(|r| self.index.get(&(method.to_string(), r.to_string())))
-            .copied()
+            .and_then(|r| self.index.get(r))
+            .and_then(|methods| methods.iter().find(|(m, _)| m == method))
+            .map(|(_, slot)| *slot)
             .unwrap_or(self.routes.len() - 1)
     }
 

@@ -1,6 +1,7 @@
 //! Keygate's storage: one `Store` trait, implemented for SQLite (the embedded default) and
 //! PostgreSQL (for several nodes) from the same SQL text, so both engines behave the same.
 
+mod cache;
 mod error;
 pub mod inputs;
 mod migrate;
@@ -143,6 +144,10 @@ pub trait Store: Send + Sync + 'static {
     async fn checkout(&self, key: &str, session: &str) -> Result<SeatLease>;
     async fn checkin(&self, key: &str, session: &str) -> Result<()>;
     async fn record_usage(&self, input: UsageInput) -> Result<UsageOutcome>;
+
+    /// Fills the validation cache (where there is one) with every license, so the first
+    /// validations after a start are as fast as the rest. Returns how many were loaded.
+    async fn warm_validation_cache(&self) -> Result<usize>;
 
     // Audit and idempotency.
     async fn list_audit(

@@ -24,6 +24,15 @@ pub mod sqlite {
     const FOR_UPDATE_OF_L: &str = "";
     const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::SQLITE;
 
+    /// Licenses kept in the validation cache (`KEYGATE_VALIDATION_CACHE`, 0 = off).
+    fn validation_cache() -> Option<crate::cache::ValidationCache> {
+        let capacity = std::env::var("KEYGATE_VALIDATION_CACHE")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(1_000_000);
+        (capacity > 0).then(|| crate::cache::ValidationCache::new(capacity))
+    }
+
     /// Readers share a pool; writers share one connection. SQLite allows one writer at a time
     /// anyway, and funnelling writes through one connection avoids lock-upgrade failures
     /// (SQLITE_BUSY) between deferred transactions.
@@ -73,6 +82,11 @@ pub mod postgres {
     const FOR_UPDATE: &str = " FOR UPDATE";
     const FOR_UPDATE_OF_L: &str = " FOR UPDATE OF l";
     const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::POSTGRES;
+
+    /// Several nodes may write: no process-local cache could see their changes.
+    fn validation_cache() -> Option<crate::cache::ValidationCache> {
+        None
+    }
 
     async fn open_pools(url: &str) -> Result<(Pool<Db>, Pool<Db>)> {
         let options = PgConnectOptions::from_str(url).map_err(|e| {

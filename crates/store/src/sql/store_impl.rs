@@ -1,6 +1,7 @@
 // Included once per engine by `sql/mod.rs`: `Db`, `ENGINE`, `FOR_UPDATE`, `FOR_UPDATE_OF_L`,
 // `MIGRATIONS` and `open_pools` come from the including module.
 
+use crate::cache::{CachedLicense, ValidationCache};
 use crate::inputs::*;
 use crate::{
     IdempotentResponse, Principal, Store, Validation, actor_of, now,
@@ -25,12 +26,70 @@ type DbConn = <Db as sqlx::Database>::Connection;
 pub struct SqlStore {
     read: Pool<Db>,
     write: Pool<Db>,
+    /// Present only where this process is the only writer (SQLite).
+    cache: Option<ValidationCache>,
 }
 
 impl SqlStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let (read, write) = open_pools(url).await?;
-        Ok(SqlStore { read, write })
+        Ok(SqlStore {
+            read,
+            write,
+            cache: validation_cache(),
+        })
+    }
+
+    /// After a commit that changed what validating this license key sees.
+    fn invalidate_key(&self, key: &str) {
+        if let Some(c) = &self.cache {
+            c.invalidate(&credential_hash(key));
+        }
+    }
+
+    /// After a commit that changed policies or products (many licenses at once).
+    fn invalidate_all(&self) {
+        if let Some(c) = &self.cache {
+            c.clear();
+        }
+    }
+
+    /// Loads what validation needs about the license with this key hash.
+    async fn load_for_validation(
+        &self,
+        hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<CachedLicense>> {
+        let mut conn = self.read.acquire().await?;
+        let row = sqlx::query(&BY_KEY_SQL[0])
+            .bind(hash)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let license = license_from_row(&row)?;
+        let policy = policy_from_row(&row, "p_")?;
+        let fingerprints = if license.max_activations(&policy).is_some() || policy.require_activation
+        {
+            sqlx::query_scalar("SELECT fingerprint FROM activations WHERE license_id = $1")
+                .bind(&license.id)
+                .fetch_all(&mut *conn)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let quota = if policy.quota.is_some() {
+            let (window, _) = license.quota_window(&policy, now);
+            Some((window, quota_used(&mut conn, &license, &policy, now).await?))
+        } else {
+            None
+        };
+        Ok(Some(CachedLicense {
+            product_code: row.try_get("product_code")?,
+            license,
+            policy: std::sync::Arc::new(policy),
+            fingerprints,
+            quota,
+        }))
     }
 }
 
@@ -460,7 +519,6 @@ struct KeyedLicense {
     account_id: String,
     license: License,
     policy: Policy,
-    product_code: String,
 }
 
 static BY_KEY_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
@@ -486,7 +544,6 @@ async fn load_by_key(conn: &mut DbConn, key: &str, lock: bool) -> Result<Option<
         account_id: row.try_get("account_id")?,
         license: license_from_row(&row)?,
         policy: policy_from_row(&row, "p_")?,
-        product_code: row.try_get("product_code")?,
     }))
 }
 
@@ -1091,6 +1148,7 @@ impl Store for SqlStore {
         )
         .await?;
         tx.commit().await?;
+        self.invalidate_all();
         Ok(product)
     }
 
@@ -1249,6 +1307,7 @@ impl Store for SqlStore {
         )
         .await?;
         tx.commit().await?;
+        self.invalidate_all();
         Ok(policy)
     }
 
@@ -1659,6 +1718,7 @@ impl Store for SqlStore {
         )
         .await?;
         tx.commit().await?;
+        self.invalidate_key(&license.key);
         Ok(after)
     }
 
@@ -1740,6 +1800,7 @@ impl Store for SqlStore {
         )
         .await?;
         tx.commit().await?;
+        self.invalidate_key(&license.key);
         Ok(after)
     }
 
@@ -1779,6 +1840,11 @@ impl Store for SqlStore {
             .await?
             .ok_or(StoreError::NotFound("activation"))?;
         let activation = activation_from_row(&row)?;
+        let license_key: String =
+            sqlx::query_scalar("SELECT license_key FROM licenses WHERE id = $1")
+                .bind(&activation.license_id)
+                .fetch_one(&mut *tx)
+                .await?;
         audit(
             &mut tx,
             AuditRecord {
@@ -1795,44 +1861,137 @@ impl Store for SqlStore {
         )
         .await?;
         tx.commit().await?;
+        self.invalidate_key(&license_key);
         Ok(())
     }
 
     // -- client endpoints ------------------------------------------------------------------
 
     async fn validate(&self, key: &str, request: ValidationRequest<'_>) -> Result<Validation> {
-        let mut conn = self.read.acquire().await?;
-        let Some(k) = load_by_key(&mut conn, key, false).await? else {
-            return Ok(Validation {
-                code: ValidationCode::NotFound,
-                license: None,
-            });
-        };
+        let hash = credential_hash(key);
         let now = now();
-        let mut facts = ValidationFacts {
-            product_code: k.product_code,
-            ..Default::default()
+        let cached = self.cache.as_ref().and_then(|c| c.get(&hash));
+        let entry = match cached {
+            Some(entry) => entry,
+            None => {
+                let token = self.cache.as_ref().map(|c| c.token());
+                let Some(loaded) = self.load_for_validation(&hash, now).await? else {
+                    return Ok(Validation {
+                        code: ValidationCode::NotFound,
+                        license: None,
+                    });
+                };
+                let loaded = std::sync::Arc::new(loaded);
+                if let (Some(cache), Some(token)) = (&self.cache, token) {
+                    cache.insert(token, hash, loaded.clone());
+                }
+                loaded
+            }
         };
-        let max_activations = k.license.max_activations(&k.policy);
-        if max_activations.is_some() || (request.fingerprint.is_some() && k.policy.require_activation)
-        {
-            let row = sqlx::query(
-                "SELECT count(*) AS total, count(*) FILTER (WHERE fingerprint = $2) AS mine \
-                 FROM activations WHERE license_id = $1",
-            )
-            .bind(&k.license.id)
-            .bind(request.fingerprint.unwrap_or(""))
-            .fetch_one(&mut *conn)
-            .await?;
-            facts.activation_count = row.try_get("total")?;
-            facts.fingerprint_activated = row.try_get::<i64, _>("mine")? > 0;
-        }
-        facts.quota_used = quota_used(&mut conn, &k.license, &k.policy, now).await?;
-        let code = decide(&k.license, &k.policy, &request, &facts, now);
+        let facts = ValidationFacts {
+            product_code: entry.product_code.clone(),
+            fingerprint_activated: request
+                .fingerprint
+                .is_some_and(|f| entry.fingerprints.iter().any(|a| a == f)),
+            activation_count: entry.fingerprints.len() as i64,
+            quota_used: entry.quota_used(now),
+        };
+        let code = decide(&entry.license, &entry.policy, &request, &facts, now);
         Ok(Validation {
             code,
-            license: Some(k.license.view(&k.policy, facts.quota_used, now)),
+            license: Some(entry.license.view(&entry.policy, facts.quota_used, now)),
         })
+    }
+
+    async fn warm_validation_cache(&self) -> Result<usize> {
+        let Some(cache) = &self.cache else {
+            return Ok(0);
+        };
+        let base = format!(
+            "SELECT {}, {}, pr.code AS product_code FROM licenses l \
+             JOIN policies p ON p.id = l.policy_id JOIN products pr ON pr.id = l.product_id \
+             WHERE l.id > $1 ORDER BY l.id LIMIT 5000",
+            *LICENSE_COLS_L, *POLICY_COLS_P
+        );
+        let mut after = String::new();
+        let mut loaded = 0;
+        loop {
+            let token = cache.token();
+            let mut conn = self.read.acquire().await?;
+            let rows = sqlx::query(&base)
+                .bind(&after)
+                .fetch_all(&mut *conn)
+                .await?;
+            let Some(last) = rows.last() else { break };
+            after = last.try_get("id")?;
+            let now = now();
+            let mut policies: HashMap<String, std::sync::Arc<Policy>> = HashMap::new();
+            let mut entries = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let license = license_from_row(row)?;
+                let policy = match policies.get(&license.policy_id) {
+                    Some(p) => p.clone(),
+                    None => {
+                        let p = std::sync::Arc::new(policy_from_row(row, "p_")?);
+                        policies.insert(license.policy_id.clone(), p.clone());
+                        p
+                    }
+                };
+                let quota = policy
+                    .quota
+                    .map(|_| (license.quota_window(&policy, now).0, 0));
+                entries.push(CachedLicense {
+                    product_code: row.try_get("product_code")?,
+                    license,
+                    policy,
+                    fingerprints: Vec::new(),
+                    quota,
+                });
+            }
+            // Activations and quota counters of the whole page, one query each.
+            let index: HashMap<String, usize> = entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.license.id.clone(), i))
+                .collect();
+            let ids = placeholders(1, entries.len());
+            let sql = format!(
+                "SELECT license_id, fingerprint FROM activations WHERE license_id IN ({ids})"
+            );
+            let mut q = sqlx::query(&sql);
+            for e in &entries {
+                q = q.bind(e.license.id.as_str());
+            }
+            for row in q.fetch_all(&mut *conn).await? {
+                let id: String = row.try_get("license_id")?;
+                if let Some(&i) = index.get(&id) {
+                    entries[i].fingerprints.push(row.try_get("fingerprint")?);
+                }
+            }
+            let sql = format!(
+                "SELECT license_id, period_index, used FROM usage_counters WHERE license_id IN ({ids})"
+            );
+            let mut q = sqlx::query(&sql);
+            for e in &entries {
+                q = q.bind(e.license.id.as_str());
+            }
+            for row in q.fetch_all(&mut *conn).await? {
+                let id: String = row.try_get("license_id")?;
+                if let Some(&i) = index.get(&id)
+                    && let Some((window, used)) = entries[i].quota.as_mut()
+                    && *window == row.try_get::<i64, _>("period_index")?
+                {
+                    *used = row.try_get("used")?;
+                }
+            }
+            drop(conn);
+            for entry in entries {
+                let key_hash = credential_hash(&entry.license.key);
+                cache.insert(token, key_hash, std::sync::Arc::new(entry));
+                loaded += 1;
+            }
+        }
+        Ok(loaded)
     }
 
     async fn activate(&self, input: ActivateInput) -> Result<(Activation, bool)> {
@@ -1913,6 +2072,7 @@ impl Store for SqlStore {
         )
         .await?;
         tx.commit().await?;
+        self.invalidate_key(&k.license.key);
         Ok((activation, true))
     }
 
@@ -1946,6 +2106,7 @@ impl Store for SqlStore {
         )
         .await?;
         tx.commit().await?;
+        self.invalidate_key(&k.license.key);
         Ok(())
     }
 
@@ -2099,6 +2260,7 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.invalidate_key(&k.license.key);
         Ok(UsageOutcome {
             used: new_used,
             remaining: limit.map(|l| (l - new_used).max(0)),
