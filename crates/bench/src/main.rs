@@ -47,7 +47,10 @@ fn parse_options(args: &[String]) -> Options {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (command, rest) = args.split_first().map(|(c, r)| (c.as_str(), r)).unwrap_or(("validate", &[]));
+    let (command, rest) = args
+        .split_first()
+        .map(|(c, r)| (c.as_str(), r))
+        .unwrap_or(("validate", &[]));
     let options = parse_options(rest);
     // The server gets its own runtime and threads; the load generator runs on this thread.
     let server_rt = tokio::runtime::Builder::new_multi_thread()
@@ -179,7 +182,13 @@ async fn run_validate(addr: SocketAddr, keys: &[String], o: &Options, label: &st
 
 /// `connections` keep-alive connections, each sending requests back to back for `seconds`
 /// (after a one-second warm-up), each request with a random license key.
-async fn drive(addr: SocketAddr, path: &'static str, keys: &[String], o: &Options, label: &str) -> Figures {
+async fn drive(
+    addr: SocketAddr,
+    path: &'static str,
+    keys: &[String],
+    o: &Options,
+    label: &str,
+) -> Figures {
     let keys: Arc<Vec<String>> = Arc::new(keys.to_vec());
     let warmup = Duration::from_secs(1);
     let measure = Duration::from_secs(o.seconds);
@@ -190,10 +199,12 @@ async fn drive(addr: SocketAddr, path: &'static str, keys: &[String], o: &Option
         tasks.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             stream.set_nodelay(true).unwrap();
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
             tokio::spawn(conn);
-            let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            let mut rng =
+                0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
             let mut latencies: Vec<u32> = Vec::with_capacity(100_000);
             let mut errors = 0u64;
             loop {
@@ -240,7 +251,11 @@ async fn drive(addr: SocketAddr, path: &'static str, keys: &[String], o: &Option
         errors += e;
     }
     all.sort_unstable();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     let rps = all.len() as f64 / measure.as_secs_f64();
     println!(
         "{label:<24} {rps:>9.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   ({} requests, {errors} errors)",

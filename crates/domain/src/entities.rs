@@ -46,6 +46,8 @@ pub struct Customer {
 #[derive(Debug, Clone, Serialize)]
 pub struct Activation {
     pub id: String,
+    #[serde(skip)]
+    pub account_id: String,
     pub license_id: String,
     pub fingerprint: String,
     pub name: Option<String>,
@@ -56,6 +58,8 @@ pub struct Activation {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SeatLease {
+    #[serde(skip)]
+    pub account_id: String,
     pub license_id: String,
     pub session: String,
     pub lease_expires_at: Timestamp,

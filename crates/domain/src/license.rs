@@ -236,6 +236,7 @@ pub(crate) mod tests {
             quota: None,
             features: vec!["export".into(), "sync".into()],
             seats_from_quantity: false,
+            perpetual_offline: false,
             metadata: serde_json::json!({}),
             created_at: Timestamp(0),
             updated_at: Timestamp(0),

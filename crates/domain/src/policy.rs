@@ -65,6 +65,8 @@ pub struct Policy {
     pub quota: Option<Quota>,
     pub features: Vec<String>,
     pub seats_from_quantity: bool,
+    /// Signed license files may outlive the license's expiry (perpetual offline use).
+    pub perpetual_offline: bool,
     pub metadata: serde_json::Value,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -96,6 +98,8 @@ pub struct PolicyInput {
     pub features: Vec<String>,
     #[serde(default)]
     pub seats_from_quantity: bool,
+    #[serde(default)]
+    pub perpetual_offline: bool,
     #[serde(default = "empty_object")]
     pub metadata: serde_json::Value,
 }
@@ -202,6 +206,7 @@ impl Policy {
             quota: self.quota,
             features: self.features.clone(),
             seats_from_quantity: self.seats_from_quantity,
+            perpetual_offline: self.perpetual_offline,
             metadata: self.metadata.clone(),
         }
     }

@@ -123,17 +123,21 @@ mod tests {
             -1,
         ] {
             let ours = Timestamp(millis).to_rfc3339();
-            let reference = OffsetDateTime::from_unix_timestamp_nanos(millis.max(0) as i128 * 1_000_000)
-                .unwrap()
-                .format(&Rfc3339)
-                .unwrap();
+            let reference =
+                OffsetDateTime::from_unix_timestamp_nanos(millis.max(0) as i128 * 1_000_000)
+                    .unwrap()
+                    .format(&Rfc3339)
+                    .unwrap();
             assert_eq!(
                 Timestamp::parse_rfc3339(&ours).unwrap(),
                 Timestamp::parse_rfc3339(&reference).unwrap(),
                 "{millis}: {ours} vs {reference}"
             );
         }
-        assert_eq!(Timestamp(1_709_164_800_123).to_rfc3339(), "2024-02-29T00:00:00.123Z");
+        assert_eq!(
+            Timestamp(1_709_164_800_123).to_rfc3339(),
+            "2024-02-29T00:00:00.123Z"
+        );
     }
 
     #[test]

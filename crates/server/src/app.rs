@@ -24,6 +24,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub openapi: Arc<String>,
+    pub signer: Arc<crate::signing::Signer>,
 }
 
 /// Opens the database, migrates it, and builds the router.
@@ -54,8 +55,10 @@ pub fn router(store: Arc<dyn Store>, config: Config) -> (Router, AppState) {
             .map(|r| (r.method.to_string(), r.path.to_string())),
     );
     let openapi = openapi::document(&routes).to_string();
+    let signer = Arc::new(crate::signing::Signer::new(config.master_key.as_deref()));
     let state = AppState {
         store,
+        signer,
         config: Arc::new(config),
         metrics: Arc::new(metrics),
         openapi: Arc::new(openapi),

@@ -25,6 +25,31 @@ pub enum Command {
         #[command(subcommand)]
         command: AccountCommand,
     },
+    /// Work with license files, offline.
+    License {
+        #[command(subcommand)]
+        command: LicenseCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LicenseCommand {
+    /// Verify a signed license file offline. Exit code 0: valid; 1: refused (reason printed).
+    Verify {
+        /// The license file.
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// The account's public key: a file holding the JSON of
+        /// `GET /v1/accounts/{id}/public-key`, or base64 keys one per line, or the key itself.
+        #[arg(long)]
+        public_key: String,
+        /// The machine the file must be bound to.
+        #[arg(long)]
+        fingerprint: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -48,6 +73,9 @@ pub enum AccountCommand {
         json: bool,
         #[command(flatten)]
         db: DatabaseArgs,
+        /// Seals the account's signing key, as the server would.
+        #[arg(long, env = "KEYGATE_MASTER_KEY", hide_env_values = true)]
+        master_key: Option<String>,
     },
 }
 
@@ -65,11 +93,21 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Account {
-            command: AccountCommand::Create { name, json, db },
+            command:
+                AccountCommand::Create {
+                    name,
+                    json,
+                    db,
+                    master_key,
+                },
         } => {
             let store = keygate_store::connect(&db.database_url).await?;
             store.migrate().await?;
             let (account, _key, secret) = store.create_account(&name).await?;
+            let signer = crate::signing::Signer::new(master_key.as_deref());
+            store
+                .ensure_signing_key(&account.id, signer.new_record())
+                .await?;
             if json {
                 println!(
                     "{}",
@@ -81,6 +119,72 @@ pub async fn run(cli: Cli) -> Result<()> {
                 println!("(the API key is shown only this once)");
             }
             Ok(())
+        }
+        Command::License {
+            command:
+                LicenseCommand::Verify {
+                    file,
+                    public_key,
+                    fingerprint,
+                    json,
+                },
+        } => verify_file(&file, &public_key, fingerprint.as_deref(), json),
+    }
+}
+
+/// Offline: no database, no network.
+fn verify_file(
+    file: &std::path::Path,
+    public_key: &str,
+    fingerprint: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let keys_text = match std::fs::read_to_string(public_key) {
+        Ok(t) => t,
+        Err(_) => public_key.to_string(),
+    };
+    let keys = keygate_licfile::KeyRing::from_public_key_document(&keys_text)
+        .map_err(|e| format!("bad public key: {e}"))?;
+    let now = keygate_domain::Timestamp::now().millis() / 1000;
+    match keygate_licfile::verify_file(&text, &keys, now, fingerprint) {
+        Ok(verified) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": true, "key_id": verified.key_id,
+                        "issued_at": verified.issued_at, "valid_until": verified.valid_until,
+                        "payload": verified.payload})
+                );
+            } else {
+                let license = &verified.payload["license"];
+                println!(
+                    "valid: license {} ({})",
+                    license["key"].as_str().unwrap_or("?"),
+                    license["status"].as_str().unwrap_or("?")
+                );
+                println!("signed by key {}", verified.key_id);
+                println!(
+                    "file valid until {}",
+                    keygate_domain::Timestamp::from_unix_seconds(verified.valid_until)
+                );
+                if let Some(f) = &verified.fingerprint {
+                    println!("bound to machine {f}");
+                }
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": false, "code": e.code(), "message": e.to_string()})
+                );
+            } else {
+                eprintln!("invalid: {} ({})", e, e.code());
+            }
+            std::process::exit(1);
         }
     }
 }

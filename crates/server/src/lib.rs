@@ -10,6 +10,7 @@ pub mod extract;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod signing;
 pub mod telemetry;
 
 pub use app::{AppState, Server};

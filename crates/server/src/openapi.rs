@@ -76,6 +76,7 @@ pub fn schemas() -> Map<String, Value> {
                   "description": "usage per period (null period = lifetime); null limit = pay-per-use"},
         "features": strings(),
         "seats_from_quantity": {"type": "boolean"},
+        "perpetual_offline": {"type": "boolean", "description": "signed license files may outlive the license's expiry"},
         "metadata": metadata(),
     });
     let mut policy = policy_props.clone();
@@ -318,6 +319,28 @@ pub fn schemas() -> Map<String, Value> {
         ),
     );
     put("AuditList", list_of("AuditEntry"));
+    let public_key = obj(
+        &["key_id", "public_key", "alg"],
+        json!({"key_id": string(), "public_key": {"type": "string", "description": "base64 of the 32-byte Ed25519 public key"},
+               "alg": {"type": "string", "enum": ["ed25519"]}, "created_at": time(), "retired_at": opt_time()}),
+    );
+    put("PublicKey", public_key);
+    put(
+        "PublicKeys",
+        obj(
+            &["account_id", "current", "keys"],
+            json!({"account_id": string(), "current": r("PublicKey"),
+                   "keys": {"type": "array", "items": r("PublicKey")}}),
+        ),
+    );
+    put(
+        "LicenseFileInput",
+        obj(
+            &["key"],
+            json!({"key": string(), "fingerprint": {"type": "string", "description": "bind the file to this machine"},
+                   "ttl_seconds": {"type": "integer", "description": "how long the file is valid offline (default 30 days), bounded by the license's expiry unless the policy has perpetual_offline"}}),
+        ),
+    );
     map
 }
 

@@ -16,6 +16,7 @@ const SHARDS: usize = 32;
 /// Everything `decide` needs about one license.
 #[derive(Debug)]
 pub struct CachedLicense {
+    pub account_id: String,
     pub license: License,
     pub policy: Arc<Policy>,
     pub product_code: String,
@@ -48,16 +49,20 @@ impl ValidationCache {
         ValidationCache {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             epoch: AtomicU64::new(0),
-            capacity_per_shard: capacity.div_ceil(SHARDS).max(1),
+            // Slack over an even split: hashes never spread perfectly evenly.
+            capacity_per_shard: (capacity.div_ceil(SHARDS) * 5 / 4).max(1),
         }
     }
 
     fn shard(&self, key_hash: &str) -> &RwLock<HashMap<String, Arc<CachedLicense>>> {
-        // The key hash is SHA-256 hex: its first bytes are uniformly spread.
+        // The key hash is SHA-256 hex: its first two digits are a uniform byte.
+        let digit = |c: Option<&u8>| match c {
+            Some(c @ b'0'..=b'9') => (c - b'0') as usize,
+            Some(c @ b'a'..=b'f') => (c - b'a' + 10) as usize,
+            _ => 0,
+        };
         let b = key_hash.as_bytes();
-        let i = (b.first().copied().unwrap_or(0) as usize) * 31
-            + b.get(1).copied().unwrap_or(0) as usize;
-        &self.shards[i % SHARDS]
+        &self.shards[(digit(b.first()) * 16 + digit(b.get(1))) % SHARDS]
     }
 
     pub fn get(&self, key_hash: &str) -> Option<Arc<CachedLicense>> {
@@ -111,7 +116,6 @@ impl ValidationCache {
             .map(|s| s.read().map(|s| s.len()).unwrap_or(0))
             .sum()
     }
-
 }
 
 #[cfg(test)]
@@ -134,11 +138,13 @@ mod tests {
             quota: None,
             features: vec![],
             seats_from_quantity: false,
+            perpetual_offline: false,
             metadata: serde_json::json!({}),
             created_at: Timestamp(0),
             updated_at: Timestamp(0),
         };
         Arc::new(CachedLicense {
+            account_id: "acc".into(),
             license: License {
                 id: id.into(),
                 key: "k".into(),
@@ -179,12 +185,12 @@ mod tests {
 
     #[test]
     fn clear_drops_everything_and_capacity_is_bounded() {
-        let cache = ValidationCache::new(SHARDS * 2);
+        let cache = ValidationCache::new(SHARDS * 4);
         for i in 0..1000 {
             let t = cache.token();
-            cache.insert(t, format!("{i:064x}"), entry("x"));
+            cache.insert(t, format!("{:064x}", i * 7919), entry("x"));
         }
-        assert!(cache.len() <= SHARDS * 2);
+        assert!(cache.len() <= SHARDS * 5);
         cache.clear();
         assert_eq!(cache.len(), 0);
     }

@@ -27,11 +27,26 @@ pub struct Principal {
     pub api_key_id: String,
 }
 
-/// The outcome of a validation: the code and, when the key exists, the license.
+/// The outcome of a validation: the code and, when the key exists, the license, its policy
+/// and its account (whose key signs the answer).
 #[derive(Debug, Clone)]
 pub struct Validation {
     pub code: ValidationCode,
     pub license: Option<LicenseView>,
+    pub policy: Option<Arc<Policy>>,
+    pub product_code: Option<String>,
+    pub account_id: Option<String>,
+}
+
+/// An account's Ed25519 signing key. `private_key` is sealed by the server (encrypted with the
+/// master key when one is set); the store never sees it in the clear.
+#[derive(Debug, Clone)]
+pub struct SigningKeyRecord {
+    pub key_id: String,
+    pub public_key: String,
+    pub private_key: String,
+    pub created_at: Timestamp,
+    pub retired_at: Option<Timestamp>,
 }
 
 /// A stored answer to an admin `POST` with an `Idempotency-Key`.
@@ -55,6 +70,17 @@ pub trait Store: Send + Sync + 'static {
     async fn create_api_key(&self, who: &Principal, name: &str) -> Result<(ApiKey, String)>;
     async fn list_api_keys(&self, account_id: &str) -> Result<Vec<ApiKey>>;
     async fn revoke_api_key(&self, who: &Principal, key_id: &str) -> Result<ApiKey>;
+
+    /// The account's signing keys, newest first (the current one has no `retired_at`).
+    async fn signing_keys(&self, account_id: &str) -> Result<Vec<SigningKeyRecord>>;
+    /// The current key, or `candidate` made current if the account has none yet.
+    async fn ensure_signing_key(
+        &self,
+        account_id: &str,
+        candidate: SigningKeyRecord,
+    ) -> Result<SigningKeyRecord>;
+    /// Retires the current key (still listed, so old files verify) and makes `new` current.
+    async fn rotate_signing_key(&self, who: &Principal, new: SigningKeyRecord) -> Result<()>;
 
     // Products.
     async fn create_product(&self, who: &Principal, input: ProductInput) -> Result<Product>;

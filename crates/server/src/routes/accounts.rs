@@ -57,6 +57,7 @@ async fn create_account(
     ApiJson(input): ApiJson<AccountInput>,
 ) -> ApiResult<impl IntoResponse> {
     let (account, _key, secret) = state.store.create_account(&input.name).await?;
+    state.signer.key_for(&*state.store, &account.id).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({"account": account, "api_key": secret})),

@@ -3,8 +3,9 @@ use super::Route;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::signing::{AccountKey, signature_header};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode, header};
 use axum::response::IntoResponse;
 use keygate_domain::{Timestamp, ValidationRequest};
 use keygate_store::{ActivateInput, UsageInput};
@@ -96,12 +97,7 @@ async fn validate(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<ValidateInput>,
 ) -> ApiResult<impl IntoResponse> {
-    if input.nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE) {
-        return Err(ApiError::bad_request(
-            "INVALID_BODY",
-            format!("`nonce` is longer than {MAX_NONCE} characters"),
-        ));
-    }
+    check_nonce(&input.nonce)?;
     let request = ValidationRequest {
         fingerprint: input.fingerprint.as_deref(),
         product: input.product.as_deref(),
@@ -117,20 +113,93 @@ async fn validate(
         nonce: input.nonce,
         ts: Timestamp::now(),
     };
-    Ok(axum::Json(body))
+    let key = match &outcome.account_id {
+        Some(account) => state.signer.key_for(&*state.store, account).await?,
+        None => state.signer.anonymous(),
+    };
+    Ok(signed_json(StatusCode::OK, &key, &body))
+}
+
+/// A JSON answer with `Keygate-Signature` over its exact bytes.
+pub fn signed_json<T: Serialize>(
+    status: StatusCode,
+    key: &AccountKey,
+    value: &T,
+) -> axum::response::Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let signature = signature_header(key, &body);
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (HeaderName::from_static("keygate-signature"), signature),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[derive(Serialize)]
+struct Signed<T: Serialize> {
+    #[serde(flatten)]
+    inner: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<String>,
+    ts: Timestamp,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivateBody {
+    key: String,
+    fingerprint: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    platform: Option<String>,
+    #[serde(default)]
+    nonce: Option<String>,
 }
 
 async fn activate(
     State(state): State<AppState>,
-    ApiJson(input): ApiJson<ActivateInput>,
+    ApiJson(input): ApiJson<ActivateBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let (activation, created) = state.store.activate(input).await?;
+    check_nonce(&input.nonce)?;
+    let (activation, created) = state
+        .store
+        .activate(ActivateInput {
+            key: input.key,
+            fingerprint: input.fingerprint,
+            name: input.name,
+            platform: input.platform,
+        })
+        .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, axum::Json(activation)))
+    let key = state
+        .signer
+        .key_for(&*state.store, &activation.account_id)
+        .await?;
+    let body = Signed {
+        inner: activation,
+        nonce: input.nonce,
+        ts: Timestamp::now(),
+    };
+    Ok(signed_json(status, &key, &body))
+}
+
+fn check_nonce(nonce: &Option<String>) -> ApiResult<()> {
+    if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE) {
+        return Err(ApiError::bad_request(
+            "INVALID_BODY",
+            format!("`nonce` is longer than {MAX_NONCE} characters"),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -156,15 +225,26 @@ async fn deactivate(
 struct SeatInput {
     key: String,
     session: String,
+    #[serde(default)]
+    nonce: Option<String>,
 }
 
 async fn checkout(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<SeatInput>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(axum::Json(
-        state.store.checkout(&input.key, &input.session).await?,
-    ))
+    check_nonce(&input.nonce)?;
+    let lease = state.store.checkout(&input.key, &input.session).await?;
+    let key = state
+        .signer
+        .key_for(&*state.store, &lease.account_id)
+        .await?;
+    let body = Signed {
+        inner: lease,
+        nonce: input.nonce,
+        ts: Timestamp::now(),
+    };
+    Ok(signed_json(StatusCode::OK, &key, &body))
 }
 
 async fn checkin(

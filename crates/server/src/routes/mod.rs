@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod audit;
 pub mod client;
 pub mod customers;
+pub mod keys;
 pub mod licenses;
 pub mod ops;
 pub mod policies;
@@ -103,6 +104,7 @@ pub fn all() -> Vec<Route> {
     routes.extend(customers::routes());
     routes.extend(licenses::routes());
     routes.extend(client::routes());
+    routes.extend(keys::routes());
     routes.extend(audit::routes());
     routes
 }

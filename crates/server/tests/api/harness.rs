@@ -25,13 +25,13 @@ pub enum Db {
 pub struct TestApp {
     pub server: Server,
     pub db: Db,
+    pub database_url: String,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
 pub struct Reply {
     pub status: u16,
     pub body: Value,
-    #[allow(dead_code)]
     pub headers: hyper::HeaderMap,
     pub raw: Bytes,
 }
@@ -47,14 +47,22 @@ impl Reply {
 
 impl TestApp {
     pub async fn sqlite() -> TestApp {
+        Self::sqlite_with(|_| {}).await
+    }
+
+    pub async fn sqlite_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let dir = std::env::temp_dir().join(format!("keygate-test-{}", uuid_like()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("keygate.db");
         let url = format!("sqlite://{}", path.display());
-        Self::start(url, Db::Sqlite(dir)).await
+        Self::start(url, Db::Sqlite(dir), adjust).await
     }
 
     pub async fn postgres() -> TestApp {
+        Self::postgres_with(|_| {}).await
+    }
+
+    pub async fn postgres_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let admin = postgres_admin_url();
         let name = format!("kgt_{}", uuid_like());
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
@@ -65,16 +73,22 @@ impl TestApp {
             .await
             .unwrap();
         let base = admin.rsplit_once('/').unwrap().0;
-        Self::start(format!("{base}/{name}"), Db::Postgres(name)).await
+        Self::start(format!("{base}/{name}"), Db::Postgres(name), adjust).await
     }
 
-    async fn start(url: String, db: Db) -> TestApp {
+    async fn start(url: String, db: Db, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = Config::for_database(&url);
         config.root_token = Some(ROOT_TOKEN.into());
+        adjust(&mut config);
         let server = Server::start(config).await.expect("server starts");
         let client = Client::builder(TokioExecutor::new()).build_http();
         let _ = url;
-        TestApp { server, db, client }
+        TestApp {
+            server,
+            db,
+            database_url: url,
+            client,
+        }
     }
 
     pub async fn finish(self) {

@@ -9,3 +9,4 @@ mod enforcement;
 mod lifecycle;
 mod ops;
 mod resources;
+mod signing;

@@ -4,7 +4,7 @@
 use crate::cache::{CachedLicense, ValidationCache};
 use crate::inputs::*;
 use crate::{
-    IdempotentResponse, Principal, Store, Validation, actor_of, now,
+    IdempotentResponse, Principal, SigningKeyRecord, Store, Validation, actor_of, now,
 };
 use async_trait::async_trait;
 use keygate_domain::credentials::{credential_hash, generate_api_key, generate_license_key};
@@ -84,6 +84,7 @@ impl SqlStore {
             None
         };
         Ok(Some(CachedLicense {
+            account_id: row.try_get("account_id")?,
             product_code: row.try_get("product_code")?,
             license,
             policy: std::sync::Arc::new(policy),
@@ -100,7 +101,7 @@ const PRODUCT_COLS: &str = "id, code, name, metadata, created_at, updated_at";
 const CUSTOMER_COLS: &str = "id, email, name, metadata, created_at, updated_at";
 const LICENSE_COLS: &str = "id, license_key, policy_id, product_id, customer_id, subscription_id, \
      status, starts_at, expires_at, overrides, quantity, metadata, created_at, updated_at";
-const POLICY_FIELDS: [&str; 19] = [
+const POLICY_FIELDS: [&str; 20] = [
     "id",
     "product_id",
     "name",
@@ -117,12 +118,13 @@ const POLICY_FIELDS: [&str; 19] = [
     "quota_period_seconds",
     "features",
     "seats_from_quantity",
+    "perpetual_offline",
     "metadata",
     "created_at",
     "updated_at",
 ];
 const ACTIVATION_COLS: &str =
-    "id, license_id, fingerprint, name, platform, created_at, last_seen_at";
+    "id, account_id, license_id, fingerprint, name, platform, created_at, last_seen_at";
 const AUDIT_COLS: &str = "id, actor_type, actor_id, action, object_type, object_id, license_id, \
      customer_id, before_state, after_state, created_at";
 
@@ -211,6 +213,7 @@ fn policy_from_row(row: &DbRow, p: &str) -> Result<Policy> {
         quota,
         features: parse_json(&col::<String>(row, p, "features")?)?,
         seats_from_quantity: col(row, p, "seats_from_quantity")?,
+        perpetual_offline: col(row, p, "perpetual_offline")?,
         metadata: parse_json(&col::<String>(row, p, "metadata")?)?,
         created_at: ts(col(row, p, "created_at")?),
         updated_at: ts(col(row, p, "updated_at")?),
@@ -253,6 +256,7 @@ fn customer_from_row(row: &DbRow) -> Result<Customer> {
 fn activation_from_row(row: &DbRow) -> Result<Activation> {
     Ok(Activation {
         id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
         license_id: row.try_get("license_id")?,
         fingerprint: row.try_get("fingerprint")?,
         name: row.try_get("name")?,
@@ -778,14 +782,14 @@ async fn insert_policy(
          trial_seconds = $7, grace_seconds = $8, max_activations = $9, require_activation = $10, \
          floating_max_seats = $11, floating_lease_seconds = $12, has_quota = $13, \
          quota_limit = $14, quota_period_seconds = $15, features = $16, \
-         seats_from_quantity = $17, metadata = $18, created_at = $19, updated_at = $20 \
-         WHERE account_id = $1 AND id = $2"
+         seats_from_quantity = $17, metadata = $18, created_at = $19, updated_at = $20, \
+         perpetual_offline = $21 WHERE account_id = $1 AND id = $2"
     } else {
         "INSERT INTO policies (account_id, id, product_id, name, duration_seconds, expiry, \
          trial_seconds, grace_seconds, max_activations, require_activation, floating_max_seats, \
          floating_lease_seconds, has_quota, quota_limit, quota_period_seconds, features, \
-         seats_from_quantity, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, \
-         $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+         seats_from_quantity, metadata, created_at, updated_at, perpetual_offline) VALUES ($1, $2, \
+         $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
     };
     sqlx::query(sql)
         .bind(account_id)
@@ -808,6 +812,7 @@ async fn insert_policy(
         .bind(input.metadata.to_string())
         .bind(created_at.0)
         .bind(updated_at.0)
+        .bind(input.perpetual_offline)
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -1021,6 +1026,80 @@ impl Store for SqlStore {
         .await?;
         tx.commit().await?;
         Ok(key)
+    }
+
+    async fn signing_keys(&self, account_id: &str) -> Result<Vec<SigningKeyRecord>> {
+        let rows = sqlx::query(
+            "SELECT key_id, public_key, private_key, created_at, retired_at FROM signing_keys \
+             WHERE account_id = $1 ORDER BY created_at DESC, key_id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(signing_key_from_row).collect()
+    }
+
+    async fn ensure_signing_key(
+        &self,
+        account_id: &str,
+        candidate: SigningKeyRecord,
+    ) -> Result<SigningKeyRecord> {
+        let current_sql = "SELECT key_id, public_key, private_key, created_at, retired_at \
+             FROM signing_keys WHERE account_id = $1 AND retired_at IS NULL";
+        let mut tx = self.write.begin().await?;
+        if let Some(row) = sqlx::query(current_sql)
+            .bind(account_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            return signing_key_from_row(&row);
+        }
+        let inserted = insert_signing_key(&mut tx, account_id, &candidate).await;
+        match inserted {
+            Ok(()) => {
+                tx.commit().await?;
+                Ok(candidate)
+            }
+            // Another node made one first: use it.
+            Err(StoreError::Database(e)) if is_unique_violation(&e) => {
+                drop(tx);
+                let row = sqlx::query(current_sql)
+                    .bind(account_id)
+                    .fetch_one(&self.write)
+                    .await?;
+                signing_key_from_row(&row)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn rotate_signing_key(&self, who: &Principal, new: SigningKeyRecord) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "UPDATE signing_keys SET retired_at = $2 WHERE account_id = $1 AND retired_at IS NULL",
+        )
+        .bind(&who.account_id)
+        .bind(now().0)
+        .execute(&mut *tx)
+        .await?;
+        insert_signing_key(&mut tx, &who.account_id, &new).await?;
+        audit(
+            &mut tx,
+            AuditRecord {
+                account_id: &who.account_id,
+                actor: &actor_of(who),
+                action: "signing_key.rotated",
+                object_type: "signing_key",
+                object_id: &new.key_id,
+                license_id: None,
+                customer_id: None,
+                before: None,
+                after: Some(serde_json::json!({"key_id": new.key_id, "public_key": new.public_key})),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     // -- products --------------------------------------------------------------------------
@@ -1879,6 +1958,9 @@ impl Store for SqlStore {
                     return Ok(Validation {
                         code: ValidationCode::NotFound,
                         license: None,
+                        policy: None,
+                        product_code: None,
+                        account_id: None,
                     });
                 };
                 let loaded = std::sync::Arc::new(loaded);
@@ -1900,6 +1982,9 @@ impl Store for SqlStore {
         Ok(Validation {
             code,
             license: Some(entry.license.view(&entry.policy, facts.quota_used, now)),
+            policy: Some(entry.policy.clone()),
+            product_code: Some(entry.product_code.clone()),
+            account_id: Some(entry.account_id.clone()),
         })
     }
 
@@ -1908,7 +1993,7 @@ impl Store for SqlStore {
             return Ok(0);
         };
         let base = format!(
-            "SELECT {}, {}, pr.code AS product_code FROM licenses l \
+            "SELECT l.account_id AS account_id, {}, {}, pr.code AS product_code FROM licenses l \
              JOIN policies p ON p.id = l.policy_id JOIN products pr ON pr.id = l.product_id \
              WHERE l.id > $1 ORDER BY l.id LIMIT 5000",
             *LICENSE_COLS_L, *POLICY_COLS_P
@@ -1941,6 +2026,7 @@ impl Store for SqlStore {
                     .quota
                     .map(|_| (license.quota_window(&policy, now).0, 0));
                 entries.push(CachedLicense {
+                    account_id: row.try_get("account_id")?,
                     product_code: row.try_get("product_code")?,
                     license,
                     policy,
@@ -2035,6 +2121,7 @@ impl Store for SqlStore {
         }
         let activation = Activation {
             id: new_id(),
+            account_id: k.account_id.clone(),
             license_id: k.license.id.clone(),
             fingerprint: input.fingerprint,
             name: input.name,
@@ -2164,6 +2251,7 @@ impl Store for SqlStore {
         }
         tx.commit().await?;
         Ok(SeatLease {
+            account_id: k.account_id,
             license_id: k.license.id,
             session: session.to_string(),
             lease_expires_at,
@@ -2344,6 +2432,35 @@ impl Store for SqlStore {
         .await?;
         Ok(())
     }
+}
+
+fn signing_key_from_row(row: &DbRow) -> Result<SigningKeyRecord> {
+    Ok(SigningKeyRecord {
+        key_id: row.try_get("key_id")?,
+        public_key: row.try_get("public_key")?,
+        private_key: row.try_get("private_key")?,
+        created_at: ts(row.try_get("created_at")?),
+        retired_at: row.try_get::<Option<i64>, _>("retired_at")?.map(ts),
+    })
+}
+
+async fn insert_signing_key(
+    conn: &mut DbConn,
+    account_id: &str,
+    key: &SigningKeyRecord,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO signing_keys (key_id, account_id, public_key, private_key, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&key.key_id)
+    .bind(account_id)
+    .bind(&key.public_key)
+    .bind(&key.private_key)
+    .bind(key.created_at.0)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 fn past_tense(action: LicenseAction) -> &'static str {
