@@ -12,6 +12,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use keygate_domain::PolicyInput;
 use keygate_server::Config;
+use keygate_server::config::SignAnswers;
 use keygate_store::{LicenseInput, Store};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,8 +46,32 @@ fn parse_options(args: &[String]) -> Options {
     o
 }
 
+/// Signing cost alone: what a signed answer adds to a validation.
+fn sign_bench() {
+    let key = keygate_licfile::generate_signing_key();
+    let body = vec![b'x'; 1000];
+    let n = 20_000;
+    let started = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(keygate_licfile::sign_response(
+            &key,
+            std::hint::black_box(&body),
+        ));
+    }
+    let per = started.elapsed().as_secs_f64() / n as f64;
+    println!(
+        "ed25519 signing of a 1 KB answer: {:.1} us each ({:.0}/s on one core)",
+        per * 1e6,
+        1.0 / per
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("sign") {
+        sign_bench();
+        return;
+    }
     let (command, rest) = args
         .split_first()
         .map(|(c, r)| (c.as_str(), r))
@@ -68,17 +93,19 @@ fn main() {
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", dir.join("bench.db").display()));
-    let (store, addr) = server_rt.block_on(start_server(&url));
+    let (store, addr, unsigned_addr) = server_rt.block_on(start_server(&url));
     match command {
         "validate" => {
             let keys = server_rt.block_on(load(&store, options.licenses, Vec::new()));
-            client_rt.block_on(compare(addr, &keys, &options));
+            client_rt.block_on(compare(addr, unsigned_addr, &keys, &options));
         }
         "scale" => {
             let keys = server_rt.block_on(load(&store, 1_000, Vec::new()));
-            let small = client_rt.block_on(run_validate(addr, &keys, &options, "validate @1k"));
+            let small =
+                client_rt.block_on(run_validate(unsigned_addr, &keys, &options, "validate @1k"));
             let keys = server_rt.block_on(load(&store, 1_000_000, keys));
-            let large = client_rt.block_on(run_validate(addr, &keys, &options, "validate @1M"));
+            let large =
+                client_rt.block_on(run_validate(unsigned_addr, &keys, &options, "validate @1M"));
             println!(
                 "scale: throughput at 1M licenses is {:.1}% of that at 1k",
                 large.rps / small.rps * 100.0
@@ -95,15 +122,22 @@ async fn bare(body: Bytes) -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({"valid": true, "code": "VALID", "key": parsed["key"]}))
 }
 
-async fn start_server(url: &str) -> (Arc<dyn Store>, SocketAddr) {
+/// Two servers on one store: the default (every answer signed), and one that signs only
+/// answers to requests with a nonce (`KEYGATE_SIGN_ANSWERS=nonce`).
+async fn start_server(url: &str) -> (Arc<dyn Store>, SocketAddr, SocketAddr) {
     let store = keygate_store::connect(url).await.expect("database opens");
     store.migrate().await.expect("migrations apply");
-    let (router, _) = keygate_server::app::router(store.clone(), Config::for_database(url));
-    let router = router.merge(Router::new().route("/bench/bare", post(bare)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    (store, addr)
+    let mut addrs = Vec::new();
+    for mode in [SignAnswers::Always, SignAnswers::Nonce] {
+        let mut config = Config::for_database(url);
+        config.sign_answers = mode;
+        let (router, _) = keygate_server::app::router(store.clone(), config);
+        let router = router.merge(Router::new().route("/bench/bare", post(bare)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+    }
+    (store, addrs[0], addrs[1])
 }
 
 /// Tops the database up to `total` licenses (in bulk transactions), returning all keys.
@@ -165,19 +199,37 @@ struct Figures {
     rps: f64,
 }
 
-async fn compare(addr: SocketAddr, keys: &[String], o: &Options) {
-    let bare = drive(addr, "/bench/bare", keys, o, "bare JSON (ceiling)").await;
-    let validate = run_validate(addr, keys, o, "validate").await;
+async fn compare(addr: SocketAddr, unsigned_addr: SocketAddr, keys: &[String], o: &Options) {
+    let bare = drive(addr, "/bench/bare", keys, o, "bare JSON (ceiling)", false).await;
+    let unsigned = drive(
+        unsigned_addr,
+        "/v1/licenses/validate",
+        keys,
+        o,
+        "validate, unsigned",
+        false,
+    )
+    .await;
+    let signed = drive(
+        addr,
+        "/v1/licenses/validate",
+        keys,
+        o,
+        "validate, signed+nonce",
+        true,
+    )
+    .await;
     println!(
-        "ratio: validate throughput is {:.1}% of the bare JSON ceiling ({} licenses, {} connections)",
-        validate.rps / bare.rps * 100.0,
+        "ratio: validate is {:.1}% of the bare JSON ceiling unsigned, {:.1}% signed ({} licenses, {} connections)",
+        unsigned.rps / bare.rps * 100.0,
+        signed.rps / bare.rps * 100.0,
         keys.len(),
         o.connections
     );
 }
 
 async fn run_validate(addr: SocketAddr, keys: &[String], o: &Options, label: &str) -> Figures {
-    drive(addr, "/v1/licenses/validate", keys, o, label).await
+    drive(addr, "/v1/licenses/validate", keys, o, label, false).await
 }
 
 /// `connections` keep-alive connections, each sending requests back to back for `seconds`
@@ -188,6 +240,7 @@ async fn drive(
     keys: &[String],
     o: &Options,
     label: &str,
+    with_nonce: bool,
 ) -> Figures {
     let keys: Arc<Vec<String>> = Arc::new(keys.to_vec());
     let warmup = Duration::from_secs(1);
@@ -216,7 +269,11 @@ async fn drive(
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
                 let key = &keys[(rng % keys.len() as u64) as usize];
-                let body = format!("{{\"key\":\"{key}\",\"nonce\":\"{rng:x}\"}}");
+                let body = if with_nonce {
+                    format!("{{\"key\":\"{key}\",\"nonce\":\"{rng:x}\"}}")
+                } else {
+                    format!("{{\"key\":\"{key}\"}}")
+                };
                 let req = hyper::Request::post(path)
                     .header("host", "bench")
                     .header("content-type", "application/json")

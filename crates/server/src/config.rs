@@ -22,9 +22,24 @@ pub struct Config {
     /// The URL the world reaches this server at, for the webhook URLs it shows.
     #[arg(long, env = "KEYGATE_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Which client answers carry `Keygate-Signature`: `always`, or only answers to requests
+    /// that send a `nonce` (apps that never verify signatures then do not pay for them).
+    #[arg(
+        long,
+        env = "KEYGATE_SIGN_ANSWERS",
+        value_enum,
+        default_value = "always"
+    )]
+    pub sign_answers: SignAnswers,
     /// Log format.
     #[arg(long, env = "KEYGATE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SignAnswers {
+    Always,
+    Nonce,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -42,6 +57,7 @@ impl Config {
             root_token: None,
             master_key: None,
             public_url: None,
+            sign_answers: SignAnswers::Always,
             log_format: LogFormat::Text,
         }
     }

@@ -1,6 +1,7 @@
 //! Endpoints for vendors' apps. The license key is the credential; no API key.
 use super::Route;
 use crate::app::AppState;
+use crate::config::SignAnswers;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::signing::{AccountKey, signature_header};
@@ -113,11 +114,32 @@ async fn validate(
         nonce: input.nonce,
         ts: Timestamp::now(),
     };
+    if !should_sign(&state, body.nonce.is_some()) {
+        return Ok(axum::Json(body).into_response());
+    }
     let key = match &outcome.account_id {
         Some(account) => state.signer.key_for(&*state.store, account).await?,
         None => state.signer.anonymous(),
     };
     Ok(signed_json(StatusCode::OK, &key, &body))
+}
+
+fn should_sign(state: &AppState, has_nonce: bool) -> bool {
+    has_nonce || state.config.sign_answers == SignAnswers::Always
+}
+
+/// A client answer, signed by the account's key unless signing is not wanted.
+async fn answer<T: Serialize>(
+    state: &AppState,
+    status: StatusCode,
+    account_id: &str,
+    body: Signed<T>,
+) -> ApiResult<axum::response::Response> {
+    if !should_sign(state, body.nonce.is_some()) {
+        return Ok((status, axum::Json(body)).into_response());
+    }
+    let key = state.signer.key_for(&*state.store, account_id).await?;
+    Ok(signed_json(status, &key, &body))
 }
 
 /// A JSON answer with `Keygate-Signature` over its exact bytes.
@@ -180,16 +202,13 @@ async fn activate(
     } else {
         StatusCode::OK
     };
-    let key = state
-        .signer
-        .key_for(&*state.store, &activation.account_id)
-        .await?;
+    let account_id = activation.account_id.clone();
     let body = Signed {
         inner: activation,
         nonce: input.nonce,
         ts: Timestamp::now(),
     };
-    Ok(signed_json(status, &key, &body))
+    answer(&state, status, &account_id, body).await
 }
 
 fn check_nonce(nonce: &Option<String>) -> ApiResult<()> {

@@ -350,3 +350,20 @@ async fn signing_keys_are_encrypted_at_rest_with_the_master_key() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_answers_nonce_mode_signs_only_when_asked() {
+    let app =
+        TestApp::sqlite_with(|c| c.sign_answers = keygate_server::config::SignAnswers::Nonce).await;
+    let api = app.account("Lean").await;
+    let license = app.license(&api, json!({})).await;
+    let plain = app.validate(json!({"key": license["key"]})).await;
+    assert_eq!(plain.body["code"], "VALID");
+    assert!(plain.headers.get("keygate-signature").is_none());
+    let asked = app
+        .validate(json!({"key": license["key"], "nonce": "n"}))
+        .await;
+    let (_, ring) = keys(&app, &account_id(&app, &api).await).await;
+    verify_response(signature(&asked), &asked.raw, &ring).unwrap();
+    app.finish().await;
+}
