@@ -365,6 +365,11 @@ pub fn document(routes: &[Route]) -> Value {
         params.extend(route.query.iter().map(|(name, description)| {
             json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
         }));
+        if route.method == "POST" && route.auth == Auth::ApiKey {
+            params.push(json!({"name": "Idempotency-Key", "in": "header", "required": false,
+                "description": "a retry with the same key and body answers the first answer again (header Idempotent-Replayed: true); the same key with another body: 422 IDEMPOTENCY_KEY_REUSED",
+                "schema": {"type": "string", "maxLength": 255}}));
+        }
         if !params.is_empty() {
             op.insert("parameters".into(), Value::Array(params));
         }

@@ -347,3 +347,63 @@ async fn licenses_crud_filters_and_pages(app: &TestApp) {
     let valid = app.validate(json!({"key": "LEGACY-0000-1111-2222"})).await;
     assert_eq!(valid.body["code"], "VALID");
 }
+
+on_both_engines!(idempotency_key_replays_the_first_answer);
+
+async fn idempotency_key_replays_the_first_answer(app: &TestApp) {
+    let key = app.account("Idem").await;
+    let policy = app.policy(&key, json!({})).await;
+    let body = json!({"policy_id": policy, "metadata": {"order": "o-1"}});
+    let send = |b: Value, idem: &'static str| {
+        let key = key.clone();
+        async move {
+            app.send(
+                "POST",
+                "/v1/licenses",
+                Some(&key),
+                Some(b),
+                &[("idempotency-key", idem)],
+            )
+            .await
+        }
+    };
+    let first = send(body.clone(), "order-o-1").await;
+    assert_eq!(first.status, 201);
+    let retry = send(body.clone(), "order-o-1").await;
+    assert_eq!(retry.status, 201);
+    assert_eq!(
+        retry.body["id"], first.body["id"],
+        "the same license, not a second one"
+    );
+    assert_eq!(retry.headers.get("idempotent-replayed").unwrap(), "true");
+    let list = app
+        .get(&format!("/v1/licenses?policy_id={policy}"), &key)
+        .await;
+    assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
+    // The same key for another request is refused.
+    let other = send(json!({"policy_id": policy}), "order-o-1").await;
+    assert_eq!(
+        (other.status, other.code()),
+        (422, "IDEMPOTENCY_KEY_REUSED")
+    );
+    // Another key makes another license; refused requests are remembered as refused.
+    let second = send(body.clone(), "order-o-2").await;
+    assert_ne!(second.body["id"], first.body["id"]);
+    let bad = send(json!({"policy_id": "nope"}), "bad-1").await;
+    let bad_again = send(json!({"policy_id": "nope"}), "bad-1").await;
+    assert_eq!((bad.status, bad_again.status), (422, 422));
+    // Keys are per account.
+    let other_account = app.account("Idem2").await;
+    let p2 = app.policy(&other_account, json!({})).await;
+    let r = app
+        .send(
+            "POST",
+            "/v1/licenses",
+            Some(&other_account),
+            Some(json!({"policy_id": p2})),
+            &[("idempotency-key", "order-o-1")],
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert_ne!(r.body["id"], first.body["id"]);
+}

@@ -1,0 +1,137 @@
+//! `Idempotency-Key` on admin `POST`s: a retried request (same key, same body) gets the first
+//! answer again instead of creating a second object; the same key with another body is refused.
+use crate::app::{AppState, BODY_LIMIT};
+use crate::error::ApiError;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use keygate_store::IdempotentResponse;
+use sha2::{Digest, Sha256};
+
+pub const HEADER: &str = "idempotency-key";
+const MAX_KEY: usize = 255;
+
+pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let Some(key) = request.headers().get(HEADER).cloned() else {
+        return next.run(request).await;
+    };
+    match handle(&state, key, request, next).await {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    key: HeaderValue,
+    request: Request,
+    next: Next,
+) -> Result<Response, Response> {
+    let key = key
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "INVALID_IDEMPOTENCY_KEY",
+                format!("the Idempotency-Key must be 1-{MAX_KEY} visible ASCII characters"),
+            )
+            .into_response()
+        })?
+        .to_string();
+    // Only requests made with an API key are remembered (per account); others pass through
+    // and meet the usual authentication errors.
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let principal = match token {
+        Some(t) => state
+            .store
+            .authenticate(&t)
+            .await
+            .map_err(|e| ApiError::from(e).into_response())?,
+        None => None,
+    };
+    let Some(principal) = principal else {
+        return Ok(next.run(request).await);
+    };
+    let (parts, body) = request.into_parts();
+    let bytes = to_bytes(body, BODY_LIMIT).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            "the request body is larger than 1 MiB",
+        )
+        .into_response()
+    })?;
+    let mut hasher = Sha256::new();
+    hasher.update(parts.method.as_str());
+    hasher.update(b" ");
+    hasher.update(parts.uri.path());
+    hasher.update(b"\n");
+    hasher.update(&bytes);
+    let request_hash: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+
+    let stored = state
+        .store
+        .idempotent_response(&principal.account_id, &key)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    if let Some(stored) = stored {
+        if stored.request_hash != request_hash {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "IDEMPOTENCY_KEY_REUSED",
+                "this Idempotency-Key was used for a different request",
+            )
+            .into_response());
+        }
+        let mut response = (
+            StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
+            [(header::CONTENT_TYPE, "application/json")],
+            stored.body,
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        return Ok(response);
+    }
+
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    // Server errors are not remembered: the retry should really try again.
+    if response.status().is_server_error() {
+        return Ok(response);
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let saved = state
+        .store
+        .save_idempotent_response(
+            &principal.account_id,
+            &key,
+            IdempotentResponse {
+                request_hash,
+                status: parts.status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            },
+        )
+        .await;
+    if let Err(e) = saved {
+        tracing::warn!(error = %e, "could not remember an idempotent response");
+    }
+    Ok(Response::from_parts(parts, Body::from(bytes)))
+}
