@@ -1977,6 +1977,7 @@ impl Store for SqlStore {
                 .is_some_and(|f| entry.fingerprints.iter().any(|a| a == f)),
             activation_count: entry.fingerprints.len() as i64,
             quota_used: entry.quota_used(now),
+            ..Default::default()
         };
         let code = decide(&entry.license, &entry.policy, &request, &facts, now);
         Ok(Validation {
