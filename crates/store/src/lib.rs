@@ -3,6 +3,7 @@
 
 mod cache;
 mod error;
+pub mod gateway;
 pub mod inputs;
 mod migrate;
 mod sql;
@@ -58,7 +59,7 @@ pub struct IdempotentResponse {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: gateway::GatewayStore + Send + Sync + 'static {
     fn engine(&self) -> &'static str;
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;

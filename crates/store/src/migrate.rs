@@ -19,6 +19,11 @@ pub const SQLITE: &[Migration] = &[
         name: "signing",
         sql: include_str!("../migrations/sqlite/0002_signing.sql"),
     },
+    Migration {
+        version: 3,
+        name: "gateway",
+        sql: include_str!("../migrations/sqlite/0003_gateway.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -31,5 +36,10 @@ pub const POSTGRES: &[Migration] = &[
         version: 2,
         name: "signing",
         sql: include_str!("../migrations/postgres/0002_signing.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "gateway",
+        sql: include_str!("../migrations/postgres/0003_gateway.sql"),
     },
 ];

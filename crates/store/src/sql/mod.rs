@@ -65,6 +65,7 @@ pub mod sqlite {
     }
 
     include!("store_impl.rs");
+    include!("gateway_impl.rs");
 }
 
 pub mod postgres {
@@ -104,4 +105,5 @@ pub mod postgres {
     }
 
     include!("store_impl.rs");
+    include!("gateway_impl.rs");
 }

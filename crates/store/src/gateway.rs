@@ -1,0 +1,182 @@
+//! Storage of the billing gateway: integrations (platform connections and their mappings),
+//! the webhook inbox, the bounded log of refused deliveries, and platform subscriptions.
+use crate::{PageRequest, Principal, Result};
+use async_trait::async_trait;
+use keygate_domain::{Page, Timestamp};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mapping {
+    pub external_id: String,
+    pub policy_id: String,
+}
+
+/// An integration as the API shows it: never its secrets.
+#[derive(Debug, Clone, Serialize)]
+pub struct Integration {
+    pub id: String,
+    pub provider: String,
+    pub name: String,
+    pub mappings: Vec<Mapping>,
+    pub options: serde_json::Value,
+    pub secrets_count: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    #[serde(skip)]
+    pub account_id: String,
+}
+
+/// What to write for an integration; the server seals the secrets before they get here.
+#[derive(Debug, Clone)]
+pub struct IntegrationWrite {
+    pub provider: String,
+    pub name: String,
+    /// `None` on update = keep the stored secrets.
+    pub sealed_secrets: Option<(String, i64)>,
+    pub options: serde_json::Value,
+    /// `None` on update = keep the stored mappings.
+    pub mappings: Option<Vec<Mapping>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewWebhookEvent {
+    pub provider_event_id: String,
+    pub event_type: String,
+    pub kind: String,
+    pub occurred_at: Timestamp,
+    pub raw_body: String,
+    pub normalized: serde_json::Value,
+    pub verified: bool,
+    /// `pending` (to apply) or `ignored` (a type Keygate does not act on).
+    pub status: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventError {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookEvent {
+    pub id: String,
+    pub integration_id: String,
+    pub provider: String,
+    pub provider_event_id: String,
+    pub event_type: String,
+    pub kind: String,
+    pub occurred_at: Timestamp,
+    pub received_at: Timestamp,
+    pub verified: bool,
+    /// `pending`, `applied`, `ignored` or `failed`.
+    pub status: String,
+    pub actions: serde_json::Value,
+    pub error: Option<EventError>,
+    pub attempts: i64,
+    pub applied_at: Option<Timestamp>,
+    /// The normalized billing event.
+    pub event: serde_json::Value,
+    /// The raw body as received (only in single reads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_payload: Option<String>,
+    #[serde(skip)]
+    pub account_id: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookFailure {
+    pub id: String,
+    pub integration_id: String,
+    pub code: String,
+    pub message: String,
+    pub received_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub integration_id: Option<String>,
+    pub status: Option<String>,
+    /// The platform's event type or Keygate's kind.
+    pub event_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Subscription {
+    pub id: String,
+    pub integration_id: String,
+    pub provider: String,
+    pub external_id: String,
+    pub customer_id: Option<String>,
+    pub status: String,
+    pub current_period_end: Option<Timestamp>,
+    pub last_event_at: Option<Timestamp>,
+    /// The full normalized state Keygate keeps (items, cancellation, trial, payment failure).
+    pub state: serde_json::Value,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Insert outcome: the inbox row's id, and whether this delivery was new.
+#[derive(Debug, Clone)]
+pub struct Inserted {
+    pub id: String,
+    pub new: bool,
+    pub status: String,
+}
+
+/// How many refused deliveries are kept per integration.
+pub const FAILURE_LOG_SIZE: i64 = 100;
+
+#[async_trait]
+pub trait GatewayStore: Send + Sync {
+    async fn create_integration(
+        &self,
+        who: &Principal,
+        input: IntegrationWrite,
+    ) -> Result<Integration>;
+    async fn list_integrations(&self, account_id: &str) -> Result<Vec<Integration>>;
+    async fn get_integration(&self, account_id: &str, id: &str) -> Result<Integration>;
+    async fn update_integration(
+        &self,
+        who: &Principal,
+        id: &str,
+        input: IntegrationWrite,
+    ) -> Result<Integration>;
+    /// The integration a webhook URL names, with its sealed secrets (no account known yet).
+    async fn integration_for_webhook(&self, id: &str) -> Result<Option<(Integration, String)>>;
+
+    async fn record_webhook_failure(
+        &self,
+        integration: &Integration,
+        code: &str,
+        message: &str,
+    ) -> Result<()>;
+    async fn list_webhook_failures(
+        &self,
+        account_id: &str,
+        integration_id: &str,
+    ) -> Result<Vec<WebhookFailure>>;
+
+    /// Stores a delivery in the inbox, unique on (integration, platform event id).
+    async fn insert_event(
+        &self,
+        integration: &Integration,
+        event: NewWebhookEvent,
+    ) -> Result<Inserted>;
+    async fn list_events(
+        &self,
+        account_id: &str,
+        filter: EventFilter,
+        page: PageRequest,
+    ) -> Result<Page<WebhookEvent>>;
+    async fn get_event(&self, account_id: &str, id: &str) -> Result<WebhookEvent>;
+    /// Events stored but not applied (e.g. the process died in between), oldest first.
+    async fn pending_events(&self, limit: i64) -> Result<Vec<(String, String)>>;
+
+    async fn list_subscriptions(
+        &self,
+        account_id: &str,
+        page: PageRequest,
+    ) -> Result<Page<Subscription>>;
+    async fn get_subscription(&self, account_id: &str, id: &str) -> Result<Subscription>;
+}
