@@ -7,6 +7,7 @@ pub mod entities;
 pub mod error;
 pub mod license;
 pub mod policy;
+pub mod reconcile;
 pub mod time;
 pub mod validation;
 
@@ -15,7 +16,7 @@ pub use error::DomainError;
 pub use license::{License, LicenseStatus, LicenseView, Overrides, QuotaView};
 pub use policy::{ExpiryKind, Floating, Policy, PolicyInput, Quota};
 pub use time::Timestamp;
-pub use validation::{ValidationCode, ValidationFacts, ValidationRequest};
+pub use validation::{PaymentFacts, ValidationCode, ValidationFacts, ValidationRequest};
 
 /// A new time-ordered identifier (UUIDv7). Its text form sorts by creation time,
 /// which is what cursor pagination relies on.

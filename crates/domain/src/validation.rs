@@ -92,6 +92,30 @@ pub struct ValidationFacts {
     pub quota_used: i64,
 }
 
+/// A subscription payment that failed and has not been recovered (DESIGN "Event → action":
+/// payment failed → `GRACE_PERIOD` until the grace has passed since the failure, then
+/// `SUSPENDED`; recovered → `VALID`). The store fills it from the license's subscription
+/// with `reconcile::payment_facts`; `Default` means "payments are in order".
+///
+/// Kept apart from [`ValidationFacts`] so adding it did not change that struct's fields
+/// (the store builds it with a struct literal); pass it to [`decide_with_payment`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PaymentFacts {
+    /// When the unrecovered payment failure began; `None` = no failure.
+    pub payment_failed_at: Option<Timestamp>,
+    /// The integration's grace override for payment failures; `None` = the policy's
+    /// `grace_seconds`.
+    pub grace_seconds: Option<i64>,
+}
+
+impl PaymentFacts {
+    /// Until when a failed payment still validates (`GRACE_PERIOD`); `None` if none failed.
+    pub fn grace_until(&self, policy: &Policy) -> Option<Timestamp> {
+        let grace = self.grace_seconds.unwrap_or(policy.grace_seconds).max(0);
+        self.payment_failed_at.map(|at| at.plus_seconds(grace))
+    }
+}
+
 /// The validation decision. Order matters: the most fundamental problem is reported first
 /// (revoked before suspended before expired before scope mismatches).
 pub fn decide(
@@ -101,12 +125,39 @@ pub fn decide(
     facts: &ValidationFacts,
     now: Timestamp,
 ) -> ValidationCode {
+    decide_with_payment(
+        license,
+        policy,
+        request,
+        facts,
+        &PaymentFacts::default(),
+        now,
+    )
+}
+
+/// [`decide`], also honouring a failed subscription payment: an active license answers
+/// `GRACE_PERIOD` (valid) while `now < failed_at + grace`, then `SUSPENDED`. A revoked or
+/// suspended license keeps its own code; an expiry past its grace still answers `EXPIRED`.
+pub fn decide_with_payment(
+    license: &License,
+    policy: &Policy,
+    request: &ValidationRequest<'_>,
+    facts: &ValidationFacts,
+    payment: &PaymentFacts,
+    now: Timestamp,
+) -> ValidationCode {
     match license.status {
         LicenseStatus::Revoked => return ValidationCode::Revoked,
         LicenseStatus::Suspended => return ValidationCode::Suspended,
         LicenseStatus::Active => {}
     }
     let mut in_grace = false;
+    if let Some(until) = payment.grace_until(policy) {
+        if now >= until {
+            return ValidationCode::Suspended;
+        }
+        in_grace = true;
+    }
     if license.is_expired(now) {
         match license.grace_until(policy) {
             Some(g) if now < g => in_grace = true,
@@ -200,6 +251,60 @@ mod tests {
         assert_eq!(
             decide(&l, &p, &r, &facts(), Timestamp(11_000)),
             ValidationCode::Expired
+        );
+    }
+
+    #[test]
+    fn payment_failure_grace_then_suspended() {
+        let mut p = policy();
+        p.grace_seconds = 10;
+        let mut l = license();
+        let r = ValidationRequest::default();
+        let failed = PaymentFacts {
+            payment_failed_at: Some(Timestamp(5_000)),
+            grace_seconds: None,
+        };
+        let at = |l: &License, p: &Policy, pay: &PaymentFacts, now: i64| {
+            decide_with_payment(l, p, &r, &facts(), pay, Timestamp(now))
+        };
+        assert_eq!(
+            at(&l, &p, &PaymentFacts::default(), 100_000),
+            ValidationCode::Valid
+        );
+        assert_eq!(at(&l, &p, &failed, 5_000), ValidationCode::GracePeriod);
+        assert_eq!(at(&l, &p, &failed, 14_999), ValidationCode::GracePeriod);
+        assert!(at(&l, &p, &failed, 14_999).is_valid());
+        assert_eq!(at(&l, &p, &failed, 15_000), ValidationCode::Suspended);
+        // The integration's override wins over the policy's grace.
+        let longer = PaymentFacts {
+            grace_seconds: Some(60),
+            ..failed
+        };
+        assert_eq!(at(&l, &p, &longer, 15_000), ValidationCode::GracePeriod);
+        assert_eq!(at(&l, &p, &longer, 65_000), ValidationCode::Suspended);
+        let none = PaymentFacts {
+            grace_seconds: Some(0),
+            ..failed
+        };
+        assert_eq!(at(&l, &p, &none, 5_000), ValidationCode::Suspended);
+        // Recovered (no failure): valid again.
+        assert_eq!(
+            at(&l, &p, &PaymentFacts::default(), 15_000),
+            ValidationCode::Valid
+        );
+        // Revoked and suspended statuses still win.
+        l.status = LicenseStatus::Revoked;
+        assert_eq!(at(&l, &p, &failed, 6_000), ValidationCode::Revoked);
+        l.status = LicenseStatus::Suspended;
+        assert_eq!(at(&l, &p, &failed, 6_000), ValidationCode::Suspended);
+        // An expiry past its own grace is still EXPIRED during the payment grace.
+        l.status = LicenseStatus::Active;
+        l.expires_at = Some(Timestamp(1_000));
+        assert_eq!(at(&l, &p, &longer, 30_000), ValidationCode::Expired);
+        // `decide` is `decide_with_payment` without a failure.
+        assert_eq!(
+            decide(&l, &p, &r, &facts(), Timestamp(500)),
+            at(&l, &p, &PaymentFacts::default(), 500)
         );
     }
 

@@ -44,7 +44,12 @@ pub async fn build(config: Config) -> anyhow_free::Result<(Router, AppState)> {
             Err(e) => tracing::warn!(error = %e, "warming the validation cache failed"),
         }
     });
-    Ok(router(store, config))
+    let (router, state) = router(store, config);
+    tokio::spawn(crate::gateway::worker(
+        state.clone(),
+        std::time::Duration::from_secs(5),
+    ));
+    Ok((router, state))
 }
 
 pub fn router(store: Arc<dyn Store>, config: Config) -> (Router, AppState) {

@@ -325,6 +325,79 @@ pub fn schemas() -> Map<String, Value> {
                "alg": {"type": "string", "enum": ["ed25519"]}, "created_at": time(), "retired_at": opt_time()}),
     );
     put("PublicKey", public_key);
+    let mapping = obj(
+        &["external_id", "policy_id"],
+        json!({"external_id": {"type": "string", "description": "the platform's product / price / plan / variant id"}, "policy_id": string()}),
+    );
+    let integration_options = json!({"type": "object", "description": "renewal: extend | new_license; grace_seconds; platform settings: PayPal webhook_id and certificate_pem, tolerance_seconds",
+        "properties": {"renewal": {"type": "string", "enum": ["extend", "new_license"]}, "grace_seconds": int()}});
+    put("Mapping", mapping);
+    put(
+        "IntegrationInput",
+        obj(
+            &["provider"],
+            json!({"provider": {"type": "string", "enum": ["stripe", "paddle", "paypal", "chargebee", "fastspring", "lemonsqueezy", "generic"]},
+            "name": string(), "secrets": {"type": "array", "items": string(), "description": "webhook secrets; several during a rotation; stored sealed, never shown (Chargebee: \"username:password\")"},
+            "options": integration_options.clone(), "mappings": {"type": "array", "items": r("Mapping")}}),
+        ),
+    );
+    put(
+        "IntegrationPatch",
+        obj(
+            &[],
+            json!({"name": string(), "secrets": {"type": "array", "items": string()}, "options": integration_options.clone(), "mappings": {"type": "array", "items": r("Mapping")}}),
+        ),
+    );
+    put(
+        "Integration",
+        obj(
+            &["id", "provider", "webhook_url", "mappings", "options"],
+            json!({"id": string(), "provider": string(), "name": string(),
+            "webhook_url": {"type": "string", "description": "configure this URL on the platform"},
+            "mappings": {"type": "array", "items": r("Mapping")}, "options": integration_options, "secrets_count": int(),
+            "created_at": time(), "updated_at": time()}),
+        ),
+    );
+    put("IntegrationList", list_of("Integration"));
+    put(
+        "WebhookFailure",
+        obj(
+            &["id", "code", "message", "received_at"],
+            json!({"id": string(), "integration_id": string(), "code": string(), "message": string(), "received_at": time()}),
+        ),
+    );
+    put("WebhookFailureList", list_of("WebhookFailure"));
+    put(
+        "WebhookReceipt",
+        obj(
+            &["received", "events"],
+            json!({"received": int(), "processed": strings(),
+            "events": {"type": "array", "items": obj(&[], json!({"id": string(), "provider_event_id": string(), "type": string(), "status": string(), "duplicate": {"type": "boolean"}}))}}),
+        ),
+    );
+    put(
+        "WebhookEvent",
+        obj(
+            &["id", "integration_id", "provider_event_id", "status"],
+            json!({"id": string(), "integration_id": string(), "provider": string(),
+            "provider_event_id": string(), "event_type": string(), "kind": string(), "occurred_at": time(), "received_at": time(),
+            "verified": {"type": "boolean"}, "status": {"type": "string", "enum": ["pending", "applied", "ignored", "failed"]},
+            "actions": {"type": "array"}, "error": {"type": ["object", "null"], "properties": {"code": string(), "message": string()}},
+            "attempts": int(), "applied_at": opt_time(), "event": {"type": "object", "description": "the normalized billing event"},
+            "raw_payload": {"type": "string", "description": "the body as received (single reads only)"}}),
+        ),
+    );
+    put("WebhookEventList", list_of("WebhookEvent"));
+    put(
+        "Subscription",
+        obj(
+            &["id", "integration_id", "external_id", "status"],
+            json!({"id": string(), "integration_id": string(), "provider": string(),
+            "external_id": string(), "customer_id": opt_string(), "status": string(), "current_period_end": opt_time(),
+            "last_event_at": opt_time(), "state": {"type": "object"}, "created_at": time(), "updated_at": time()}),
+        ),
+    );
+    put("SubscriptionList", list_of("Subscription"));
     put(
         "PublicKeys",
         obj(

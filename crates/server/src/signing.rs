@@ -49,13 +49,26 @@ impl Signer {
     }
 
     fn seal(&self, key: &SigningKey) -> String {
-        let secret = key.to_bytes();
+        self.seal_bytes(&key.to_bytes())
+    }
+
+    /// Seals any secret (platform webhook secrets) the way signing keys are sealed.
+    pub fn seal_text(&self, text: &str) -> String {
+        self.seal_bytes(text.as_bytes())
+    }
+
+    pub fn open_text(&self, sealed: &str) -> Result<String, ApiError> {
+        let bytes = self.open_bytes(sealed)?;
+        String::from_utf8(bytes).map_err(|_| self.broken("not UTF-8"))
+    }
+
+    fn seal_bytes(&self, secret: &[u8]) -> String {
         match &self.master {
             Some(cipher) => {
                 let mut nonce = [0u8; 12];
                 rand::rngs::OsRng.fill_bytes(&mut nonce);
                 let sealed = cipher
-                    .encrypt(Nonce::from_slice(&nonce), secret.as_slice())
+                    .encrypt(Nonce::from_slice(&nonce), secret)
                     .expect("AES-GCM encryption cannot fail for 32 bytes");
                 let mut out = nonce.to_vec();
                 out.extend(sealed);
@@ -65,15 +78,23 @@ impl Signer {
         }
     }
 
+    fn broken(&self, why: &str) -> ApiError {
+        tracing::error!(reason = why, "cannot open a sealed secret");
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "SIGNING_KEY_UNAVAILABLE",
+            "a sealed secret cannot be opened: check KEYGATE_MASTER_KEY",
+        )
+    }
+
     fn open(&self, sealed: &str) -> Result<SigningKey, ApiError> {
-        let broken = |why: &str| {
-            tracing::error!(reason = why, "cannot open an account signing key");
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "SIGNING_KEY_UNAVAILABLE",
-                "the account's signing key cannot be opened: check KEYGATE_MASTER_KEY",
-            )
-        };
+        let bytes = self.open_bytes(sealed)?;
+        let array: [u8; 32] = bytes.try_into().map_err(|_| self.broken("not 32 bytes"))?;
+        Ok(SigningKey::from_bytes(&array))
+    }
+
+    fn open_bytes(&self, sealed: &str) -> Result<Vec<u8>, ApiError> {
+        let broken = |why: &str| self.broken(why);
         let bytes: Vec<u8> = if let Some(b64) = sealed.strip_prefix(SEALED_PREFIX) {
             let cipher = self
                 .master
@@ -91,8 +112,7 @@ impl Signer {
         } else {
             return Err(broken("unknown sealing"));
         };
-        let array: [u8; 32] = bytes.try_into().map_err(|_| broken("not 32 bytes"))?;
-        Ok(SigningKey::from_bytes(&array))
+        Ok(bytes)
     }
 
     /// A fresh key pair as the store keeps it.

@@ -6,6 +6,7 @@
 //! license) or `clear` (policies, products) *after* its commit. Readers take a `token` before
 //! reading the database and insert only if no invalidation happened since, so a reader that
 //! raced a writer never installs the old state.
+use keygate_domain::validation::PaymentFacts;
 use keygate_domain::{License, Policy, Timestamp};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -17,6 +18,8 @@ const SHARDS: usize = 32;
 #[derive(Debug)]
 pub struct CachedLicense {
     pub account_id: String,
+    /// The billing subscription's payment state (grace, then suspended).
+    pub payment: PaymentFacts,
     pub license: License,
     pub policy: Arc<Policy>,
     pub product_code: String,
@@ -145,6 +148,7 @@ mod tests {
         };
         Arc::new(CachedLicense {
             account_id: "acc".into(),
+            payment: PaymentFacts::default(),
             license: License {
                 id: id.into(),
                 key: "k".into(),

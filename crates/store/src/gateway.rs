@@ -170,6 +170,9 @@ pub trait GatewayStore: Send + Sync {
         page: PageRequest,
     ) -> Result<Page<WebhookEvent>>;
     async fn get_event(&self, account_id: &str, id: &str) -> Result<WebhookEvent>;
+    /// Applies a stored event (newer-wins on the subscription, then reconcile its licenses), in
+    /// one transaction; records the outcome on the event. Returns the event's new status.
+    async fn apply_event(&self, account_id: &str, event_id: &str) -> Result<String>;
     /// Events stored but not applied (e.g. the process died in between), oldest first.
     async fn pending_events(&self, limit: i64) -> Result<Vec<(String, String)>>;
 

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod audit;
 pub mod client;
 pub mod customers;
+pub mod gateway;
 pub mod keys;
 pub mod licenses;
 pub mod ops;
@@ -105,6 +106,7 @@ pub fn all() -> Vec<Route> {
     routes.extend(licenses::routes());
     routes.extend(client::routes());
     routes.extend(keys::routes());
+    routes.extend(gateway::routes());
     routes.extend(audit::routes());
     routes
 }

@@ -6,6 +6,7 @@ mod accounts;
 mod bad_input;
 mod cli;
 mod enforcement;
+mod gateway;
 mod lifecycle;
 mod ops;
 mod resources;

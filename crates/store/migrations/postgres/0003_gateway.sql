@@ -28,12 +28,26 @@ CREATE TABLE subscriptions (
     status TEXT NOT NULL,
     current_period_end BIGINT,
     state TEXT NOT NULL,
+    payment_failed_at BIGINT,
+    payment_grace_seconds BIGINT,
     last_event_at BIGINT,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
     UNIQUE (integration_id, external_id)
 );
 CREATE INDEX subscriptions_account ON subscriptions(account_id, id);
+
+CREATE TABLE orders (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    integration_id TEXT NOT NULL REFERENCES integrations(id),
+    external_id TEXT NOT NULL,
+    customer_id TEXT,
+    state TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    UNIQUE (integration_id, external_id)
+);
 
 CREATE TABLE webhook_events (
     id TEXT PRIMARY KEY,

@@ -443,6 +443,14 @@ impl GatewayStore for SqlStore {
         Ok(event)
     }
 
+    async fn apply_event(&self, account_id: &str, event_id: &str) -> Result<String> {
+        let (status, touched) = self.apply_event_tx(account_id, event_id).await?;
+        for key in touched {
+            self.invalidate_key(&key);
+        }
+        Ok(status)
+    }
+
     async fn pending_events(&self, limit: i64) -> Result<Vec<(String, String)>> {
         let rows = sqlx::query(&format!(
             "SELECT account_id, id FROM webhook_events WHERE status = 'pending' ORDER BY id \
@@ -475,5 +483,655 @@ impl GatewayStore for SqlStore {
             .await?
             .ok_or(StoreError::NotFound("subscription"))?;
         subscription_from_row(&row)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Applying an event: newer-wins into the subscription (or order) state, then reconcile.
+
+use keygate_domain::billing::BillingEvent;
+use keygate_domain::reconcile::{
+    self, ExistingLicense, IntegrationOptions, LicenseChange, OrderState, SubscriptionState,
+};
+
+/// What applying one event did, recorded on the event (`actions`).
+struct Applied {
+    actions: Vec<serde_json::Value>,
+    /// License keys whose validation may have changed (cache invalidation after commit).
+    touched_keys: Vec<String>,
+}
+
+async fn upsert_customer(
+    conn: &mut DbConn,
+    account_id: &str,
+    provider: &str,
+    event: &BillingEvent,
+    actor: &Actor,
+    applied: &mut Applied,
+) -> Result<Option<String>> {
+    let Some(c) = &event.customer else {
+        return Ok(None);
+    };
+    let email = c
+        .email
+        .as_deref()
+        .map(|e| e.trim().to_lowercase())
+        .filter(|e| e.contains('@'));
+    // Match by platform id, then by email.
+    let mut found: Option<String> = None;
+    if let Some(ext) = &c.external_id {
+        found = sqlx::query_scalar(
+            "SELECT customer_id FROM customer_external_ids WHERE account_id = $1 \
+             AND provider = $2 AND external_id = $3",
+        )
+        .bind(account_id)
+        .bind(provider)
+        .bind(ext)
+        .fetch_optional(&mut *conn)
+        .await?;
+    }
+    if found.is_none()
+        && let Some(e) = &email
+    {
+        found = sqlx::query_scalar(
+            "SELECT id FROM customers WHERE account_id = $1 AND email = $2 ORDER BY id LIMIT 1",
+        )
+        .bind(account_id)
+        .bind(e)
+        .fetch_optional(&mut *conn)
+        .await?;
+    }
+    let at = now();
+    let id = match found {
+        Some(id) => {
+            // Fill what the platform tells and Keygate did not know; never erase.
+            sqlx::query(
+                "UPDATE customers SET email = COALESCE(email, $3), name = COALESCE(name, $4), \
+                 updated_at = $5 WHERE account_id = $1 AND id = $2",
+            )
+            .bind(account_id)
+            .bind(&id)
+            .bind(&email)
+            .bind(&c.name)
+            .bind(at.0)
+            .execute(&mut *conn)
+            .await?;
+            id
+        }
+        None => {
+            if c.external_id.is_none() && email.is_none() {
+                return Ok(None);
+            }
+            let id = new_id();
+            sqlx::query(
+                "INSERT INTO customers (id, account_id, email, name, metadata, created_at, \
+                 updated_at) VALUES ($1, $2, $3, $4, '{}', $5, $6)",
+            )
+            .bind(&id)
+            .bind(account_id)
+            .bind(&email)
+            .bind(&c.name)
+            .bind(at.0)
+            .bind(at.0)
+            .execute(&mut *conn)
+            .await?;
+            audit(
+                conn,
+                AuditRecord {
+                    account_id,
+                    actor,
+                    action: "customer.created",
+                    object_type: "customer",
+                    object_id: &id,
+                    license_id: None,
+                    customer_id: Some(&id),
+                    before: None,
+                    after: Some(serde_json::json!({"email": email, "name": c.name})),
+                },
+            )
+            .await?;
+            applied
+                .actions
+                .push(serde_json::json!({"action": "customer_created", "customer_id": id}));
+            id
+        }
+    };
+    if let Some(ext) = &c.external_id {
+        sqlx::query(
+            "INSERT INTO customer_external_ids (account_id, provider, external_id, customer_id) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, provider, external_id) DO NOTHING",
+        )
+        .bind(account_id)
+        .bind(provider)
+        .bind(ext)
+        .bind(&id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(Some(id))
+}
+
+async fn load_policies_for(
+    conn: &mut DbConn,
+    account_id: &str,
+    ids: Vec<String>,
+) -> Result<HashMap<String, Policy>> {
+    let mut out = HashMap::new();
+    for id in ids {
+        if out.contains_key(&id) {
+            continue;
+        }
+        if let Some(p) = load_policy(conn, account_id, &id).await? {
+            out.insert(id, p);
+        }
+    }
+    Ok(out)
+}
+
+async fn existing_licenses(
+    conn: &mut DbConn,
+    account_id: &str,
+    column: &str,
+    owner_id: &str,
+) -> Result<Vec<(License, ExistingLicense)>> {
+    let sql = format!(
+        "SELECT {LICENSE_COLS}, item_external_id, period_end FROM licenses \
+         WHERE account_id = $1 AND {column} = $2 ORDER BY id{FOR_UPDATE}"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(account_id)
+        .bind(owner_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let l = license_from_row(row)?;
+            let e = ExistingLicense {
+                id: l.id.clone(),
+                policy_id: l.policy_id.clone(),
+                status: l.status,
+                expires_at: l.expires_at,
+                quantity: l.quantity,
+                item_external_id: row.try_get("item_external_id")?,
+                period_end: row.try_get::<Option<i64>, _>("period_end")?.map(ts),
+            };
+            Ok((l, e))
+        })
+        .collect()
+}
+
+/// Where a created license belongs.
+struct Owner<'a> {
+    account_id: &'a str,
+    customer_id: Option<&'a str>,
+    subscription_id: Option<&'a str>,
+    order_id: Option<&'a str>,
+}
+
+async fn apply_changes(
+    conn: &mut DbConn,
+    owner: &Owner<'_>,
+    changes: Vec<LicenseChange>,
+    licenses: &[(License, ExistingLicense)],
+    policies: &HashMap<String, Policy>,
+    actor: &Actor,
+    applied: &mut Applied,
+) -> Result<()> {
+    let at = now();
+    for change in changes {
+        applied.actions.push(serde_json::to_value(&change)?);
+        if let LicenseChange::Create {
+            policy_id,
+            item_external_id,
+            quantity,
+            expires_at,
+            period_end,
+            status,
+        } = &change
+        {
+            let policy = policies
+                .get(policy_id)
+                .ok_or(StoreError::NotFound("policy"))?;
+            let key = generate_license_key();
+            let license = License {
+                id: new_id(),
+                key: key.clone(),
+                policy_id: policy.id.clone(),
+                product_id: policy.product_id.clone(),
+                customer_id: owner.customer_id.map(str::to_string),
+                subscription_id: owner.subscription_id.map(str::to_string),
+                status: *status,
+                starts_at: at,
+                expires_at: expires_at
+                    .or_else(|| policy.initial_term_seconds().map(|s| at.plus_seconds(s))),
+                overrides: Overrides::default(),
+                quantity: Some(*quantity),
+                metadata: serde_json::json!({}),
+                created_at: at,
+                updated_at: at,
+            };
+            sqlx::query(
+                "INSERT INTO licenses (id, account_id, license_key, key_hash, policy_id, \
+                 product_id, customer_id, subscription_id, status, starts_at, expires_at, \
+                 overrides, quantity, metadata, created_at, updated_at, item_external_id, \
+                 order_id, period_end) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+                 $12, $13, '{}', $14, $15, $16, $17, $18)",
+            )
+            .bind(&license.id)
+            .bind(owner.account_id)
+            .bind(&license.key)
+            .bind(credential_hash(&license.key))
+            .bind(&license.policy_id)
+            .bind(&license.product_id)
+            .bind(&license.customer_id)
+            .bind(&license.subscription_id)
+            .bind(license.status.as_str())
+            .bind(at.0)
+            .bind(license.expires_at.map(|t| t.0))
+            .bind(serde_json::to_string(&license.overrides)?)
+            .bind(license.quantity)
+            .bind(at.0)
+            .bind(at.0)
+            .bind(item_external_id)
+            .bind(owner.order_id)
+            .bind(period_end.map(|t| t.0))
+            .execute(&mut *conn)
+            .await?;
+            let view = license.view(policy, 0, at);
+            audit(
+                conn,
+                license_audit(owner.account_id, actor, "license.created", &license, None, Some(&view)),
+            )
+            .await?;
+            if let Some(last) = applied.actions.last_mut() {
+                last["license_id"] = serde_json::json!(license.id);
+            }
+            continue;
+        }
+        let Some(id) = change.license_id() else { continue };
+        let Some((current, _)) = licenses.iter().find(|(l, _)| l.id == id) else {
+            continue;
+        };
+        let mut license = current.clone();
+        let mut item: Option<&str> = None;
+        let action = match &change {
+            LicenseChange::SetExpiry { expires_at, .. } => {
+                license.expires_at = Some(*expires_at);
+                "license.renewed"
+            }
+            LicenseChange::ChangePolicy {
+                policy_id,
+                item_external_id,
+                ..
+            } => {
+                let policy = policies
+                    .get(policy_id)
+                    .ok_or(StoreError::NotFound("policy"))?;
+                license.policy_id = policy.id.clone();
+                license.product_id = policy.product_id.clone();
+                item = Some(item_external_id);
+                "license.policy_changed"
+            }
+            LicenseChange::SetQuantity { quantity, .. } => {
+                license.quantity = Some(*quantity);
+                "license.updated"
+            }
+            LicenseChange::Suspend { .. } => {
+                license.status = LicenseStatus::Suspended;
+                "license.suspended"
+            }
+            LicenseChange::Reinstate { .. } => {
+                license.status = LicenseStatus::Active;
+                "license.reinstated"
+            }
+            LicenseChange::Revoke { .. } => {
+                license.status = LicenseStatus::Revoked;
+                "license.revoked"
+            }
+            LicenseChange::Create { .. } => unreachable!("handled above"),
+        };
+        license.updated_at = at;
+        save_license(conn, owner.account_id, &license).await?;
+        if let Some(item) = item {
+            sqlx::query("UPDATE licenses SET item_external_id = $2 WHERE id = $1")
+                .bind(&license.id)
+                .bind(item)
+                .execute(&mut *conn)
+                .await?;
+        }
+        let before = policies
+            .get(&current.policy_id)
+            .map(|p| current.view(p, 0, at));
+        let after = policies
+            .get(&license.policy_id)
+            .map(|p| license.view(p, 0, at));
+        audit(
+            conn,
+            license_audit(
+                owner.account_id,
+                actor,
+                action,
+                &license,
+                before.as_ref(),
+                after.as_ref(),
+            ),
+        )
+        .await?;
+        applied.touched_keys.push(license.key.clone());
+    }
+    Ok(())
+}
+
+/// Newer-wins into the subscription state, persist, then reconcile its licenses.
+#[allow(clippy::too_many_arguments)]
+async fn apply_to_subscription(
+    conn: &mut DbConn,
+    integration: &Integration,
+    event: &BillingEvent,
+    external_id: &str,
+    customer_id: Option<String>,
+    options: &IntegrationOptions,
+    actor: &Actor,
+    applied: &mut Applied,
+) -> Result<std::result::Result<(), reconcile::ReconcileError>> {
+    let account_id = integration.account_id.as_str();
+    let sql = format!(
+        "SELECT id, customer_id, state FROM subscriptions WHERE integration_id = $1 \
+         AND external_id = $2{FOR_UPDATE}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(&integration.id)
+        .bind(external_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let at = now();
+    let (sub_id, stored_customer, state) = match &row {
+        Some(r) => (
+            r.try_get::<String, _>("id")?,
+            r.try_get::<Option<String>, _>("customer_id")?,
+            Some(parse_json::<SubscriptionState>(r.try_get::<&str, _>("state")?)?),
+        ),
+        None => (new_id(), None, None),
+    };
+    let customer_id = stored_customer.or(customer_id);
+    let next = reconcile::apply_event(state.as_ref(), event);
+    let state = match (next, state) {
+        (Some(next), _) => next,
+        (None, Some(state)) => state,
+        // An event that tells nothing about a subscription Keygate has not seen.
+        (None, None) => return Ok(Ok(())),
+    };
+    let status = state
+        .status
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let grace = options.grace_seconds;
+    if row.is_some() {
+        sqlx::query(
+            "UPDATE subscriptions SET customer_id = $2, status = $3, current_period_end = $4, \
+             state = $5, payment_failed_at = $6, payment_grace_seconds = $7, last_event_at = $8, \
+             updated_at = $9 WHERE id = $1",
+        )
+        .bind(&sub_id)
+        .bind(&customer_id)
+        .bind(&status)
+        .bind(state.current_period_end.map(|t| t.0))
+        .bind(serde_json::to_string(&state)?)
+        .bind(state.payment_failed_at.map(|t| t.0))
+        .bind(grace)
+        .bind(state.last_event_at.map(|t| t.0))
+        .bind(at.0)
+        .execute(&mut *conn)
+        .await?;
+    } else {
+        sqlx::query(
+            "INSERT INTO subscriptions (id, account_id, integration_id, provider, external_id, \
+             customer_id, status, current_period_end, state, payment_failed_at, \
+             payment_grace_seconds, last_event_at, created_at, updated_at) VALUES ($1, $2, $3, \
+             $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(&sub_id)
+        .bind(account_id)
+        .bind(&integration.id)
+        .bind(&integration.provider)
+        .bind(external_id)
+        .bind(&customer_id)
+        .bind(&status)
+        .bind(state.current_period_end.map(|t| t.0))
+        .bind(serde_json::to_string(&state)?)
+        .bind(state.payment_failed_at.map(|t| t.0))
+        .bind(grace)
+        .bind(state.last_event_at.map(|t| t.0))
+        .bind(at.0)
+        .bind(at.0)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let licenses = existing_licenses(conn, account_id, "subscription_id", &sub_id).await?;
+    // Payment state lives on the subscription: every license of it validates differently now.
+    applied
+        .touched_keys
+        .extend(licenses.iter().map(|(l, _)| l.key.clone()));
+    let mappings: Vec<reconcile::Mapping> = integration
+        .mappings
+        .iter()
+        .map(|m| reconcile::Mapping {
+            external_id: m.external_id.clone(),
+            policy_id: m.policy_id.clone(),
+        })
+        .collect();
+    let policy_ids: Vec<String> = mappings
+        .iter()
+        .map(|m| m.policy_id.clone())
+        .chain(licenses.iter().map(|(l, _)| l.policy_id.clone()))
+        .collect();
+    let policies = load_policies_for(conn, account_id, policy_ids).await?;
+    let existing: Vec<ExistingLicense> = licenses.iter().map(|(_, e)| e.clone()).collect();
+    let changes = match reconcile::plan(&state, &existing, &policies, &mappings, options, at) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    let owner = Owner {
+        account_id,
+        customer_id: customer_id.as_deref(),
+        subscription_id: Some(&sub_id),
+        order_id: None,
+    };
+    apply_changes(conn, &owner, changes, &licenses, &policies, actor, applied).await?;
+    Ok(Ok(()))
+}
+
+async fn apply_to_order(
+    conn: &mut DbConn,
+    integration: &Integration,
+    event: &BillingEvent,
+    external_id: &str,
+    customer_id: Option<String>,
+    actor: &Actor,
+    applied: &mut Applied,
+) -> Result<std::result::Result<(), reconcile::ReconcileError>> {
+    let account_id = integration.account_id.as_str();
+    let sql = format!(
+        "SELECT id, customer_id, state FROM orders WHERE integration_id = $1 \
+         AND external_id = $2{FOR_UPDATE}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(&integration.id)
+        .bind(external_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let at = now();
+    let (order_id, stored_customer, state) = match &row {
+        Some(r) => (
+            r.try_get::<String, _>("id")?,
+            r.try_get::<Option<String>, _>("customer_id")?,
+            Some(parse_json::<OrderState>(r.try_get::<&str, _>("state")?)?),
+        ),
+        None => (new_id(), None, None),
+    };
+    let customer_id = stored_customer.or(customer_id);
+    let state = match (reconcile::apply_order_event(state.as_ref(), event), state) {
+        (Some(next), _) => next,
+        (None, Some(state)) => state,
+        (None, None) => return Ok(Ok(())),
+    };
+    if row.is_some() {
+        sqlx::query("UPDATE orders SET customer_id = $2, state = $3, updated_at = $4 WHERE id = $1")
+            .bind(&order_id)
+            .bind(&customer_id)
+            .bind(serde_json::to_string(&state)?)
+            .bind(at.0)
+            .execute(&mut *conn)
+            .await?;
+    } else {
+        sqlx::query(
+            "INSERT INTO orders (id, account_id, integration_id, external_id, customer_id, state, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&order_id)
+        .bind(account_id)
+        .bind(&integration.id)
+        .bind(external_id)
+        .bind(&customer_id)
+        .bind(serde_json::to_string(&state)?)
+        .bind(at.0)
+        .bind(at.0)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let licenses = existing_licenses(conn, account_id, "order_id", &order_id).await?;
+    let mappings: Vec<reconcile::Mapping> = integration
+        .mappings
+        .iter()
+        .map(|m| reconcile::Mapping {
+            external_id: m.external_id.clone(),
+            policy_id: m.policy_id.clone(),
+        })
+        .collect();
+    let policy_ids: Vec<String> = mappings
+        .iter()
+        .map(|m| m.policy_id.clone())
+        .chain(licenses.iter().map(|(l, _)| l.policy_id.clone()))
+        .collect();
+    let policies = load_policies_for(conn, account_id, policy_ids).await?;
+    let existing: Vec<ExistingLicense> = licenses.iter().map(|(_, e)| e.clone()).collect();
+    let changes = match reconcile::plan_order(&state, &existing, &policies, &mappings) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    let owner = Owner {
+        account_id,
+        customer_id: customer_id.as_deref(),
+        subscription_id: None,
+        order_id: Some(&order_id),
+    };
+    apply_changes(conn, &owner, changes, &licenses, &policies, actor, applied).await?;
+    Ok(Ok(()))
+}
+
+impl SqlStore {
+    async fn apply_event_tx(&self, account_id: &str, event_id: &str) -> Result<(String, Vec<String>)> {
+        let mut tx = self.write.begin().await?;
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM webhook_events WHERE account_id = $1 AND id = $2{FOR_UPDATE}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(account_id)
+            .bind(event_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound("event"))?;
+        let stored = event_from_row(&row)?;
+        if stored.status == "ignored" {
+            return Ok((stored.status, Vec::new()));
+        }
+        let event: BillingEvent = serde_json::from_value(stored.event.clone())?;
+        let integration = load_integration(&mut tx, account_id, &stored.integration_id).await?;
+        let options: IntegrationOptions =
+            serde_json::from_value(integration.options.clone()).unwrap_or_default();
+        let actor = Actor::WebhookEvent(event_id.to_string());
+        let mut applied = Applied {
+            actions: Vec::new(),
+            touched_keys: Vec::new(),
+        };
+        let customer_id = upsert_customer(
+            &mut tx,
+            account_id,
+            &integration.provider,
+            &event,
+            &actor,
+            &mut applied,
+        )
+        .await?;
+        // A subscription event; or an order event about an invoice of a known subscription
+        // (Stripe refunds name only the invoice); or a one-time order.
+        let mut subscription_id = event.subscription.as_ref().map(|s| s.external_id.clone());
+        if subscription_id.is_none()
+            && let Some(order) = &event.order
+        {
+            let rows = sqlx::query(
+                "SELECT external_id, state FROM subscriptions WHERE integration_id = $1",
+            )
+            .bind(&integration.id)
+            .fetch_all(&mut *tx)
+            .await?;
+            for r in rows {
+                let state: SubscriptionState = parse_json(r.try_get::<&str, _>("state")?)?;
+                if state.has_order(&order.external_id) {
+                    subscription_id = Some(r.try_get("external_id")?);
+                    break;
+                }
+            }
+        }
+        let outcome = match (&subscription_id, &event.order) {
+            (Some(sub), _) => {
+                let mut event = event.clone();
+                if event.subscription.is_none() {
+                    event.subscription = Some(keygate_domain::billing::SubscriptionSnapshot::partial(sub.clone()));
+                }
+                apply_to_subscription(
+                    &mut tx,
+                    &integration,
+                    &event,
+                    sub,
+                    customer_id,
+                    &options,
+                    &actor,
+                    &mut applied,
+                )
+                .await?
+            }
+            (None, Some(order)) => {
+                apply_to_order(
+                    &mut tx,
+                    &integration,
+                    &event,
+                    &order.external_id,
+                    customer_id,
+                    &actor,
+                    &mut applied,
+                )
+                .await?
+            }
+            (None, None) => Ok(()),
+        };
+        let (status, code, message) = match &outcome {
+            Ok(()) => ("applied", None, None),
+            Err(e) => ("failed", Some(e.code()), Some(e.to_string())),
+        };
+        sqlx::query(
+            "UPDATE webhook_events SET status = $2, actions = $3, error_code = $4, error = $5, \
+             attempts = attempts + 1, applied_at = $6 WHERE id = $1",
+        )
+        .bind(event_id)
+        .bind(status)
+        .bind(serde_json::Value::Array(applied.actions).to_string())
+        .bind(code)
+        .bind(message)
+        .bind(outcome.is_ok().then(|| now().0))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((status.to_string(), applied.touched_keys))
     }
 }

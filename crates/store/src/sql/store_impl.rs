@@ -9,7 +9,7 @@ use crate::{
 use async_trait::async_trait;
 use keygate_domain::credentials::{credential_hash, generate_api_key, generate_license_key};
 use keygate_domain::policy::{validate_feature_code, validate_metadata};
-use keygate_domain::validation::decide;
+use keygate_domain::validation::{PaymentFacts, decide_with_payment};
 use keygate_domain::{
     Account, Activation, Actor, ApiKey, AuditEntry, Customer, ExpiryKind, Floating, License,
     LicenseStatus, LicenseView, Overrides, Page, Policy, PolicyInput, Product, Quota, SeatLease,
@@ -86,6 +86,7 @@ impl SqlStore {
         Ok(Some(CachedLicense {
             account_id: row.try_get("account_id")?,
             product_code: row.try_get("product_code")?,
+            payment: payment_from_row(&row)?,
             license,
             policy: std::sync::Arc::new(policy),
             fingerprints,
@@ -473,12 +474,13 @@ fn validate_overrides(o: &Overrides) -> Result<()> {
 
 /// A license that is revoked, suspended or expired (past grace) refuses activations,
 /// seats and usage with its validation code.
-fn ensure_usable(license: &License, policy: &Policy, now: Timestamp) -> Result<()> {
-    let code = decide(
-        license,
-        policy,
+fn ensure_usable(k: &KeyedLicense, now: Timestamp) -> Result<()> {
+    let code = decide_with_payment(
+        &k.license,
+        &k.policy,
         &ValidationRequest::default(),
         &ValidationFacts::default(),
+        &k.payment,
         now,
     );
     if code.is_valid() {
@@ -523,13 +525,27 @@ struct KeyedLicense {
     account_id: String,
     license: License,
     policy: Policy,
+    payment: PaymentFacts,
+}
+
+/// The billing subscription's payment state, from the `s_*` columns of a license query.
+fn payment_from_row(row: &DbRow) -> Result<PaymentFacts> {
+    Ok(PaymentFacts {
+        payment_failed_at: row
+            .try_get::<Option<i64>, _>("s_payment_failed_at")?
+            .map(ts),
+        grace_seconds: row.try_get("s_payment_grace_seconds")?,
+    })
 }
 
 static BY_KEY_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
     let base = format!(
-        "SELECT l.account_id AS account_id, {}, {}, pr.code AS product_code \
+        "SELECT l.account_id AS account_id, {}, {}, pr.code AS product_code, \
+         s.payment_failed_at AS s_payment_failed_at, \
+         s.payment_grace_seconds AS s_payment_grace_seconds \
          FROM licenses l JOIN policies p ON p.id = l.policy_id \
-         JOIN products pr ON pr.id = l.product_id WHERE l.key_hash = $1",
+         JOIN products pr ON pr.id = l.product_id \
+         LEFT JOIN subscriptions s ON s.id = l.subscription_id WHERE l.key_hash = $1",
         *LICENSE_COLS_L, *POLICY_COLS_P
     );
     [base.clone(), format!("{base}{FOR_UPDATE_OF_L}")]
@@ -548,6 +564,7 @@ async fn load_by_key(conn: &mut DbConn, key: &str, lock: bool) -> Result<Option<
         account_id: row.try_get("account_id")?,
         license: license_from_row(&row)?,
         policy: policy_from_row(&row, "p_")?,
+        payment: payment_from_row(&row)?,
     }))
 }
 
@@ -1977,9 +1994,15 @@ impl Store for SqlStore {
                 .is_some_and(|f| entry.fingerprints.iter().any(|a| a == f)),
             activation_count: entry.fingerprints.len() as i64,
             quota_used: entry.quota_used(now),
-            ..Default::default()
         };
-        let code = decide(&entry.license, &entry.policy, &request, &facts, now);
+        let code = decide_with_payment(
+            &entry.license,
+            &entry.policy,
+            &request,
+            &facts,
+            &entry.payment,
+            now,
+        );
         Ok(Validation {
             code,
             license: Some(entry.license.view(&entry.policy, facts.quota_used, now)),
@@ -1994,8 +2017,11 @@ impl Store for SqlStore {
             return Ok(0);
         };
         let base = format!(
-            "SELECT l.account_id AS account_id, {}, {}, pr.code AS product_code FROM licenses l \
+            "SELECT l.account_id AS account_id, {}, {}, pr.code AS product_code, \
+             s.payment_failed_at AS s_payment_failed_at, \
+             s.payment_grace_seconds AS s_payment_grace_seconds FROM licenses l \
              JOIN policies p ON p.id = l.policy_id JOIN products pr ON pr.id = l.product_id \
+             LEFT JOIN subscriptions s ON s.id = l.subscription_id \
              WHERE l.id > $1 ORDER BY l.id LIMIT 5000",
             *LICENSE_COLS_L, *POLICY_COLS_P
         );
@@ -2029,6 +2055,7 @@ impl Store for SqlStore {
                 entries.push(CachedLicense {
                     account_id: row.try_get("account_id")?,
                     product_code: row.try_get("product_code")?,
+                    payment: payment_from_row(row)?,
                     license,
                     policy,
                     fingerprints: Vec::new(),
@@ -2086,7 +2113,7 @@ impl Store for SqlStore {
         let mut tx = self.write.begin().await?;
         let k = require_by_key(&mut tx, &input.key, true).await?;
         let at = now();
-        ensure_usable(&k.license, &k.policy, at)?;
+        ensure_usable(&k, at)?;
         let sql = format!(
             "SELECT {ACTIVATION_COLS} FROM activations WHERE license_id = $1 AND fingerprint = $2"
         );
@@ -2203,7 +2230,7 @@ impl Store for SqlStore {
         let mut tx = self.write.begin().await?;
         let k = require_by_key(&mut tx, key, true).await?;
         let at = now();
-        ensure_usable(&k.license, &k.policy, at)?;
+        ensure_usable(&k, at)?;
         let (Some(max_seats), Some(floating)) = (k.license.max_seats(&k.policy), k.policy.floating)
         else {
             return Err(StoreError::invalid(
@@ -2283,7 +2310,7 @@ impl Store for SqlStore {
         let mut tx = self.write.begin().await?;
         let k = require_by_key(&mut tx, &input.key, true).await?;
         let at = now();
-        ensure_usable(&k.license, &k.policy, at)?;
+        ensure_usable(&k, at)?;
         if k.policy.quota.is_none() {
             return Err(StoreError::invalid(
                 "NOT_METERED",

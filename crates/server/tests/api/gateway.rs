@@ -1,0 +1,568 @@
+//! The billing gateway end to end: signed Stripe webhooks through HTTP into license state.
+use crate::harness::{Reply, TestApp};
+use crate::on_both_engines;
+use keygate_domain::Timestamp;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+on_both_engines!(
+    stripe_lifecycle,
+    stripe_replay_storm_matches_in_order,
+    refused_and_unmapped_deliveries
+);
+
+const SECRET: &str = "whsec_test_secret";
+
+fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
+    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
+    let inner = Sha256::digest([ipad.as_slice(), message].concat());
+    let outer = Sha256::digest([opad.as_slice(), inner.as_slice()].concat());
+    outer.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now_s() -> i64 {
+    Timestamp::now().millis() / 1000
+}
+
+/// A Stripe event as the platform sends it, signed with the documented scheme.
+async fn deliver(app: &TestApp, integration: &Value, event: &Value) -> Reply {
+    let body = event.to_string();
+    let t = now_s();
+    let sig = hmac_sha256_hex(SECRET.as_bytes(), format!("{t}.{body}").as_bytes());
+    let url = integration["webhook_url"].as_str().unwrap();
+    let path = &url[url.find("/v1/").unwrap()..];
+    app.send(
+        "POST",
+        path,
+        None,
+        Some(Value::String(body)),
+        &[("stripe-signature", &format!("t={t},v1={sig}"))],
+    )
+    .await
+}
+
+fn subscription(
+    id: &str,
+    created: i64,
+    status: &str,
+    period_end: i64,
+    qty: i64,
+    extra: Value,
+) -> Value {
+    let mut object = json!({
+        "id": "sub_1", "object": "subscription", "customer": "cus_ann", "status": status,
+        "cancel_at": null, "cancel_at_period_end": false, "canceled_at": null, "ended_at": null,
+        "trial_start": null, "trial_end": null, "pause_collection": null, "start_date": created,
+        "items": {"object": "list", "has_more": false, "data": [{
+            "id": "si_1", "object": "subscription_item", "current_period_start": created,
+            "current_period_end": period_end, "quantity": qty, "subscription": "sub_1",
+            "price": {"id": "price_pro", "object": "price", "product": "prod_pro"}}]},
+        "livemode": true, "metadata": {}
+    });
+    let mut previous = Value::Null;
+    for (k, v) in extra.as_object().unwrap() {
+        if k == "previous_attributes" {
+            previous = v.clone();
+        } else {
+            object[k] = v.clone();
+        }
+    }
+    let kind = if id.starts_with("evt_created") {
+        "customer.subscription.created"
+    } else {
+        "customer.subscription.updated"
+    };
+    let mut data = json!({"object": object});
+    if !previous.is_null() {
+        data["previous_attributes"] = previous;
+    }
+    json!({"id": id, "object": "event", "api_version": "2025-03-31.basil", "created": created,
+           "livemode": true, "type": kind, "data": data})
+}
+
+fn invoice(
+    id: &str,
+    created: i64,
+    kind: &str,
+    invoice_id: &str,
+    period_end: i64,
+    qty: i64,
+) -> Value {
+    let paid = kind == "invoice.paid";
+    json!({"id": id, "object": "event", "api_version": "2025-03-31.basil", "created": created,
+        "livemode": true, "type": kind, "data": {"object": {
+            "id": invoice_id, "object": "invoice", "billing_reason": "subscription_cycle",
+            "status": if paid { "paid" } else { "open" }, "amount_paid": if paid { 5000 } else { 0 },
+            "customer": "cus_ann", "customer_email": "ann@example.com", "customer_name": "Ann",
+            "parent": {"type": "subscription_details", "subscription_details": {"metadata": {}, "subscription": "sub_1"}},
+            "lines": {"object": "list", "has_more": false, "data": [{
+                "id": "il_1", "object": "line_item", "amount": 5000, "invoice": invoice_id,
+                "parent": {"type": "subscription_item_details", "subscription_item_details": {
+                    "proration": false, "subscription": "sub_1", "subscription_item": "si_1"}},
+                "period": {"start": created, "end": period_end},
+                "pricing": {"type": "price_details", "price_details": {"price": "price_pro", "product": "prod_pro"}},
+                "quantity": qty}]}}}})
+}
+
+fn refund(id: &str, created: i64, invoice_id: &str) -> Value {
+    json!({"id": id, "object": "event", "api_version": "2025-03-31.basil", "created": created,
+        "livemode": true, "type": "charge.refunded", "data": {"object": {
+            "id": "ch_1", "object": "charge", "amount": 5000, "amount_refunded": 5000, "refunded": true,
+            "customer": "cus_ann", "invoice": invoice_id, "payment_intent": "pi_1",
+            "billing_details": {"email": "ann@example.com", "name": "Ann"}},
+        "previous_attributes": {"amount_refunded": 0, "refunded": false}}})
+}
+
+/// An account with a subscription policy mapped from `price_pro`, and a Stripe integration.
+async fn setup(app: &TestApp, payment_grace: i64) -> (String, Value, String) {
+    let api = app.account("Shop").await;
+    let policy = app
+        .policy(
+            &api,
+            json!({"expiry": "subscription", "max_activations": 1, "seats_from_quantity": true}),
+        )
+        .await;
+    let integration = app
+        .post(
+            "/v1/integrations",
+            &api,
+            json!({"provider": "stripe", "secrets": [SECRET],
+                   "options": {"grace_seconds": payment_grace},
+                   "mappings": [{"external_id": "price_pro", "policy_id": policy}]}),
+        )
+        .await;
+    assert_eq!(integration.status, 201, "{}", integration.body);
+    assert!(integration.body.get("secrets").is_none());
+    assert!(
+        !integration
+            .raw
+            .windows(SECRET.len())
+            .any(|w| w == SECRET.as_bytes())
+    );
+    (api, integration.body, policy)
+}
+
+async fn only_license(app: &TestApp, api: &str) -> Value {
+    let list = app.get("/v1/licenses", api).await;
+    let data = list.body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "exactly one license: {}", list.body);
+    data[0].clone()
+}
+
+async fn code_of(app: &TestApp, license: &Value) -> String {
+    let v = app.validate(json!({"key": license["key"]})).await;
+    v.body["code"].as_str().unwrap().to_string()
+}
+
+fn t(v: &Value) -> i64 {
+    Timestamp::parse_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .millis()
+        / 1000
+}
+
+async fn stripe_lifecycle(app: &TestApp) {
+    let (api, integration, _) = setup(app, 2).await;
+    let now = now_s();
+    let month = 30 * 86_400;
+
+    // Subscription created → a license, valid until the paid-through date.
+    let r = deliver(
+        app,
+        &integration,
+        &subscription(
+            "evt_created",
+            now - 100,
+            "active",
+            now + month,
+            1,
+            json!({}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["events"][0]["status"], "applied", "{}", r.body);
+    let license = only_license(app, &api).await;
+    assert_eq!(t(&license["expires_at"]), now + month);
+    assert_eq!(license["max_activations"], 1);
+    assert_eq!(code_of(app, &license).await, "VALID");
+    let customers = app.get("/v1/customers", &api).await;
+    assert_eq!(
+        customers.body["data"][0]["external_ids"]["stripe"],
+        "cus_ann"
+    );
+    // A retried delivery changes nothing.
+    let again = deliver(
+        app,
+        &integration,
+        &subscription(
+            "evt_created",
+            now - 100,
+            "active",
+            now + month,
+            1,
+            json!({}),
+        ),
+    )
+    .await;
+    assert_eq!(again.body["events"][0]["duplicate"], true);
+    only_license(app, &api).await;
+
+    // Renewed: the expiry moves to the new period end.
+    deliver(
+        app,
+        &integration,
+        &invoice(
+            "evt_renewed",
+            now - 90,
+            "invoice.paid",
+            "in_2",
+            now + 2 * month,
+            1,
+        ),
+    )
+    .await;
+    let license = only_license(app, &api).await;
+    assert_eq!(t(&license["expires_at"]), now + 2 * month);
+
+    // Quantity changed: seats follow.
+    deliver(
+        app,
+        &integration,
+        &subscription(
+            "evt_qty",
+            now - 80,
+            "active",
+            now + 2 * month,
+            5,
+            json!({"previous_attributes": {"items": {}}}),
+        ),
+    )
+    .await;
+    let license = only_license(app, &api).await;
+    assert_eq!(license["max_activations"], 5);
+
+    // Payment failed: grace, then suspended.
+    let failed_at = now_s();
+    let r = deliver(
+        app,
+        &integration,
+        &invoice(
+            "evt_failed",
+            failed_at,
+            "invoice.payment_failed",
+            "in_3",
+            now + 3 * month,
+            5,
+        ),
+    )
+    .await;
+    assert_eq!(r.body["events"][0]["status"], "applied", "{}", r.body);
+    assert_eq!(code_of(app, &license).await, "GRACE_PERIOD");
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert_eq!(code_of(app, &license).await, "SUSPENDED");
+    let r = app
+        .client(
+            "/v1/licenses/activate",
+            json!({"key": license["key"], "fingerprint": "m"}),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (403, "SUSPENDED"));
+
+    // Recovered: valid again.
+    deliver(
+        app,
+        &integration,
+        &subscription(
+            "evt_recovered",
+            failed_at + 1,
+            "active",
+            now + 2 * month,
+            5,
+            json!({"previous_attributes": {"status": "past_due"}}),
+        ),
+    )
+    .await;
+    assert_eq!(code_of(app, &license).await, "VALID");
+
+    // Cancelled at period end: still valid, until the paid-through date.
+    deliver(app, &integration, &subscription("evt_cancel", failed_at + 2, "active", now + 2 * month, 5,
+        json!({"cancel_at_period_end": true, "previous_attributes": {"cancel_at_period_end": false}}))).await;
+    let license = only_license(app, &api).await;
+    assert_eq!(code_of(app, &license).await, "VALID");
+    assert_eq!(t(&license["expires_at"]), now + 2 * month);
+
+    // Refund: revoked.
+    deliver(
+        app,
+        &integration,
+        &refund("evt_refund", failed_at + 3, "in_2"),
+    )
+    .await;
+    assert_eq!(code_of(app, &license).await, "REVOKED");
+
+    // Every change is audited with the webhook event that caused it.
+    let id = license["id"].as_str().unwrap();
+    let audit = app.get(&format!("/v1/audit?license_id={id}"), &api).await;
+    let entries = audit.body["data"].as_array().unwrap();
+    assert!(
+        entries.iter().all(|e| e["actor_type"] == "webhook_event"),
+        "{}",
+        audit.body
+    );
+    assert!(entries.iter().any(|e| e["action"] == "license.revoked"));
+    let events = app.get("/v1/events?status=applied", &api).await;
+    assert_eq!(events.body["data"].as_array().unwrap().len(), 7);
+    let subs = app.get("/v1/subscriptions", &api).await;
+    assert_eq!(subs.body["data"][0]["external_id"], "sub_1");
+}
+
+/// The same lifecycle, every event three times, shuffled: the same end state as in order.
+async fn stripe_replay_storm_matches_in_order(app: &TestApp) {
+    let now = now_s();
+    let month = 30 * 86_400;
+    let events = vec![
+        subscription(
+            "evt_created",
+            now - 100,
+            "active",
+            now + month,
+            1,
+            json!({}),
+        ),
+        invoice(
+            "evt_renewed",
+            now - 90,
+            "invoice.paid",
+            "in_2",
+            now + 2 * month,
+            1,
+        ),
+        subscription(
+            "evt_qty",
+            now - 80,
+            "active",
+            now + 2 * month,
+            5,
+            json!({"previous_attributes": {"items": {}}}),
+        ),
+        invoice(
+            "evt_failed",
+            now - 70,
+            "invoice.payment_failed",
+            "in_3",
+            now + 3 * month,
+            5,
+        ),
+        subscription(
+            "evt_recovered",
+            now - 60,
+            "active",
+            now + 2 * month,
+            5,
+            json!({"previous_attributes": {"status": "past_due"}}),
+        ),
+        subscription(
+            "evt_cancel",
+            now - 50,
+            "active",
+            now + 2 * month,
+            5,
+            json!({"cancel_at_period_end": true, "previous_attributes": {"cancel_at_period_end": false}}),
+        ),
+    ];
+    let (in_order_api, in_order, _) = setup(app, 3600).await;
+    for e in &events {
+        deliver(app, &in_order, e).await;
+    }
+    let (storm_api, storm, _) = setup(app, 3600).await;
+    let mut shuffled: Vec<&Value> = events.iter().chain(&events).chain(&events).collect();
+    // A deterministic shuffle.
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    for i in (1..shuffled.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        shuffled.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+    for e in shuffled {
+        let r = deliver(app, &storm, e).await;
+        assert!(r.status == 200 || r.status == 202, "{}", r.body);
+    }
+    let a = only_license(app, &in_order_api).await;
+    let b = only_license(app, &storm_api).await;
+    for field in [
+        "status",
+        "expires_at",
+        "max_activations",
+        "features",
+        "quantity",
+    ] {
+        assert_eq!(a[field], b[field], "{field} differs");
+    }
+    assert_eq!(code_of(app, &a).await, code_of(app, &b).await);
+    assert_eq!(code_of(app, &b).await, "VALID");
+}
+
+async fn refused_and_unmapped_deliveries(app: &TestApp) {
+    let (api, integration, policy) = setup(app, 0).await;
+    let url = integration["webhook_url"].as_str().unwrap();
+    let path = &url[url.find("/v1/").unwrap()..];
+    let now = now_s();
+    let body = subscription("evt_x", now, "active", now + 1000, 1, json!({})).to_string();
+
+    // Forged, missing, stale: refused with a code, nothing stored, the attempt logged.
+    let r = app
+        .send(
+            "POST",
+            path,
+            None,
+            Some(Value::String(body.clone())),
+            &[(
+                "stripe-signature",
+                &format!("t={now},v1={}", "0".repeat(64)),
+            )],
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (401, "SIGNATURE_INVALID"));
+    let r = app
+        .send("POST", path, None, Some(Value::String(body.clone())), &[])
+        .await;
+    assert_eq!(r.code(), "SIGNATURE_MISSING");
+    let old = now - 3600;
+    let sig = hmac_sha256_hex(SECRET.as_bytes(), format!("{old}.{body}").as_bytes());
+    let r = app
+        .send(
+            "POST",
+            path,
+            None,
+            Some(Value::String(body.clone())),
+            &[("stripe-signature", &format!("t={old},v1={sig}"))],
+        )
+        .await;
+    assert_eq!(r.code(), "TIMESTAMP_OUT_OF_TOLERANCE");
+    let id = integration["id"].as_str().unwrap();
+    let failures = app
+        .get(&format!("/v1/integrations/{id}/failures"), &api)
+        .await;
+    let codes: Vec<&str> = failures.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "TIMESTAMP_OUT_OF_TOLERANCE",
+            "SIGNATURE_MISSING",
+            "SIGNATURE_INVALID"
+        ]
+    );
+    assert_eq!(
+        app.get("/v1/events", &api).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let wrong_provider = app
+        .send(
+            "POST",
+            &path.replace("/stripe/", "/paddle/"),
+            None,
+            Some(Value::String(body.clone())),
+            &[],
+        )
+        .await;
+    assert_eq!(wrong_provider.status, 404);
+
+    // An event type Keygate does not act on: stored as ignored, 200.
+    let r = deliver(app, &integration, &json!({"id": "evt_product", "object": "event", "created": now,
+        "livemode": true, "type": "product.created", "data": {"object": {"id": "prod_1", "object": "product"}}})).await;
+    assert_eq!(
+        (r.status, r.body["events"][0]["status"].as_str()),
+        (200, Some("ignored"))
+    );
+
+    // An unmapped item: failed with NO_MAPPING; after adding the mapping, replay applies it.
+    let mut unmapped = subscription("evt_other", now, "active", now + 1000, 1, json!({}));
+    unmapped["data"]["object"]["id"] = json!("sub_2");
+    unmapped["data"]["object"]["items"]["data"][0]["price"]["id"] = json!("price_other");
+    let r = deliver(app, &integration, &unmapped).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["events"][0]["status"], "failed");
+    let event_id = r.body["events"][0]["id"].as_str().unwrap();
+    let event = app.get(&format!("/v1/events/{event_id}"), &api).await;
+    assert_eq!(event.body["error"]["code"], "NO_MAPPING");
+    assert!(
+        event.body["raw_payload"]
+            .as_str()
+            .unwrap()
+            .contains("price_other")
+    );
+    assert_eq!(event.body["verified"], true);
+    let r = app.patch(&format!("/v1/integrations/{id}"), &api, json!({"mappings": [
+        {"external_id": "price_pro", "policy_id": policy}, {"external_id": "price_other", "policy_id": policy}]})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let replayed = app
+        .post(&format!("/v1/events/{event_id}/replay"), &api, json!({}))
+        .await;
+    assert_eq!(replayed.body["status"], "applied", "{}", replayed.body);
+    assert_eq!(
+        app.get("/v1/licenses", &api).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Replaying again changes nothing.
+    app.post(&format!("/v1/events/{event_id}/replay"), &api, json!({}))
+        .await;
+    assert_eq!(
+        app.get("/v1/licenses", &api).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Secret rotation: old and new both accepted while listed.
+    let r = app
+        .patch(
+            &format!("/v1/integrations/{id}"),
+            &api,
+            json!({"secrets": ["whsec_new", SECRET]}),
+        )
+        .await;
+    assert_eq!(r.body["secrets_count"], 2);
+    let r = deliver(
+        app,
+        &integration,
+        &json!({"id": "evt_p2", "object": "event", "created": now,
+        "livemode": true, "type": "product.created", "data": {"object": {"id": "prod_2"}}}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    // Bad options are refused; unknown providers too.
+    let r = app
+        .post("/v1/integrations", &api, json!({"provider": "acme-pay"}))
+        .await;
+    assert_eq!((r.status, r.code()), (422, "UNKNOWN_PROVIDER"));
+    let r = app
+        .post(
+            "/v1/integrations",
+            &api,
+            json!({"provider": "chargebee", "options": {"password": "x"}}),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (422, "SECRET_IN_OPTIONS"));
+}
