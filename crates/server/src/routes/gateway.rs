@@ -170,7 +170,7 @@ fn check_options(options: &Value) -> ApiResult<()> {
         ));
     }
     if let Some(g) = map.get("grace_seconds")
-        && !g.as_i64().is_some_and(|g| g >= 0)
+        && g.as_i64().is_none_or(|g| g < 0)
     {
         return Err(invalid(
             "INVALID_FIELD",
