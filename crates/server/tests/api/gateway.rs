@@ -12,6 +12,89 @@ on_both_engines!(
     refused_and_unmapped_deliveries
 );
 
+mod crash_between_store_and_apply {
+    use crate::harness::TestApp;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let app = super::crash_between_store_and_apply(TestApp::sqlite().await).await;
+        app.finish().await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let app = super::crash_between_store_and_apply(TestApp::postgres().await).await;
+        app.finish().await;
+    }
+}
+
+/// An event stored in the inbox but not applied (the process died in between) is applied by
+/// the worker of the next process; applying it again changes nothing.
+async fn crash_between_store_and_apply(app: TestApp) -> TestApp {
+    use keygate_store::gateway::NewWebhookEvent;
+    let (api, integration, _) = setup(&app, 0).await;
+    let now = now_s();
+    let body = subscription("evt_crash", now, "active", now + 86_400, 1, json!({})).to_string();
+    let store = app.server.state.store.clone();
+    let id = integration["id"].as_str().unwrap();
+    let (stored, _) = store.integration_for_webhook(id).await.unwrap().unwrap();
+    let stripe = keygate_billing::provider("stripe").unwrap();
+    let events = stripe
+        .parse(&keygate_billing::Headers::new(), body.as_bytes())
+        .unwrap();
+    // What the webhook endpoint does before it applies: the durable insert, then "crash".
+    store
+        .insert_event(
+            &stored,
+            NewWebhookEvent {
+                provider_event_id: events[0].event_id.clone(),
+                event_type: events[0].event_type.clone(),
+                kind: events[0].kind.as_str().to_string(),
+                occurred_at: events[0].occurred_at,
+                raw_body: body.clone(),
+                normalized: serde_json::to_value(&events[0]).unwrap(),
+                verified: true,
+                status: "pending",
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get("/v1/licenses", &api).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let app = app.restart().await;
+    let mut licenses = 0;
+    for _ in 0..50 {
+        licenses = app.get("/v1/licenses", &api).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len();
+        if licenses > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        licenses, 1,
+        "the worker applied the pending event after the restart"
+    );
+    let events = app.get("/v1/events", &api).await;
+    assert_eq!(events.body["data"][0]["status"], "applied");
+    // The platform retries the same delivery: a duplicate, nothing more.
+    let r = deliver(&app, &integration, &serde_json::from_str(&body).unwrap()).await;
+    assert_eq!(r.body["events"][0]["duplicate"], true);
+    assert_eq!(
+        app.get("/v1/licenses", &api).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    app
+}
+
 const SECRET: &str = "whsec_test_secret";
 
 fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {

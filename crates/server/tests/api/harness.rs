@@ -91,6 +91,19 @@ impl TestApp {
         }
     }
 
+    /// Stops the server (as a crash or a deploy would) and starts a new one on the same
+    /// database.
+    pub async fn restart(self) -> TestApp {
+        let TestApp {
+            server,
+            db,
+            database_url,
+            ..
+        } = self;
+        server.stop().await;
+        Self::start(database_url, db, |_| {}).await
+    }
+
     pub async fn finish(self) {
         self.server.stop().await;
         match self.db {
