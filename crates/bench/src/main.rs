@@ -111,7 +111,14 @@ fn main() {
                 large.rps / small.rps * 100.0
             );
         }
-        other => panic!("unknown benchmark `{other}`: use validate or scale"),
+        "gateway" => {
+            server_rt.block_on(async {
+                let (api, webhook_path) = gateway_setup(&store).await;
+                let _ = api;
+                gateway_bench(addr, &webhook_path, &options).await;
+            });
+        }
+        other => panic!("unknown benchmark `{other}`: use validate, scale or gateway"),
     }
     drop(server_rt);
     let _ = std::fs::remove_dir_all(dir);
@@ -321,4 +328,169 @@ async fn drive(
         all.len()
     );
     Figures { rps }
+}
+
+const STRIPE_SECRET: &str = "whsec_bench";
+
+fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut k = [0u8; 64];
+    k[..key.len()].copy_from_slice(key);
+    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
+    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
+    let inner = Sha256::digest([ipad.as_slice(), message].concat());
+    let outer = Sha256::digest([opad.as_slice(), inner.as_slice()].concat());
+    outer.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An account with a subscription policy and a Stripe integration mapping `price_pro` to it.
+async fn gateway_setup(store: &Arc<dyn Store>) -> (String, String) {
+    let (_, _, secret) = store.create_account("gateway-bench").await.unwrap();
+    let who = store.authenticate(&secret).await.unwrap().unwrap();
+    let product = store
+        .create_product(
+            &who,
+            serde_json::from_value(serde_json::json!({"code": "app", "name": "App"})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let policy: PolicyInput = serde_json::from_value(serde_json::json!({
+        "product_id": product.id, "name": "Pro", "expiry": "subscription", "max_activations": 1,
+        "seats_from_quantity": true
+    }))
+    .unwrap();
+    let policy = store.create_policy(&who, policy).await.unwrap();
+    // Secrets are sealed by the server normally; the bench server has no master key.
+    let sealed = format!(
+        "plain:{}",
+        base64_encode(serde_json::json!([STRIPE_SECRET]).to_string().as_bytes())
+    );
+    let integration = store
+        .create_integration(
+            &who,
+            keygate_store::gateway::IntegrationWrite {
+                provider: "stripe".into(),
+                name: "stripe".into(),
+                sealed_secrets: Some((sealed, 1)),
+                options: serde_json::json!({}),
+                mappings: Some(vec![keygate_store::gateway::Mapping {
+                    external_id: "price_pro".into(),
+                    policy_id: policy.id,
+                }]),
+            },
+        )
+        .await
+        .unwrap();
+    (secret, format!("/v1/webhooks/stripe/{}", integration.id))
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn stripe_subscription_created(n: u64, quantity: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    serde_json::json!({
+        "id": format!("evt_bench_{n}"), "object": "event", "api_version": "2025-03-31.basil",
+        "created": now, "livemode": true, "type": "customer.subscription.created",
+        "data": {"object": {
+            "id": format!("sub_{n}"), "object": "subscription", "customer": format!("cus_{n}"),
+            "status": "active", "cancel_at": null, "cancel_at_period_end": false,
+            "ended_at": null, "trial_end": null, "pause_collection": null,
+            "items": {"object": "list", "data": [{
+                "id": format!("si_{n}"), "object": "subscription_item",
+                "current_period_start": now, "current_period_end": now + 2_592_000,
+                "quantity": quantity, "price": {"id": "price_pro", "object": "price", "product": "prod_pro"}}]}
+        }}
+    })
+    .to_string()
+}
+
+async fn post_signed(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    path: &str,
+    body: String,
+) -> bool {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sig = hmac_sha256_hex(STRIPE_SECRET.as_bytes(), format!("{t}.{body}").as_bytes());
+    let req = hyper::Request::post(path)
+        .header("host", "bench")
+        .header("content-type", "application/json")
+        .header("stripe-signature", format!("t={t},v1={sig}"))
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    match sender.send_request(req).await {
+        Ok(res) => {
+            let ok = res.status().is_success();
+            let _ = res.into_body().collect().await;
+            ok
+        }
+        Err(_) => false,
+    }
+}
+
+/// Signed Stripe events, each a new subscription: verified, stored, applied (a customer, a
+/// subscription, a license), end to end over loopback.
+async fn gateway_bench(addr: SocketAddr, path: &str, o: &Options) {
+    let total = 20_000u64;
+    let connections = o.connections.min(16) as u64;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let path = path.to_string();
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+            tokio::spawn(conn);
+            let mut ok = 0u64;
+            let mut n = c;
+            while n < total {
+                if post_signed(&mut sender, &path, stripe_subscription_created(n, 1)).await {
+                    ok += 1;
+                }
+                n += connections;
+            }
+            ok
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "gateway: {ok} signed Stripe events (verify, store, apply: customer + subscription + license) in {secs:.1}s = {:.0} events/s over {connections} connections",
+        ok as f64 / secs
+    );
+    // One order of 1,000 seats: answered as soon as it is stored and applied.
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let started = Instant::now();
+    let ok = post_signed(&mut sender, path, stripe_subscription_created(10_000_000, 1000)).await;
+    println!(
+        "gateway: a subscription with quantity 1,000 answered in {:.1} ms (ok: {ok})",
+        started.elapsed().as_secs_f64() * 1e3
+    );
 }
