@@ -86,3 +86,12 @@ CREATE INDEX webhook_failures_integration ON webhook_failures(integration_id, id
 ALTER TABLE licenses ADD COLUMN item_external_id TEXT;
 ALTER TABLE licenses ADD COLUMN order_id TEXT;
 ALTER TABLE licenses ADD COLUMN period_end INTEGER;
+
+-- Filtered lists read in id order: the filter and the order from one index.
+DROP INDEX licenses_customer;
+DROP INDEX licenses_subscription;
+CREATE INDEX licenses_customer ON licenses(account_id, customer_id, id);
+CREATE INDEX licenses_subscription ON licenses(account_id, subscription_id, id);
+CREATE INDEX licenses_order ON licenses(account_id, order_id, id);
+DROP INDEX customers_account_email;
+CREATE INDEX customers_account_email ON customers(account_id, email, id);

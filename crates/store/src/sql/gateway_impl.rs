@@ -636,14 +636,15 @@ async fn existing_licenses(
 ) -> Result<Vec<(License, ExistingLicense)>> {
     let sql = format!(
         "SELECT {LICENSE_COLS}, item_external_id, period_end FROM licenses \
-         WHERE account_id = $1 AND {column} = $2 ORDER BY id{FOR_UPDATE}"
+         WHERE account_id = $1 AND {column} = $2{FOR_UPDATE}"
     );
     let rows = sqlx::query(&sql)
         .bind(account_id)
         .bind(owner_id)
         .fetch_all(&mut *conn)
         .await?;
-    rows.iter()
+    let mut licenses = rows
+        .iter()
         .map(|row| {
             let l = license_from_row(row)?;
             let e = ExistingLicense {
@@ -657,7 +658,11 @@ async fn existing_licenses(
             };
             Ok((l, e))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    // In id order (oldest first) for a deterministic plan; sorted here so the query can use
+    // the (account, owner) index whatever the planner thinks of the sort.
+    licenses.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    Ok(licenses)
 }
 
 /// Where a created license belongs.
