@@ -388,7 +388,11 @@ fn base64_encode(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         for i in 0..4 {
             if i <= chunk.len() {
@@ -460,8 +464,9 @@ async fn gateway_bench(addr: SocketAddr, path: &str, o: &Options) {
         tasks.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             stream.set_nodelay(true).unwrap();
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
             tokio::spawn(conn);
             let mut ok = 0u64;
             let mut n = c;
@@ -485,10 +490,17 @@ async fn gateway_bench(addr: SocketAddr, path: &str, o: &Options) {
     );
     // One order of 1,000 seats: answered as soon as it is stored and applied.
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let started = Instant::now();
-    let ok = post_signed(&mut sender, path, stripe_subscription_created(10_000_000, 1000)).await;
+    let ok = post_signed(
+        &mut sender,
+        path,
+        stripe_subscription_created(10_000_000, 1000),
+    )
+    .await;
     println!(
         "gateway: a subscription with quantity 1,000 answered in {:.1} ms (ok: {ok})",
         started.elapsed().as_secs_f64() * 1e3

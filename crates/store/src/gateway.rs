@@ -163,6 +163,13 @@ pub trait GatewayStore: Send + Sync {
         integration: &Integration,
         event: NewWebhookEvent,
     ) -> Result<Inserted>;
+    /// Stores a delivery and, when it is new, applies it in the same transaction: the answer
+    /// to the platform is sent once both are durable (or neither, and the platform retries).
+    async fn receive_event(
+        &self,
+        integration: &Integration,
+        event: NewWebhookEvent,
+    ) -> Result<Inserted>;
     async fn list_events(
         &self,
         account_id: &str,

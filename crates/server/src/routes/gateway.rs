@@ -353,7 +353,7 @@ async fn webhook(
         let ignored = event.kind == keygate_domain::billing::BillingEventKind::Ignored;
         let inserted = state
             .store
-            .insert_event(
+            .receive_event(
                 &integration,
                 NewWebhookEvent {
                     provider_event_id: event.event_id.clone(),
@@ -367,10 +367,7 @@ async fn webhook(
                 },
             )
             .await?;
-        let mut status = inserted.status.clone();
-        if inserted.new && !ignored {
-            status = crate::gateway::apply(&state, &integration.account_id, &inserted.id).await;
-        }
+        let status = inserted.status.clone();
         receipts.push(json!({
             "id": inserted.id,
             "provider_event_id": event.event_id,

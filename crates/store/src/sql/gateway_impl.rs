@@ -71,6 +71,56 @@ fn subscription_from_row(row: &DbRow) -> Result<Subscription> {
     })
 }
 
+async fn insert_event_in(
+    conn: &mut DbConn,
+    integration: &Integration,
+    event: NewWebhookEvent,
+) -> Result<Inserted> {
+    let id = new_id();
+    let inserted = sqlx::query(
+        "INSERT INTO webhook_events (id, account_id, integration_id, provider, \
+         provider_event_id, event_type, kind, occurred_at, received_at, raw_body, normalized, \
+         verified, status, actions, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+         $10, $11, $12, $13, '[]', 0) ON CONFLICT (integration_id, provider_event_id) DO NOTHING",
+    )
+    .bind(&id)
+    .bind(&integration.account_id)
+    .bind(&integration.id)
+    .bind(&integration.provider)
+    .bind(&event.provider_event_id)
+    .bind(&event.event_type)
+    .bind(&event.kind)
+    .bind(event.occurred_at.0)
+    .bind(now().0)
+    .bind(&event.raw_body)
+    .bind(event.normalized.to_string())
+    .bind(event.verified)
+    .bind(event.status)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(Inserted {
+            id,
+            new: true,
+            status: event.status.to_string(),
+        });
+    }
+    let row = sqlx::query(
+        "SELECT id, status FROM webhook_events WHERE integration_id = $1 \
+         AND provider_event_id = $2",
+    )
+    .bind(&integration.id)
+    .bind(&event.provider_event_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Inserted {
+        id: row.try_get("id")?,
+        new: false,
+        status: row.try_get("status")?,
+    })
+}
+
 async fn attach_mappings(conn: &mut DbConn, integrations: &mut [Integration]) -> Result<()> {
     for integration in integrations.iter_mut() {
         let rows = sqlx::query(
@@ -356,53 +406,30 @@ impl GatewayStore for SqlStore {
         integration: &Integration,
         event: NewWebhookEvent,
     ) -> Result<Inserted> {
-        let id = new_id();
         let mut tx = self.write.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO webhook_events (id, account_id, integration_id, provider, \
-             provider_event_id, event_type, kind, occurred_at, received_at, raw_body, normalized, \
-             verified, status, actions, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, '[]', 0) ON CONFLICT (integration_id, provider_event_id) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(&integration.account_id)
-        .bind(&integration.id)
-        .bind(&integration.provider)
-        .bind(&event.provider_event_id)
-        .bind(&event.event_type)
-        .bind(&event.kind)
-        .bind(event.occurred_at.0)
-        .bind(now().0)
-        .bind(&event.raw_body)
-        .bind(event.normalized.to_string())
-        .bind(event.verified)
-        .bind(event.status)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let outcome = if inserted == 1 {
-            Inserted {
-                id,
-                new: true,
-                status: event.status.to_string(),
-            }
-        } else {
-            let row = sqlx::query(
-                "SELECT id, status FROM webhook_events WHERE integration_id = $1 \
-                 AND provider_event_id = $2",
-            )
-            .bind(&integration.id)
-            .bind(&event.provider_event_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            Inserted {
-                id: row.try_get("id")?,
-                new: false,
-                status: row.try_get("status")?,
-            }
-        };
+        let inserted = insert_event_in(&mut tx, integration, event).await?;
         tx.commit().await?;
-        Ok(outcome)
+        Ok(inserted)
+    }
+
+    async fn receive_event(
+        &self,
+        integration: &Integration,
+        event: NewWebhookEvent,
+    ) -> Result<Inserted> {
+        let mut tx = self.write.begin().await?;
+        let mut inserted = insert_event_in(&mut tx, integration, event).await?;
+        let mut touched = Vec::new();
+        if inserted.new && inserted.status == "pending" {
+            let (status, keys) = apply_stored(&mut tx, &integration.account_id, &inserted.id).await?;
+            inserted.status = status;
+            touched = keys;
+        }
+        tx.commit().await?;
+        for key in touched {
+            self.invalidate_key(&key);
+        }
+        Ok(inserted)
     }
 
     async fn list_events(
@@ -1037,106 +1064,117 @@ async fn apply_to_order(
 impl SqlStore {
     async fn apply_event_tx(&self, account_id: &str, event_id: &str) -> Result<(String, Vec<String>)> {
         let mut tx = self.write.begin().await?;
-        let sql = format!(
-            "SELECT {EVENT_COLS} FROM webhook_events WHERE account_id = $1 AND id = $2{FOR_UPDATE}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(account_id)
-            .bind(event_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound("event"))?;
-        let stored = event_from_row(&row)?;
-        if stored.status == "ignored" {
-            return Ok((stored.status, Vec::new()));
-        }
-        let event: BillingEvent = serde_json::from_value(stored.event.clone())?;
-        let integration = load_integration(&mut tx, account_id, &stored.integration_id).await?;
-        let options: IntegrationOptions =
-            serde_json::from_value(integration.options.clone()).unwrap_or_default();
-        let actor = Actor::WebhookEvent(event_id.to_string());
-        let mut applied = Applied {
-            actions: Vec::new(),
-            touched_keys: Vec::new(),
-        };
-        let customer_id = upsert_customer(
-            &mut tx,
-            account_id,
-            &integration.provider,
-            &event,
-            &actor,
-            &mut applied,
-        )
-        .await?;
-        // A subscription event; or an order event about an invoice of a known subscription
-        // (Stripe refunds name only the invoice); or a one-time order.
-        let mut subscription_id = event.subscription.as_ref().map(|s| s.external_id.clone());
-        if subscription_id.is_none()
-            && let Some(order) = &event.order
-        {
-            let rows = sqlx::query(
-                "SELECT external_id, state FROM subscriptions WHERE integration_id = $1",
-            )
-            .bind(&integration.id)
-            .fetch_all(&mut *tx)
-            .await?;
-            for r in rows {
-                let state: SubscriptionState = parse_json(r.try_get::<&str, _>("state")?)?;
-                if state.has_order(&order.external_id) {
-                    subscription_id = Some(r.try_get("external_id")?);
-                    break;
-                }
-            }
-        }
-        let outcome = match (&subscription_id, &event.order) {
-            (Some(sub), _) => {
-                let mut event = event.clone();
-                if event.subscription.is_none() {
-                    event.subscription = Some(keygate_domain::billing::SubscriptionSnapshot::partial(sub.clone()));
-                }
-                apply_to_subscription(
-                    &mut tx,
-                    &integration,
-                    &event,
-                    sub,
-                    customer_id,
-                    &options,
-                    &actor,
-                    &mut applied,
-                )
-                .await?
-            }
-            (None, Some(order)) => {
-                apply_to_order(
-                    &mut tx,
-                    &integration,
-                    &event,
-                    &order.external_id,
-                    customer_id,
-                    &actor,
-                    &mut applied,
-                )
-                .await?
-            }
-            (None, None) => Ok(()),
-        };
-        let (status, code, message) = match &outcome {
-            Ok(()) => ("applied", None, None),
-            Err(e) => ("failed", Some(e.code()), Some(e.to_string())),
-        };
-        sqlx::query(
-            "UPDATE webhook_events SET status = $2, actions = $3, error_code = $4, error = $5, \
-             attempts = attempts + 1, applied_at = $6 WHERE id = $1",
-        )
-        .bind(event_id)
-        .bind(status)
-        .bind(serde_json::Value::Array(applied.actions).to_string())
-        .bind(code)
-        .bind(message)
-        .bind(outcome.is_ok().then(|| now().0))
-        .execute(&mut *tx)
-        .await?;
+        let outcome = apply_stored(&mut tx, account_id, event_id).await?;
         tx.commit().await?;
-        Ok((status.to_string(), applied.touched_keys))
+        Ok(outcome)
     }
+}
+
+/// Applies a stored inbox event inside the caller's transaction; returns the event's new
+/// status and the license keys whose validation may have changed.
+async fn apply_stored(
+    tx: &mut DbConn,
+    account_id: &str,
+    event_id: &str,
+) -> Result<(String, Vec<String>)> {
+    let sql = format!(
+        "SELECT {EVENT_COLS} FROM webhook_events WHERE account_id = $1 AND id = $2{FOR_UPDATE}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(account_id)
+        .bind(event_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("event"))?;
+    let stored = event_from_row(&row)?;
+    if stored.status == "ignored" {
+        return Ok((stored.status, Vec::new()));
+    }
+    let event: BillingEvent = serde_json::from_value(stored.event.clone())?;
+    let integration = load_integration(tx, account_id, &stored.integration_id).await?;
+    let options: IntegrationOptions =
+        serde_json::from_value(integration.options.clone()).unwrap_or_default();
+    let actor = Actor::WebhookEvent(event_id.to_string());
+    let mut applied = Applied {
+        actions: Vec::new(),
+        touched_keys: Vec::new(),
+    };
+    let customer_id = upsert_customer(
+        tx,
+        account_id,
+        &integration.provider,
+        &event,
+        &actor,
+        &mut applied,
+    )
+    .await?;
+    // A subscription event; or an order event about an invoice of a known subscription
+    // (Stripe refunds name only the invoice); or a one-time order.
+    let mut subscription_id = event.subscription.as_ref().map(|s| s.external_id.clone());
+    if subscription_id.is_none()
+        && let Some(order) = &event.order
+    {
+        let rows = sqlx::query(
+            "SELECT external_id, state FROM subscriptions WHERE integration_id = $1",
+        )
+        .bind(&integration.id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in rows {
+            let state: SubscriptionState = parse_json(r.try_get::<&str, _>("state")?)?;
+            if state.has_order(&order.external_id) {
+                subscription_id = Some(r.try_get("external_id")?);
+                break;
+            }
+        }
+    }
+    let outcome = match (&subscription_id, &event.order) {
+        (Some(sub), _) => {
+            let mut event = event.clone();
+            if event.subscription.is_none() {
+                event.subscription = Some(keygate_domain::billing::SubscriptionSnapshot::partial(sub.clone()));
+            }
+            apply_to_subscription(
+                tx,
+                &integration,
+                &event,
+                sub,
+                customer_id,
+                &options,
+                &actor,
+                &mut applied,
+            )
+            .await?
+        }
+        (None, Some(order)) => {
+            apply_to_order(
+                tx,
+                &integration,
+                &event,
+                &order.external_id,
+                customer_id,
+                &actor,
+                &mut applied,
+            )
+            .await?
+        }
+        (None, None) => Ok(()),
+    };
+    let (status, code, message) = match &outcome {
+        Ok(()) => ("applied", None, None),
+        Err(e) => ("failed", Some(e.code()), Some(e.to_string())),
+    };
+    sqlx::query(
+        "UPDATE webhook_events SET status = $2, actions = $3, error_code = $4, error = $5, \
+         attempts = attempts + 1, applied_at = $6 WHERE id = $1",
+    )
+    .bind(event_id)
+    .bind(status)
+    .bind(serde_json::Value::Array(applied.actions).to_string())
+    .bind(code)
+    .bind(message)
+    .bind(outcome.is_ok().then(|| now().0))
+    .execute(&mut *tx)
+    .await?;
+    Ok((status.to_string(), applied.touched_keys))
 }
