@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod enforcement;
 mod gateway;
+mod gateway_platforms;
 mod lifecycle;
 mod ops;
 mod resources;
