@@ -18,13 +18,23 @@ use tracing::Instrument;
 
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
+/// What every handler shares. One `Arc`, so the per-request clone is one atomic increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub openapi: Arc<String>,
     pub signer: Arc<crate::signing::Signer>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// Opens the database, migrates it, and builds the router.
@@ -61,20 +71,29 @@ pub fn router(store: Arc<dyn Store>, config: Config) -> (Router, AppState) {
     );
     let openapi = openapi::document(&routes).to_string();
     let signer = Arc::new(crate::signing::Signer::new(config.master_key.as_deref()));
-    let state = AppState {
+    let state = AppState(Arc::new(Shared {
         store,
         signer,
         config: Arc::new(config),
         metrics: Arc::new(metrics),
         openapi: Arc::new(openapi),
-    };
+    }));
     // One MethodRouter per path, merged across methods.
     let mut by_path: BTreeMap<&'static str, axum::routing::MethodRouter<AppState>> =
         BTreeMap::new();
     for r in routes {
+        // Idempotency-Key only concerns admin POSTs: the hot client endpoints skip the layer.
+        let handler = if r.method == "POST" && r.auth == routes::Auth::ApiKey {
+            r.handler.layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::idempotency::middleware,
+            ))
+        } else {
+            r.handler
+        };
         let merged = match by_path.remove(r.path) {
-            Some(existing) => existing.merge(r.handler),
-            None => r.handler,
+            Some(existing) => existing.merge(handler),
+            None => handler,
         };
         by_path.insert(r.path, merged);
     }
@@ -84,10 +103,6 @@ pub fn router(store: Arc<dyn Store>, config: Config) -> (Router, AppState) {
     }
     let router = router
         .fallback(fallback)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::idempotency::middleware,
-        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state.clone());
