@@ -115,7 +115,7 @@ async fn validate(
         ts: Timestamp::now(),
     };
     if !should_sign(&state, body.nonce.is_some()) {
-        return Ok(axum::Json(body).into_response());
+        return Ok(json_response(StatusCode::OK, to_json_bytes(&body), None));
     }
     let key = match &outcome.account_id {
         Some(account) => state.signer.key_for(&*state.store, account).await?,
@@ -148,17 +148,35 @@ pub fn signed_json<T: Serialize>(
     key: &AccountKey,
     value: &T,
 ) -> axum::response::Response {
-    let body = serde_json::to_vec(value).unwrap_or_default();
+    let body = to_json_bytes(value);
     let signature = signature_header(key, &body);
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "application/json".to_string()),
-            (HeaderName::from_static("keygate-signature"), signature),
-        ],
-        body,
-    )
-        .into_response()
+    json_response(status, body, Some(signature))
+}
+
+/// Serialized in one buffer sized for a license answer (no regrowth on the hot path).
+fn to_json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut body = Vec::with_capacity(1536);
+    serde_json::to_writer(&mut body, value).unwrap_or_default();
+    body
+}
+
+fn json_response(
+    status: StatusCode,
+    body: Vec<u8>,
+    signature: Option<String>,
+) -> axum::response::Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    if let Some(signature) = signature
+        && let Ok(value) = axum::http::HeaderValue::from_str(&signature)
+    {
+        headers.insert(HeaderName::from_static("keygate-signature"), value);
+    }
+    response
 }
 
 #[derive(Serialize)]
