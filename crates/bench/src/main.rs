@@ -124,10 +124,35 @@ fn main() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The ceiling: parse the request like validate does, answer a fixed JSON document of the
+/// same shape and size as a validation answer, no database, no Keygate middleware. What
+/// validation costs beyond this is Keygate's own work.
 async fn bare(body: Bytes) -> axum::Json<serde_json::Value> {
     let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    axum::Json(serde_json::json!({"valid": true, "code": "VALID", "key": parsed["key"]}))
+    let mut answer = SAMPLE_ANSWER.clone();
+    answer["license"]["key"] = parsed["key"].clone();
+    axum::Json(answer)
 }
+
+static SAMPLE_ANSWER: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(|| {
+    serde_json::json!({
+        "valid": true, "code": "VALID", "message": "the license is valid",
+        "license": {
+            "id": "01a20601-9c88-747b-bcff-24422547ddfe", "key": "", "status": "active",
+            "expired": false, "policy_id": "01a20601-9c4a-7c1e-9f0e-5d8c2c7b1a11",
+            "product_id": "01a20601-9c21-7d3b-8e6f-0a1b2c3d4e5f", "customer_id": null,
+            "subscription_id": null, "starts_at": "2026-11-23T01:24:58.668Z",
+            "expires_at": "2027-11-23T01:24:58.668Z", "grace_until": "2027-11-23T01:24:58.668Z",
+            "features": ["export", "sync"], "max_activations": 3, "max_seats": null,
+            "quota": null,
+            "overrides": {"add_features": [], "remove_features": [], "max_activations": null,
+                          "max_seats": null, "quota_limit": null},
+            "metadata": {}, "created_at": "2026-11-23T01:24:58.668Z",
+            "updated_at": "2026-11-23T01:24:58.668Z"
+        },
+        "ts": "2026-11-23T01:24:58.668Z"
+    })
+});
 
 /// Two servers on one store: the default (every answer signed), and one that signs only
 /// answers to requests with a nonce (`KEYGATE_SIGN_ANSWERS=nonce`).
