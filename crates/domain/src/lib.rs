@@ -16,7 +16,7 @@ pub use error::DomainError;
 pub use license::{License, LicenseStatus, LicenseView, Overrides, QuotaView};
 pub use policy::{ExpiryKind, Floating, Policy, PolicyInput, Quota};
 pub use time::Timestamp;
-pub use validation::{PaymentFacts, ValidationCode, ValidationFacts, ValidationRequest};
+pub use validation::{PaymentFacts, SeatFacts, ValidationCode, ValidationFacts, ValidationRequest};
 
 /// A new time-ordered identifier (UUIDv7). Its text form sorts by creation time,
 /// which is what cursor pagination relies on.

@@ -81,6 +81,8 @@ pub struct ValidationRequest<'a> {
     /// A product code or id the license must belong to.
     pub product: Option<&'a str>,
     pub features: &'a [String],
+    /// A floating-seat session: the license must hold a seat for it, or have one free.
+    pub session: Option<&'a str>,
 }
 
 /// What the store knows beyond the license row itself.
@@ -90,6 +92,17 @@ pub struct ValidationFacts {
     pub fingerprint_activated: bool,
     pub activation_count: i64,
     pub quota_used: i64,
+    /// Only looked up when the request names a session.
+    pub seats: Option<SeatFacts>,
+}
+
+/// A floating license's seats as the request's session sees them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SeatFacts {
+    /// The session holds a live lease.
+    pub held: bool,
+    /// Live leases of the license.
+    pub in_use: i64,
 }
 
 /// A subscription payment that failed and has not been recovered (DESIGN "Event → action":
@@ -189,6 +202,13 @@ pub fn decide_with_payment(
         && facts.quota_used >= limit
     {
         return ValidationCode::QuotaExceeded;
+    }
+    if let (Some(_), Some(seats), Some(max)) =
+        (request.session, facts.seats, license.max_seats(policy))
+        && !seats.held
+        && seats.in_use >= max
+    {
+        return ValidationCode::NoSeatAvailable;
     }
     if in_grace {
         ValidationCode::GracePeriod
@@ -353,6 +373,39 @@ mod tests {
             decide(&l, &p, &r, &f, Timestamp(0)),
             ValidationCode::TooManyActivations
         );
+    }
+
+    #[test]
+    fn session_without_a_seat_when_all_are_taken() {
+        let mut p = policy();
+        p.floating = Some(crate::Floating {
+            max_seats: 2,
+            lease_seconds: 60,
+        });
+        let l = license();
+        let r = ValidationRequest {
+            session: Some("s"),
+            ..Default::default()
+        };
+        let mut f = facts();
+        f.seats = Some(SeatFacts {
+            held: false,
+            in_use: 2,
+        });
+        assert_eq!(
+            decide(&l, &p, &r, &f, Timestamp(0)),
+            ValidationCode::NoSeatAvailable
+        );
+        f.seats = Some(SeatFacts {
+            held: true,
+            in_use: 2,
+        });
+        assert_eq!(decide(&l, &p, &r, &f, Timestamp(0)), ValidationCode::Valid);
+        f.seats = Some(SeatFacts {
+            held: false,
+            in_use: 1,
+        });
+        assert_eq!(decide(&l, &p, &r, &f, Timestamp(0)), ValidationCode::Valid);
     }
 
     #[test]

@@ -245,7 +245,8 @@ pub fn schemas() -> Map<String, Value> {
             json!({"key": string(), "fingerprint": string(),
                    "product": {"type": "string", "description": "product code or id the license must be for"},
                    "features": strings(),
-                   "nonce": {"type": "string", "description": "echoed inside the answer (at most 256 chars)"}}),
+                   "nonce": {"type": "string", "description": "echoed inside the answer (at most 256 chars)"},
+                   "session": {"type": "string", "description": "floating licenses: NO_SEAT_AVAILABLE unless this session holds a seat or one is free"}}),
         ),
     );
     put(

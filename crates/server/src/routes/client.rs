@@ -79,6 +79,9 @@ pub struct ValidateInput {
     pub features: Vec<String>,
     #[serde(default)]
     pub nonce: Option<String>,
+    /// A floating-seat session: `NO_SEAT_AVAILABLE` if it holds no seat and none is free.
+    #[serde(default)]
+    pub session: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -103,6 +106,7 @@ async fn validate(
         fingerprint: input.fingerprint.as_deref(),
         product: input.product.as_deref(),
         features: &input.features,
+        session: input.session.as_deref(),
     };
     let outcome = state.store.validate(&input.key, request).await?;
     state.metrics.record_validation(outcome.code);

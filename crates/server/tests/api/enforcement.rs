@@ -461,3 +461,39 @@ async fn seats_from_quantity(app: &TestApp) {
         .await;
     assert_eq!(r.status, 200);
 }
+
+on_both_engines!(validate_with_a_session_checks_the_seat);
+
+async fn validate_with_a_session_checks_the_seat(app: &TestApp) {
+    let api = app.account("SeatCheck").await;
+    let l = app
+        .license(
+            &api,
+            json!({"floating": {"max_seats": 1, "lease_seconds": 60}}),
+        )
+        .await;
+    let key = &l["key"];
+    let code = |session: Option<&'static str>| async move {
+        let mut body = json!({"key": key});
+        if let Some(s) = session {
+            body["session"] = json!(s);
+        }
+        app.validate(body).await.body["code"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(code(Some("b")).await, "VALID", "a seat is free");
+    app.client("/v1/licenses/checkout", json!({"key": key, "session": "a"}))
+        .await;
+    assert_eq!(code(Some("a")).await, "VALID", "a holds the seat");
+    assert_eq!(code(Some("b")).await, "NO_SEAT_AVAILABLE");
+    assert_eq!(
+        code(None).await,
+        "VALID",
+        "no session: seats are not checked"
+    );
+    app.client("/v1/licenses/checkin", json!({"key": key, "session": "a"}))
+        .await;
+    assert_eq!(code(Some("b")).await, "VALID");
+}

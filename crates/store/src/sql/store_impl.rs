@@ -13,7 +13,7 @@ use keygate_domain::validation::{PaymentFacts, decide_with_payment};
 use keygate_domain::{
     Account, Activation, Actor, ApiKey, AuditEntry, Customer, ExpiryKind, Floating, License,
     LicenseStatus, LicenseView, Overrides, Page, Policy, PolicyInput, Product, Quota, SeatLease,
-    Timestamp, UsageOutcome, ValidationCode, ValidationFacts, ValidationRequest, new_id,
+    SeatFacts, Timestamp, UsageOutcome, ValidationCode, ValidationFacts, ValidationRequest, new_id,
 };
 use serde::de::DeserializeOwned;
 use sqlx::Row;
@@ -1994,7 +1994,26 @@ impl Store for SqlStore {
                 .is_some_and(|f| entry.fingerprints.iter().any(|a| a == f)),
             activation_count: entry.fingerprints.len() as i64,
             quota_used: entry.quota_used(now),
+            seats: None,
         };
+        let mut facts = facts;
+        // Seats change with every checkout: read them live, and only when a session is named.
+        if let (Some(session), Some(_)) = (request.session, entry.license.max_seats(&entry.policy))
+        {
+            let row = sqlx::query(
+                "SELECT count(*) AS in_use, count(*) FILTER (WHERE session = $3) AS held \
+                 FROM seat_leases WHERE license_id = $1 AND expires_at > $2",
+            )
+            .bind(&entry.license.id)
+            .bind(now.0)
+            .bind(session)
+            .fetch_one(&self.read)
+            .await?;
+            facts.seats = Some(SeatFacts {
+                held: row.try_get::<i64, _>("held")? > 0,
+                in_use: row.try_get("in_use")?,
+            });
+        }
         let code = decide_with_payment(
             &entry.license,
             &entry.policy,
