@@ -417,11 +417,12 @@ impl GatewayStore for SqlStore {
         integration: &Integration,
         event: NewWebhookEvent,
     ) -> Result<Inserted> {
+        let parsed: BillingEvent = serde_json::from_value(event.normalized.clone())?;
         let mut tx = self.write.begin().await?;
         let mut inserted = insert_event_in(&mut tx, integration, event).await?;
         let mut touched = Vec::new();
         if inserted.new && inserted.status == "pending" {
-            let (status, keys) = apply_stored(&mut tx, &integration.account_id, &inserted.id).await?;
+            let (status, keys) = apply_loaded(&mut tx, integration, &inserted.id, &parsed).await?;
             inserted.status = status;
             touched = keys;
         }
@@ -939,7 +940,11 @@ async fn apply_to_subscription(
         .execute(&mut *conn)
         .await?;
     }
-    let licenses = existing_licenses(conn, account_id, "subscription_id", &sub_id).await?;
+    let licenses = if row.is_some() {
+        existing_licenses(conn, account_id, "subscription_id", &sub_id).await?
+    } else {
+        Vec::new()
+    };
     // Payment state lives on the subscription: every license of it validates differently now.
     applied
         .touched_keys
@@ -1092,6 +1097,17 @@ async fn apply_stored(
     }
     let event: BillingEvent = serde_json::from_value(stored.event.clone())?;
     let integration = load_integration(tx, account_id, &stored.integration_id).await?;
+    apply_loaded(tx, &integration, event_id, &event).await
+}
+
+/// Applies an event already in hand (the webhook path has just parsed and stored it).
+async fn apply_loaded(
+    tx: &mut DbConn,
+    integration: &Integration,
+    event_id: &str,
+    event: &BillingEvent,
+) -> Result<(String, Vec<String>)> {
+    let account_id = integration.account_id.as_str();
     let options: IntegrationOptions =
         serde_json::from_value(integration.options.clone()).unwrap_or_default();
     let actor = Actor::WebhookEvent(event_id.to_string());
@@ -1103,7 +1119,7 @@ async fn apply_stored(
         tx,
         account_id,
         &integration.provider,
-        &event,
+        event,
         &actor,
         &mut applied,
     )
