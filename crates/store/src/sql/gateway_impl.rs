@@ -497,7 +497,10 @@ impl GatewayStore for SqlStore {
         page: PageRequest,
     ) -> Result<Page<Subscription>> {
         let q = ListQuery::new(account_id).sql("subscriptions", SUBSCRIPTION_COLS, &page);
-        fetch_page(&self.read, q, &page, subscription_from_row, |s| s.id.clone()).await
+        fetch_page(&self.read, q, &page, subscription_from_row, |s| {
+            s.id.clone()
+        })
+        .await
     }
 
     async fn get_subscription(&self, account_id: &str, id: &str) -> Result<Subscription> {
@@ -773,7 +776,14 @@ async fn apply_changes(
             let view = license.view(policy, 0, at);
             audit(
                 conn,
-                license_audit(owner.account_id, actor, "license.created", &license, None, Some(&view)),
+                license_audit(
+                    owner.account_id,
+                    actor,
+                    "license.created",
+                    &license,
+                    None,
+                    Some(&view),
+                ),
             )
             .await?;
             if let Some(last) = applied.actions.last_mut() {
@@ -781,7 +791,9 @@ async fn apply_changes(
             }
             continue;
         }
-        let Some(id) = change.license_id() else { continue };
+        let Some(id) = change.license_id() else {
+            continue;
+        };
         let Some((current, _)) = licenses.iter().find(|(l, _)| l.id == id) else {
             continue;
         };
@@ -882,7 +894,9 @@ async fn apply_to_subscription(
         Some(r) => (
             r.try_get::<String, _>("id")?,
             r.try_get::<Option<String>, _>("customer_id")?,
-            Some(parse_json::<SubscriptionState>(r.try_get::<&str, _>("state")?)?),
+            Some(parse_json::<SubscriptionState>(
+                r.try_get::<&str, _>("state")?,
+            )?),
         ),
         None => (new_id(), None, None),
     };
@@ -1013,13 +1027,15 @@ async fn apply_to_order(
         (None, None) => return Ok(Ok(())),
     };
     if row.is_some() {
-        sqlx::query("UPDATE orders SET customer_id = $2, state = $3, updated_at = $4 WHERE id = $1")
-            .bind(&order_id)
-            .bind(&customer_id)
-            .bind(serde_json::to_string(&state)?)
-            .bind(at.0)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "UPDATE orders SET customer_id = $2, state = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(&order_id)
+        .bind(&customer_id)
+        .bind(serde_json::to_string(&state)?)
+        .bind(at.0)
+        .execute(&mut *conn)
+        .await?;
     } else {
         sqlx::query(
             "INSERT INTO orders (id, account_id, integration_id, external_id, customer_id, state, \
@@ -1067,7 +1083,11 @@ async fn apply_to_order(
 }
 
 impl SqlStore {
-    async fn apply_event_tx(&self, account_id: &str, event_id: &str) -> Result<(String, Vec<String>)> {
+    async fn apply_event_tx(
+        &self,
+        account_id: &str,
+        event_id: &str,
+    ) -> Result<(String, Vec<String>)> {
         let mut tx = self.write.begin().await?;
         let outcome = apply_stored(&mut tx, account_id, event_id).await?;
         tx.commit().await?;
@@ -1130,12 +1150,11 @@ async fn apply_loaded(
     if subscription_id.is_none()
         && let Some(order) = &event.order
     {
-        let rows = sqlx::query(
-            "SELECT external_id, state FROM subscriptions WHERE integration_id = $1",
-        )
-        .bind(&integration.id)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows =
+            sqlx::query("SELECT external_id, state FROM subscriptions WHERE integration_id = $1")
+                .bind(&integration.id)
+                .fetch_all(&mut *tx)
+                .await?;
         for r in rows {
             let state: SubscriptionState = parse_json(r.try_get::<&str, _>("state")?)?;
             if state.has_order(&order.external_id) {
@@ -1148,11 +1167,13 @@ async fn apply_loaded(
         (Some(sub), _) => {
             let mut event = event.clone();
             if event.subscription.is_none() {
-                event.subscription = Some(keygate_domain::billing::SubscriptionSnapshot::partial(sub.clone()));
+                event.subscription = Some(keygate_domain::billing::SubscriptionSnapshot::partial(
+                    sub.clone(),
+                ));
             }
             apply_to_subscription(
                 tx,
-                &integration,
+                integration,
                 &event,
                 sub,
                 customer_id,
@@ -1165,8 +1186,8 @@ async fn apply_loaded(
         (None, Some(order)) => {
             apply_to_order(
                 tx,
-                &integration,
-                &event,
+                integration,
+                event,
                 &order.external_id,
                 customer_id,
                 &actor,

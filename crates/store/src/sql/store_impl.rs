@@ -3,17 +3,15 @@
 
 use crate::cache::{CachedLicense, ValidationCache};
 use crate::inputs::*;
-use crate::{
-    IdempotentResponse, Principal, SigningKeyRecord, Store, Validation, actor_of, now,
-};
+use crate::{IdempotentResponse, Principal, SigningKeyRecord, Store, Validation, actor_of, now};
 use async_trait::async_trait;
 use keygate_domain::credentials::{credential_hash, generate_api_key, generate_license_key};
 use keygate_domain::policy::{validate_feature_code, validate_metadata};
 use keygate_domain::validation::{PaymentFacts, decide_with_payment};
 use keygate_domain::{
     Account, Activation, Actor, ApiKey, AuditEntry, Customer, ExpiryKind, Floating, License,
-    LicenseStatus, LicenseView, Overrides, Page, Policy, PolicyInput, Product, Quota, SeatLease,
-    SeatFacts, Timestamp, UsageOutcome, ValidationCode, ValidationFacts, ValidationRequest, new_id,
+    LicenseStatus, LicenseView, Overrides, Page, Policy, PolicyInput, Product, Quota, SeatFacts,
+    SeatLease, Timestamp, UsageOutcome, ValidationCode, ValidationFacts, ValidationRequest, new_id,
 };
 use serde::de::DeserializeOwned;
 use sqlx::Row;
@@ -68,15 +66,15 @@ impl SqlStore {
         let Some(row) = row else { return Ok(None) };
         let license = license_from_row(&row)?;
         let policy = policy_from_row(&row, "p_")?;
-        let fingerprints = if license.max_activations(&policy).is_some() || policy.require_activation
-        {
-            sqlx::query_scalar("SELECT fingerprint FROM activations WHERE license_id = $1")
-                .bind(&license.id)
-                .fetch_all(&mut *conn)
-                .await?
-        } else {
-            Vec::new()
-        };
+        let fingerprints =
+            if license.max_activations(&policy).is_some() || policy.require_activation {
+                sqlx::query_scalar("SELECT fingerprint FROM activations WHERE license_id = $1")
+                    .bind(&license.id)
+                    .fetch_all(&mut *conn)
+                    .await?
+            } else {
+                Vec::new()
+            };
         let quota = if policy.quota.is_some() {
             let (window, _) = license.quota_window(&policy, now);
             Some((window, quota_used(&mut conn, &license, &policy, now).await?))
@@ -628,7 +626,11 @@ async fn license_views(conn: &mut DbConn, licenses: Vec<License>) -> Result<Vec<
     }
     let metered: Vec<&License> = licenses
         .iter()
-        .filter(|l| policies.get(&l.policy_id).is_some_and(|p| p.quota.is_some()))
+        .filter(|l| {
+            policies
+                .get(&l.policy_id)
+                .is_some_and(|p| p.quota.is_some())
+        })
         .collect();
     let mut counters: HashMap<(String, i64), i64> = HashMap::new();
     if !metered.is_empty() {
@@ -871,17 +873,24 @@ impl Store for SqlStore {
             if done.is_some() {
                 continue;
             }
-            tracing::info!(version = m.version, name = m.name, engine = ENGINE, "applying migration");
+            tracing::info!(
+                version = m.version,
+                name = m.name,
+                engine = ENGINE,
+                "applying migration"
+            );
             // Migration files hold plain DDL: statements end at `;` and none contains one.
             for statement in m.sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 sqlx::query(statement).execute(&mut *tx).await?;
             }
-            sqlx::query("INSERT INTO keygate_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-                .bind(m.version)
-                .bind(m.name)
-                .bind(now().0)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO keygate_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(now().0)
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
         }
         Ok(())
@@ -1111,7 +1120,9 @@ impl Store for SqlStore {
                 license_id: None,
                 customer_id: None,
                 before: None,
-                after: Some(serde_json::json!({"key_id": new.key_id, "public_key": new.public_key})),
+                after: Some(
+                    serde_json::json!({"key_id": new.key_id, "public_key": new.public_key}),
+                ),
             },
         )
         .await?;
@@ -1260,10 +1271,11 @@ impl Store for SqlStore {
             .await?
             .ok_or(StoreError::NotFound("product"))?;
         let product = product_from_row(&row)?;
-        let policies: i64 = sqlx::query_scalar("SELECT count(*) FROM policies WHERE product_id = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let policies: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM policies WHERE product_id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
         if policies > 0 {
             return Err(StoreError::conflict(
                 "PRODUCT_IN_USE",
@@ -1341,7 +1353,14 @@ impl Store for SqlStore {
             q.push("product_id = ?", p);
         }
         let q = q.sql("policies", &POLICY_COLS, &page);
-        fetch_page(&self.read, q, &page, |r| policy_from_row(r, ""), |p| p.id.clone()).await
+        fetch_page(
+            &self.read,
+            q,
+            &page,
+            |r| policy_from_row(r, ""),
+            |p| p.id.clone(),
+        )
+        .await
     }
 
     async fn get_policy(&self, account_id: &str, id: &str) -> Result<Policy> {
@@ -1439,8 +1458,13 @@ impl Store for SqlStore {
         .bind(at.0)
         .execute(&mut *tx)
         .await?;
-        insert_external_ids(&mut tx, &who.account_id, &customer.id, &customer.external_ids)
-            .await?;
+        insert_external_ids(
+            &mut tx,
+            &who.account_id,
+            &customer.id,
+            &customer.external_ids,
+        )
+        .await?;
         audit(
             &mut tx,
             AuditRecord {
@@ -1471,7 +1495,8 @@ impl Store for SqlStore {
             q.push("email = ?", e.trim().to_lowercase());
         }
         let q = q.sql("customers", CUSTOMER_COLS, &page);
-        let mut page = fetch_page(&self.read, q, &page, customer_from_row, |c| c.id.clone()).await?;
+        let mut page =
+            fetch_page(&self.read, q, &page, customer_from_row, |c| c.id.clone()).await?;
         let mut conn = self.read.acquire().await?;
         attach_external_ids(&mut conn, &mut page.data).await?;
         Ok(page)
@@ -2273,10 +2298,11 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let used: i64 = sqlx::query_scalar("SELECT count(*) FROM seat_leases WHERE license_id = $1")
-            .bind(&k.license.id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let used: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM seat_leases WHERE license_id = $1")
+                .bind(&k.license.id)
+                .fetch_one(&mut *tx)
+                .await?;
         if renewed == 0 {
             if used >= max_seats {
                 return Err(StoreError::conflict(
