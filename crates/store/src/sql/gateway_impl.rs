@@ -659,6 +659,30 @@ async fn load_policies_for(
     Ok(out)
 }
 
+/// The integration's mappings as the planner takes them, and every policy they or the
+/// existing licenses name.
+async fn plan_inputs(
+    conn: &mut DbConn,
+    integration: &Integration,
+    licenses: &[(License, ExistingLicense)],
+) -> Result<(Vec<reconcile::Mapping>, HashMap<String, Policy>)> {
+    let mappings: Vec<reconcile::Mapping> = integration
+        .mappings
+        .iter()
+        .map(|m| reconcile::Mapping {
+            external_id: m.external_id.clone(),
+            policy_id: m.policy_id.clone(),
+        })
+        .collect();
+    let policy_ids: Vec<String> = mappings
+        .iter()
+        .map(|m| m.policy_id.clone())
+        .chain(licenses.iter().map(|(l, _)| l.policy_id.clone()))
+        .collect();
+    let policies = load_policies_for(conn, &integration.account_id, policy_ids).await?;
+    Ok((mappings, policies))
+}
+
 async fn existing_licenses(
     conn: &mut DbConn,
     account_id: &str,
@@ -963,20 +987,7 @@ async fn apply_to_subscription(
     applied
         .touched_keys
         .extend(licenses.iter().map(|(l, _)| l.key.clone()));
-    let mappings: Vec<reconcile::Mapping> = integration
-        .mappings
-        .iter()
-        .map(|m| reconcile::Mapping {
-            external_id: m.external_id.clone(),
-            policy_id: m.policy_id.clone(),
-        })
-        .collect();
-    let policy_ids: Vec<String> = mappings
-        .iter()
-        .map(|m| m.policy_id.clone())
-        .chain(licenses.iter().map(|(l, _)| l.policy_id.clone()))
-        .collect();
-    let policies = load_policies_for(conn, account_id, policy_ids).await?;
+    let (mappings, policies) = plan_inputs(conn, integration, &licenses).await?;
     let existing: Vec<ExistingLicense> = licenses.iter().map(|(_, e)| e.clone()).collect();
     let changes = match reconcile::plan(&state, &existing, &policies, &mappings, options, at) {
         Ok(c) => c,
@@ -1053,20 +1064,7 @@ async fn apply_to_order(
         .await?;
     }
     let licenses = existing_licenses(conn, account_id, "order_id", &order_id).await?;
-    let mappings: Vec<reconcile::Mapping> = integration
-        .mappings
-        .iter()
-        .map(|m| reconcile::Mapping {
-            external_id: m.external_id.clone(),
-            policy_id: m.policy_id.clone(),
-        })
-        .collect();
-    let policy_ids: Vec<String> = mappings
-        .iter()
-        .map(|m| m.policy_id.clone())
-        .chain(licenses.iter().map(|(l, _)| l.policy_id.clone()))
-        .collect();
-    let policies = load_policies_for(conn, account_id, policy_ids).await?;
+    let (mappings, policies) = plan_inputs(conn, integration, &licenses).await?;
     let existing: Vec<ExistingLicense> = licenses.iter().map(|(_, e)| e.clone()).collect();
     let changes = match reconcile::plan_order(&state, &existing, &policies, &mappings) {
         Ok(c) => c,
