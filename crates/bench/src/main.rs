@@ -111,6 +111,19 @@ fn main() {
                 large.rps / small.rps * 100.0
             );
         }
+        "rtt" => {
+            server_rt.block_on(async {
+                let n = 5000;
+                let started = Instant::now();
+                for _ in 0..n {
+                    store.ping().await.unwrap();
+                }
+                println!(
+                    "sqlite round trip (SELECT 1 on the read pool): {:.1} us",
+                    started.elapsed().as_secs_f64() / n as f64 * 1e6
+                );
+            });
+        }
         "gateway" => {
             server_rt.block_on(async {
                 let (api, webhook_path) = gateway_setup(&store).await;

@@ -45,7 +45,10 @@ pub mod sqlite {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .statement_cache_capacity(256);
+        // A local file does not drop connections: no liveness ping before every acquire
+        // (on SQLite that ping costs a full worker-thread round trip).
         let write = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
@@ -56,6 +59,7 @@ pub mod sqlite {
             .unwrap_or(4)
             .clamp(4, 16);
         let read = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(readers)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
