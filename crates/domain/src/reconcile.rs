@@ -59,7 +59,7 @@
 //!   the expiry. Refund or chargeback → `Revoke` every license of the subscription; revoked
 //!   is terminal (never reinstated; its other fields still follow the subscription).
 //! - Payment failed: no change in the plan; validation answers `GRACE_PERIOD` then
-//!   `SUSPENDED` from [`payment_facts`] (see [`crate::validation::decide_with_payment`]).
+//!   `SUSPENDED` from [`payment_facts`] (see [`crate::validation::decide`]).
 //!   Recovered: the failure is cleared, the license is `VALID` again.
 //! - Orders: a license per mapped line (quantity = seats), never twice for the same line;
 //!   refund / chargeback / cancellation revokes the order's licenses.
@@ -406,7 +406,7 @@ pub fn payment_failed_at(state: &SubscriptionState) -> Option<Timestamp> {
 }
 
 /// What validation needs to know about the subscription's payments
-/// ([`crate::validation::decide_with_payment`]).
+/// (`ValidationFacts::payment`, see [`crate::validation::decide`]).
 pub fn payment_facts(state: &SubscriptionState, options: &IntegrationOptions) -> PaymentFacts {
     PaymentFacts {
         payment_failed_at: payment_failed_at(state),
@@ -866,9 +866,7 @@ mod tests {
     use super::*;
     use crate::billing::{CustomerRef, OrderRef, SubscriptionSnapshot};
     use crate::license::tests::{license as base_license, policy as base_policy};
-    use crate::validation::{
-        ValidationCode, ValidationFacts, ValidationRequest, decide_with_payment,
-    };
+    use crate::validation::{ValidationCode, ValidationFacts, ValidationRequest, decide};
     use BillingEventKind as K;
     use SubscriptionStatus as S;
 
@@ -1115,12 +1113,14 @@ mod tests {
                 quantity: existing.quantity,
                 ..base_license()
             };
-            decide_with_payment(
+            decide(
                 &license,
                 policy,
                 &ValidationRequest::default(),
-                &ValidationFacts::default(),
-                &payment_facts(self.state(), &self.options),
+                &ValidationFacts {
+                    payment: payment_facts(self.state(), &self.options),
+                    ..Default::default()
+                },
                 now,
             )
         }

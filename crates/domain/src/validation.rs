@@ -94,6 +94,8 @@ pub struct ValidationFacts {
     pub quota_used: i64,
     /// Only looked up when the request names a session.
     pub seats: Option<SeatFacts>,
+    /// The license's billing subscription's payments (`Default`: in order).
+    pub payment: PaymentFacts,
 }
 
 /// A floating license's seats as the request's session sees them.
@@ -109,9 +111,6 @@ pub struct SeatFacts {
 /// payment failed → `GRACE_PERIOD` until the grace has passed since the failure, then
 /// `SUSPENDED`; recovered → `VALID`). The store fills it from the license's subscription
 /// with `reconcile::payment_facts`; `Default` means "payments are in order".
-///
-/// Kept apart from [`ValidationFacts`] so adding it did not change that struct's fields
-/// (the store builds it with a struct literal); pass it to [`decide_with_payment`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PaymentFacts {
     /// When the unrecovered payment failure began; `None` = no failure.
@@ -130,7 +129,10 @@ impl PaymentFacts {
 }
 
 /// The validation decision. Order matters: the most fundamental problem is reported first
-/// (revoked before suspended before expired before scope mismatches).
+/// (revoked before suspended before expired before scope mismatches). A failed subscription
+/// payment (`facts.payment`) answers `GRACE_PERIOD` (valid) while `now < failed_at + grace`,
+/// then `SUSPENDED`; a revoked or suspended license keeps its own code, and an expiry past its
+/// grace still answers `EXPIRED`.
 pub fn decide(
     license: &License,
     policy: &Policy,
@@ -138,27 +140,7 @@ pub fn decide(
     facts: &ValidationFacts,
     now: Timestamp,
 ) -> ValidationCode {
-    decide_with_payment(
-        license,
-        policy,
-        request,
-        facts,
-        &PaymentFacts::default(),
-        now,
-    )
-}
-
-/// [`decide`], also honouring a failed subscription payment: an active license answers
-/// `GRACE_PERIOD` (valid) while `now < failed_at + grace`, then `SUSPENDED`. A revoked or
-/// suspended license keeps its own code; an expiry past its grace still answers `EXPIRED`.
-pub fn decide_with_payment(
-    license: &License,
-    policy: &Policy,
-    request: &ValidationRequest<'_>,
-    facts: &ValidationFacts,
-    payment: &PaymentFacts,
-    now: Timestamp,
-) -> ValidationCode {
+    let payment = &facts.payment;
     match license.status {
         LicenseStatus::Revoked => return ValidationCode::Revoked,
         LicenseStatus::Suspended => return ValidationCode::Suspended,
@@ -285,7 +267,11 @@ mod tests {
             grace_seconds: None,
         };
         let at = |l: &License, p: &Policy, pay: &PaymentFacts, now: i64| {
-            decide_with_payment(l, p, &r, &facts(), pay, Timestamp(now))
+            let f = ValidationFacts {
+                payment: *pay,
+                ..facts()
+            };
+            decide(l, p, &r, &f, Timestamp(now))
         };
         assert_eq!(
             at(&l, &p, &PaymentFacts::default(), 100_000),
@@ -321,7 +307,7 @@ mod tests {
         l.status = LicenseStatus::Active;
         l.expires_at = Some(Timestamp(1_000));
         assert_eq!(at(&l, &p, &longer, 30_000), ValidationCode::Expired);
-        // `decide` is `decide_with_payment` without a failure.
+        // Without a failure, payments change nothing.
         assert_eq!(
             decide(&l, &p, &r, &facts(), Timestamp(500)),
             at(&l, &p, &PaymentFacts::default(), 500)

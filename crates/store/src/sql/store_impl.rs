@@ -7,7 +7,7 @@ use crate::{IdempotentResponse, Principal, SigningKeyRecord, Store, Validation, 
 use async_trait::async_trait;
 use keygate_domain::credentials::{credential_hash, generate_api_key, generate_license_key};
 use keygate_domain::policy::{validate_feature_code, validate_metadata};
-use keygate_domain::validation::{PaymentFacts, decide_with_payment};
+use keygate_domain::validation::{PaymentFacts, decide};
 use keygate_domain::{
     Account, Activation, Actor, ApiKey, AuditEntry, Customer, ExpiryKind, Floating, License,
     LicenseStatus, LicenseView, Overrides, Page, Policy, PolicyInput, Product, Quota, SeatFacts,
@@ -473,12 +473,15 @@ fn validate_overrides(o: &Overrides) -> Result<()> {
 /// A license that is revoked, suspended or expired (past grace) refuses activations,
 /// seats and usage with its validation code.
 fn ensure_usable(k: &KeyedLicense, now: Timestamp) -> Result<()> {
-    let code = decide_with_payment(
+    let facts = ValidationFacts {
+        payment: k.payment,
+        ..Default::default()
+    };
+    let code = decide(
         &k.license,
         &k.policy,
         &ValidationRequest::default(),
-        &ValidationFacts::default(),
-        &k.payment,
+        &facts,
         now,
     );
     if code.is_valid() {
@@ -2020,6 +2023,7 @@ impl Store for SqlStore {
             activation_count: entry.fingerprints.len() as i64,
             quota_used: entry.quota_used(now),
             seats: None,
+            payment: entry.payment,
         };
         let mut facts = facts;
         // Seats change with every checkout: read them live, and only when a session is named.
@@ -2039,14 +2043,7 @@ impl Store for SqlStore {
                 in_use: row.try_get("in_use")?,
             });
         }
-        let code = decide_with_payment(
-            &entry.license,
-            &entry.policy,
-            &request,
-            &facts,
-            &entry.payment,
-            now,
-        );
+        let code = decide(&entry.license, &entry.policy, &request, &facts, now);
         Ok(Validation {
             code,
             license: Some(entry.license.view(&entry.policy, facts.quota_used, now)),
