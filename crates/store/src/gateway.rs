@@ -24,6 +24,10 @@ pub struct Integration {
     pub updated_at: Timestamp,
     #[serde(skip)]
     pub account_id: String,
+    /// The policies the mappings name, loaded with the integration for a webhook delivery
+    /// (empty elsewhere: the apply then reads what it needs).
+    #[serde(skip)]
+    pub mapped_policies: Vec<keygate_domain::Policy>,
 }
 
 /// What to write for an integration; the server seals the secrets before they get here.

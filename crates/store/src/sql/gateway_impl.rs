@@ -21,6 +21,7 @@ fn integration_from_row(row: &DbRow) -> Result<Integration> {
         provider: row.try_get("provider")?,
         name: row.try_get("name")?,
         mappings: Vec::new(),
+        mapped_policies: Vec::new(),
         options: parse_json(row.try_get::<&str, _>("options")?)?,
         secrets_count: row.try_get("secrets_count")?,
         created_at: ts(row.try_get("created_at")?),
@@ -325,19 +326,38 @@ impl GatewayStore for SqlStore {
     }
 
     async fn integration_for_webhook(&self, id: &str) -> Result<Option<(Integration, String)>> {
-        let mut conn = self.read.acquire().await?;
-        let sql = format!("SELECT {INTEGRATION_COLS}, secrets FROM integrations WHERE id = $1");
-        let Some(row) = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?
-        else {
+        // The integration, its mappings and their policies in one query: a delivery's only
+        // read before it queues for the writer.
+        let sql = format!(
+            "SELECT i.{}, i.secrets, m.external_id AS m_external_id, \
+             m.policy_id AS m_policy_id, {} FROM integrations i \
+             LEFT JOIN integration_mappings m ON m.integration_id = i.id \
+             LEFT JOIN policies p ON p.account_id = i.account_id AND p.id = m.policy_id \
+             WHERE i.id = $1 ORDER BY m.external_id",
+            INTEGRATION_COLS.replace(", ", ", i."),
+            *POLICY_COLS_P
+        );
+        let rows = sqlx::query(&sql).bind(id).fetch_all(&self.read).await?;
+        let Some(first) = rows.first() else {
             return Ok(None);
         };
-        let secrets: String = row.try_get("secrets")?;
-        let mut one = [integration_from_row(&row)?];
-        attach_mappings(&mut conn, &mut one).await?;
-        let [integration] = one;
+        let secrets: String = first.try_get("secrets")?;
+        let mut integration = integration_from_row(first)?;
+        for row in &rows {
+            let Some(external_id) = row.try_get::<Option<String>, _>("m_external_id")? else {
+                continue;
+            };
+            let policy_id: String = row.try_get("m_policy_id")?;
+            if row.try_get::<Option<String>, _>("p_id")?.is_some()
+                && !integration.mapped_policies.iter().any(|p| p.id == policy_id)
+            {
+                integration.mapped_policies.push(policy_from_row(row, "p_")?);
+            }
+            integration.mappings.push(Mapping {
+                external_id,
+                policy_id,
+            });
+        }
         Ok(Some((integration, secrets)))
     }
 
@@ -418,15 +438,40 @@ impl GatewayStore for SqlStore {
         event: NewWebhookEvent,
     ) -> Result<Inserted> {
         let parsed: BillingEvent = serde_json::from_value(event.normalized.clone())?;
-        let mut tx = self.write.begin().await?;
-        let mut inserted = insert_event_in(&mut tx, integration, event).await?;
-        let mut touched = Vec::new();
-        if inserted.new && inserted.status == "pending" {
-            let (status, keys) = apply_loaded(&mut tx, integration, &inserted.id, &parsed).await?;
-            inserted.status = status;
-            touched = keys;
-        }
-        tx.commit().await?;
+        // Mapped policies were read with the integration: a policy edit racing this delivery
+        // is as if it had come a moment earlier or later. Any other policy is read in the apply.
+        let policies = integration
+            .mapped_policies
+            .iter()
+            .map(|p| (p.id.clone(), p.clone()))
+            .collect();
+        let job = ReceiveJob {
+            integration: integration.clone(),
+            event,
+            parsed,
+            policies,
+        };
+        let (inserted, touched) = match &self.group_commit {
+            Some(queue) => {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                queue
+                    .send((job, reply))
+                    .await
+                    .map_err(|_| StoreError::Config("the gateway writer has stopped".into()))?;
+                answer
+                    .await
+                    .map_err(|_| StoreError::Config("the gateway writer has stopped".into()))??
+            }
+            None => match receive_together(&self.write, std::slice::from_ref(&job)).await {
+                // Two nodes took the same new delivery (or subscription) at once: the loser
+                // sees the winner's rows now.
+                Err(StoreError::Database(e)) if is_unique_violation(&e) => {
+                    receive_together(&self.write, std::slice::from_ref(&job)).await
+                }
+                other => other,
+            }
+            .map(|mut all| all.remove(0))?,
+        };
         for key in touched {
             self.invalidate_key(&key);
         }
@@ -519,11 +564,231 @@ impl GatewayStore for SqlStore {
 
 // ---------------------------------------------------------------------------------------------
 // Applying an event: newer-wins into the subscription (or order) state, then reconcile.
+//
+// Each event reads what it needs (one query for the common case), then sends all its writes
+// as one `WriteBatch`. On SQLite a queue of deliveries shares one transaction (group commit):
+// the writer connection's BEGIN and COMMIT are paid once per group, not once per event.
 
 use keygate_domain::billing::BillingEvent;
 use keygate_domain::reconcile::{
     self, ExistingLicense, IntegrationOptions, LicenseChange, OrderState, SubscriptionState,
 };
+
+/// Deliveries applied in one transaction at most (group commit).
+const GROUP_COMMIT_MAX: usize = 64;
+
+/// One verified delivery to store and apply.
+struct ReceiveJob {
+    integration: Integration,
+    event: NewWebhookEvent,
+    parsed: BillingEvent,
+    /// The policies the integration's mappings name.
+    policies: HashMap<String, Policy>,
+}
+
+type Received = (Inserted, Vec<String>);
+type ReceiveReply = tokio::sync::oneshot::Sender<Result<Received>>;
+
+/// The single task that owns SQLite's writer for deliveries: it takes every delivery queued
+/// while the previous group was being written and applies them in one transaction. A group that
+/// fails is retried one delivery per transaction, so one bad delivery fails only itself.
+fn spawn_group_commit(write: Pool<Db>) -> tokio::sync::mpsc::Sender<(ReceiveJob, ReceiveReply)> {
+    let (queue, mut jobs) = tokio::sync::mpsc::channel::<(ReceiveJob, ReceiveReply)>(1024);
+    tokio::spawn(async move {
+        let mut group = Vec::with_capacity(GROUP_COMMIT_MAX);
+        while let Some(first) = jobs.recv().await {
+            group.push(first);
+            while group.len() < GROUP_COMMIT_MAX {
+                match jobs.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+            let (work, replies): (Vec<ReceiveJob>, Vec<ReceiveReply>) = group.drain(..).unzip();
+            match receive_together(&write, &work).await {
+                Ok(results) => {
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(Ok(result));
+                    }
+                }
+                Err(e) if work.len() == 1 => {
+                    let _ = replies.into_iter().next().map(|r| r.send(Err(e)));
+                }
+                Err(_) => {
+                    for (job, reply) in work.iter().zip(replies) {
+                        let one = receive_together(&write, std::slice::from_ref(job)).await;
+                        let _ = reply.send(one.map(|mut all| all.remove(0)));
+                    }
+                }
+            }
+        }
+    });
+    queue
+}
+
+/// Stores and applies deliveries in one transaction; answers only once it is committed.
+async fn receive_together(write: &Pool<Db>, jobs: &[ReceiveJob]) -> Result<Vec<Received>> {
+    let mut tx = write.begin().await?;
+    let mut results = Vec::with_capacity(jobs.len());
+    // One batch for the group: each delivery's writes travel with the next one's lookups.
+    let mut batch = WriteBatch::new();
+    for job in jobs {
+        results.push(receive_in(&mut tx, &mut batch, job).await?);
+    }
+    batch.flush(&mut tx).await?;
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// Inserts one delivery into the inbox (unless it is a duplicate) and applies it. Its writes
+/// are left in `batch` for the caller to send.
+async fn receive_in(
+    conn: &mut DbConn,
+    batch: &mut WriteBatch,
+    job: &ReceiveJob,
+) -> Result<Received> {
+    let ReceiveJob {
+        integration,
+        event,
+        parsed,
+        policies,
+    } = job;
+    let lookups = lookups(
+        conn,
+        batch,
+        integration,
+        Some(&event.provider_event_id),
+        parsed,
+    )
+    .await?;
+    if let Some((id, status)) = lookups.duplicate.clone() {
+        return Ok((
+            Inserted {
+                id,
+                new: false,
+                status,
+            },
+            Vec::new(),
+        ));
+    }
+    let id = new_id();
+    batch
+        .push(
+            "INSERT INTO webhook_events (id, account_id, integration_id, provider, \
+             provider_event_id, event_type, kind, occurred_at, received_at, raw_body, \
+             normalized, verified, status, actions, attempts) VALUES ($1, $2, $3, $4, $5, $6, \
+             $7, $8, $9, $10, $11, $12, $13, '[]', 0)",
+        )
+        .bind(id.clone())
+        .bind(integration.account_id.clone())
+        .bind(integration.id.clone())
+        .bind(integration.provider.clone())
+        .bind(event.provider_event_id.clone())
+        .bind(event.event_type.clone())
+        .bind(event.kind.clone())
+        .bind(event.occurred_at.0)
+        .bind(now().0)
+        .bind(event.raw_body.clone())
+        .bind(event.normalized.to_string())
+        .bind(event.verified)
+        .bind(event.status);
+    let (status, touched) = if event.status == "pending" {
+        let mut policies = policies.clone();
+        apply_loaded(
+            conn,
+            batch,
+            integration,
+            &id,
+            parsed,
+            &lookups,
+            &mut policies,
+        )
+        .await?
+    } else {
+        (event.status.to_string(), Vec::new())
+    };
+    Ok((
+        Inserted {
+            id,
+            new: true,
+            status,
+        },
+        touched,
+    ))
+}
+
+/// What applying an event reads before it writes, in one query.
+#[derive(Debug, Default)]
+struct Lookups {
+    /// The delivery is already in the inbox: (event id, status).
+    duplicate: Option<(String, String)>,
+    customer_by_external_id: Option<String>,
+    customer_by_email: Option<String>,
+    /// Whether Keygate knows the event's subscription (None: the event names none).
+    subscription_known: Option<bool>,
+}
+
+/// The customer's email as Keygate keeps it (trimmed, lower case), if it looks like one.
+fn customer_email(event: &BillingEvent) -> Option<String> {
+    event
+        .customer
+        .as_ref()?
+        .email
+        .as_deref()
+        .map(|e| e.trim().to_lowercase())
+        .filter(|e| e.contains('@'))
+}
+
+/// Sends the writes pending in `batch` and the lookups in one round trip.
+async fn lookups(
+    conn: &mut DbConn,
+    batch: &mut WriteBatch,
+    integration: &Integration,
+    provider_event_id: Option<&str>,
+    event: &BillingEvent,
+) -> Result<Lookups> {
+    let subscription = event.subscription.as_ref().map(|s| s.external_id.clone());
+    batch.push(
+        "SELECT \
+         (SELECT id FROM webhook_events WHERE integration_id = $1 AND provider_event_id = $2) \
+           AS event_id, \
+         (SELECT status FROM webhook_events WHERE integration_id = $1 \
+           AND provider_event_id = $2) AS event_status, \
+         (SELECT customer_id FROM customer_external_ids WHERE account_id = $3 AND provider = $4 \
+           AND external_id = $5) AS by_external_id, \
+         (SELECT id FROM customers WHERE account_id = $3 AND email = $6 ORDER BY id LIMIT 1) \
+           AS by_email, \
+         (SELECT id FROM subscriptions WHERE integration_id = $1 AND external_id = $7) \
+           AS subscription_id",
+    )
+    .bind(integration.id.clone())
+    .bind(provider_event_id.map(str::to_string))
+    .bind(integration.account_id.clone())
+    .bind(integration.provider.clone())
+    .bind(
+        event
+            .customer
+            .as_ref()
+            .and_then(|c| c.external_id.clone()),
+    )
+    .bind(customer_email(event))
+    .bind(subscription.clone());
+    let rows = batch.fetch(conn).await?;
+    let row = rows
+        .last()
+        .ok_or_else(|| StoreError::Corrupt("the lookups answered no row".into()))?;
+    let event_id: Option<String> = row.try_get("event_id")?;
+    let event_status: Option<String> = row.try_get("event_status")?;
+    Ok(Lookups {
+        duplicate: event_id.zip(event_status),
+        customer_by_external_id: row.try_get("by_external_id")?,
+        customer_by_email: row.try_get("by_email")?,
+        subscription_known: subscription
+            .map(|_| row.try_get::<Option<String>, _>("subscription_id"))
+            .transpose()?
+            .map(|id| id.is_some()),
+    })
+}
 
 /// What applying one event did, recorded on the event (`actions`).
 struct Applied {
@@ -532,82 +797,57 @@ struct Applied {
     touched_keys: Vec<String>,
 }
 
-async fn upsert_customer(
-    conn: &mut DbConn,
+fn upsert_customer(
+    batch: &mut WriteBatch,
     account_id: &str,
     provider: &str,
     event: &BillingEvent,
+    lookups: &Lookups,
     actor: &Actor,
     applied: &mut Applied,
-) -> Result<Option<String>> {
-    let Some(c) = &event.customer else {
-        return Ok(None);
-    };
-    let email = c
-        .email
-        .as_deref()
-        .map(|e| e.trim().to_lowercase())
-        .filter(|e| e.contains('@'));
+) -> Option<String> {
+    let c = event.customer.as_ref()?;
+    let email = customer_email(event);
     // Match by platform id, then by email.
-    let mut found: Option<String> = None;
-    if let Some(ext) = &c.external_id {
-        found = sqlx::query_scalar(
-            "SELECT customer_id FROM customer_external_ids WHERE account_id = $1 \
-             AND provider = $2 AND external_id = $3",
-        )
-        .bind(account_id)
-        .bind(provider)
-        .bind(ext)
-        .fetch_optional(&mut *conn)
-        .await?;
-    }
-    if found.is_none()
-        && let Some(e) = &email
-    {
-        found = sqlx::query_scalar(
-            "SELECT id FROM customers WHERE account_id = $1 AND email = $2 ORDER BY id LIMIT 1",
-        )
-        .bind(account_id)
-        .bind(e)
-        .fetch_optional(&mut *conn)
-        .await?;
-    }
+    let found = lookups
+        .customer_by_external_id
+        .clone()
+        .or_else(|| lookups.customer_by_email.clone());
     let at = now();
     let id = match found {
         Some(id) => {
             // Fill what the platform tells and Keygate did not know; never erase.
-            sqlx::query(
-                "UPDATE customers SET email = COALESCE(email, $3), name = COALESCE(name, $4), \
-                 updated_at = $5 WHERE account_id = $1 AND id = $2",
-            )
-            .bind(account_id)
-            .bind(&id)
-            .bind(&email)
-            .bind(&c.name)
-            .bind(at.0)
-            .execute(&mut *conn)
-            .await?;
+            batch
+                .push(
+                    "UPDATE customers SET email = COALESCE(email, $3), \
+                     name = COALESCE(name, $4), updated_at = $5 \
+                     WHERE account_id = $1 AND id = $2",
+                )
+                .bind(account_id.to_string())
+                .bind(id.clone())
+                .bind(email.clone())
+                .bind(c.name.clone())
+                .bind(at.0);
             id
         }
         None => {
             if c.external_id.is_none() && email.is_none() {
-                return Ok(None);
+                return None;
             }
             let id = new_id();
-            sqlx::query(
-                "INSERT INTO customers (id, account_id, email, name, metadata, created_at, \
-                 updated_at) VALUES ($1, $2, $3, $4, '{}', $5, $6)",
-            )
-            .bind(&id)
-            .bind(account_id)
-            .bind(&email)
-            .bind(&c.name)
-            .bind(at.0)
-            .bind(at.0)
-            .execute(&mut *conn)
-            .await?;
-            audit(
-                conn,
+            batch
+                .push(
+                    "INSERT INTO customers (id, account_id, email, name, metadata, created_at, \
+                     updated_at) VALUES ($1, $2, $3, $4, '{}', $5, $6)",
+                )
+                .bind(id.clone())
+                .bind(account_id.to_string())
+                .bind(email.clone())
+                .bind(c.name.clone())
+                .bind(at.0)
+                .bind(at.0);
+            audit_into(
+                batch,
                 AuditRecord {
                     account_id,
                     actor,
@@ -619,53 +859,37 @@ async fn upsert_customer(
                     before: None,
                     after: Some(serde_json::json!({"email": email, "name": c.name})),
                 },
-            )
-            .await?;
+            );
             applied
                 .actions
                 .push(serde_json::json!({"action": "customer_created", "customer_id": id}));
             id
         }
     };
-    if let Some(ext) = &c.external_id {
-        sqlx::query(
-            "INSERT INTO customer_external_ids (account_id, provider, external_id, customer_id) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, provider, external_id) DO NOTHING",
-        )
-        .bind(account_id)
-        .bind(provider)
-        .bind(ext)
-        .bind(&id)
-        .execute(&mut *conn)
-        .await?;
+    if let Some(ext) = &c.external_id
+        && lookups.customer_by_external_id.is_none()
+    {
+        batch
+            .push(
+                "INSERT INTO customer_external_ids (account_id, provider, external_id, \
+                 customer_id) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (account_id, provider, external_id) DO NOTHING",
+            )
+            .bind(account_id.to_string())
+            .bind(provider.to_string())
+            .bind(ext.clone())
+            .bind(id.clone());
     }
-    Ok(Some(id))
+    Some(id)
 }
 
-async fn load_policies_for(
-    conn: &mut DbConn,
-    account_id: &str,
-    ids: Vec<String>,
-) -> Result<HashMap<String, Policy>> {
-    let mut out = HashMap::new();
-    for id in ids {
-        if out.contains_key(&id) {
-            continue;
-        }
-        if let Some(p) = load_policy(conn, account_id, &id).await? {
-            out.insert(id, p);
-        }
-    }
-    Ok(out)
-}
-
-/// The integration's mappings as the planner takes them, and every policy they or the
-/// existing licenses name.
-async fn plan_inputs(
+/// Adds to `policies` every policy the mappings or the existing licenses name that it lacks.
+async fn complete_policies(
     conn: &mut DbConn,
     integration: &Integration,
     licenses: &[(License, ExistingLicense)],
-) -> Result<(Vec<reconcile::Mapping>, HashMap<String, Policy>)> {
+    policies: &mut HashMap<String, Policy>,
+) -> Result<Vec<reconcile::Mapping>> {
     let mappings: Vec<reconcile::Mapping> = integration
         .mappings
         .iter()
@@ -674,13 +898,18 @@ async fn plan_inputs(
             policy_id: m.policy_id.clone(),
         })
         .collect();
-    let policy_ids: Vec<String> = mappings
+    let wanted = mappings
         .iter()
-        .map(|m| m.policy_id.clone())
-        .chain(licenses.iter().map(|(l, _)| l.policy_id.clone()))
-        .collect();
-    let policies = load_policies_for(conn, &integration.account_id, policy_ids).await?;
-    Ok((mappings, policies))
+        .map(|m| &m.policy_id)
+        .chain(licenses.iter().map(|(l, _)| &l.policy_id));
+    for id in wanted {
+        if !policies.contains_key(id)
+            && let Some(p) = load_policy(conn, &integration.account_id, id).await?
+        {
+            policies.insert(id.clone(), p);
+        }
+    }
+    Ok(mappings)
 }
 
 async fn existing_licenses(
@@ -728,8 +957,8 @@ struct Owner<'a> {
     order_id: Option<&'a str>,
 }
 
-async fn apply_changes(
-    conn: &mut DbConn,
+fn apply_changes(
+    batch: &mut WriteBatch,
     owner: &Owner<'_>,
     changes: Vec<LicenseChange>,
     licenses: &[(License, ExistingLicense)],
@@ -770,36 +999,35 @@ async fn apply_changes(
                 created_at: at,
                 updated_at: at,
             };
-            sqlx::query(
-                "INSERT INTO licenses (id, account_id, license_key, key_hash, policy_id, \
-                 product_id, customer_id, subscription_id, status, starts_at, expires_at, \
-                 overrides, quantity, metadata, created_at, updated_at, item_external_id, \
-                 order_id, period_end) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                 $12, $13, '{}', $14, $15, $16, $17, $18)",
-            )
-            .bind(&license.id)
-            .bind(owner.account_id)
-            .bind(&license.key)
-            .bind(credential_hash(&license.key))
-            .bind(&license.policy_id)
-            .bind(&license.product_id)
-            .bind(&license.customer_id)
-            .bind(&license.subscription_id)
-            .bind(license.status.as_str())
-            .bind(at.0)
-            .bind(license.expires_at.map(|t| t.0))
-            .bind(serde_json::to_string(&license.overrides)?)
-            .bind(license.quantity)
-            .bind(at.0)
-            .bind(at.0)
-            .bind(item_external_id)
-            .bind(owner.order_id)
-            .bind(period_end.map(|t| t.0))
-            .execute(&mut *conn)
-            .await?;
+            batch
+                .push(
+                    "INSERT INTO licenses (id, account_id, license_key, key_hash, policy_id, \
+                     product_id, customer_id, subscription_id, status, starts_at, expires_at, \
+                     overrides, quantity, metadata, created_at, updated_at, item_external_id, \
+                     order_id, period_end) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                     $11, $12, $13, '{}', $14, $15, $16, $17, $18)",
+                )
+                .bind(license.id.clone())
+                .bind(owner.account_id.to_string())
+                .bind(license.key.clone())
+                .bind(credential_hash(&license.key))
+                .bind(license.policy_id.clone())
+                .bind(license.product_id.clone())
+                .bind(license.customer_id.clone())
+                .bind(license.subscription_id.clone())
+                .bind(license.status.as_str())
+                .bind(at.0)
+                .bind(license.expires_at.map(|t| t.0))
+                .bind(serde_json::to_string(&license.overrides)?)
+                .bind(license.quantity)
+                .bind(at.0)
+                .bind(at.0)
+                .bind(item_external_id.clone())
+                .bind(owner.order_id.map(str::to_string))
+                .bind(period_end.map(|t| t.0));
             let view = license.view(policy, 0, at);
-            audit(
-                conn,
+            audit_into(
+                batch,
                 license_audit(
                     owner.account_id,
                     actor,
@@ -808,8 +1036,7 @@ async fn apply_changes(
                     None,
                     Some(&view),
                 ),
-            )
-            .await?;
+            );
             if let Some(last) = applied.actions.last_mut() {
                 last["license_id"] = serde_json::json!(license.id);
             }
@@ -860,13 +1087,12 @@ async fn apply_changes(
             LicenseChange::Create { .. } => unreachable!("handled above"),
         };
         license.updated_at = at;
-        save_license(conn, owner.account_id, &license).await?;
+        save_license_into(batch, owner.account_id, &license)?;
         if let Some(item) = item {
-            sqlx::query("UPDATE licenses SET item_external_id = $2 WHERE id = $1")
-                .bind(&license.id)
-                .bind(item)
-                .execute(&mut *conn)
-                .await?;
+            batch
+                .push("UPDATE licenses SET item_external_id = $2 WHERE id = $1")
+                .bind(license.id.clone())
+                .bind(item.to_string());
         }
         let before = policies
             .get(&current.policy_id)
@@ -874,8 +1100,8 @@ async fn apply_changes(
         let after = policies
             .get(&license.policy_id)
             .map(|p| license.view(p, 0, at));
-        audit(
-            conn,
+        audit_into(
+            batch,
             license_audit(
                 owner.account_id,
                 actor,
@@ -884,35 +1110,47 @@ async fn apply_changes(
                 before.as_ref(),
                 after.as_ref(),
             ),
-        )
-        .await?;
+        );
         applied.touched_keys.push(license.key.clone());
     }
     Ok(())
+}
+
+/// What the apply of one event works with.
+struct ApplyContext<'a> {
+    integration: &'a Integration,
+    options: &'a IntegrationOptions,
+    actor: &'a Actor,
 }
 
 /// Newer-wins into the subscription state, persist, then reconcile its licenses.
 #[allow(clippy::too_many_arguments)]
 async fn apply_to_subscription(
     conn: &mut DbConn,
-    integration: &Integration,
+    batch: &mut WriteBatch,
+    cx: &ApplyContext<'_>,
     event: &BillingEvent,
     external_id: &str,
+    known: Option<bool>,
     customer_id: Option<String>,
-    options: &IntegrationOptions,
-    actor: &Actor,
+    policies: &mut HashMap<String, Policy>,
     applied: &mut Applied,
 ) -> Result<std::result::Result<(), reconcile::ReconcileError>> {
+    let integration = cx.integration;
     let account_id = integration.account_id.as_str();
-    let sql = format!(
-        "SELECT id, customer_id, state FROM subscriptions WHERE integration_id = $1 \
-         AND external_id = $2{FOR_UPDATE}"
-    );
-    let row = sqlx::query(&sql)
-        .bind(&integration.id)
-        .bind(external_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = if known == Some(false) {
+        None
+    } else {
+        let sql = format!(
+            "SELECT id, customer_id, state FROM subscriptions WHERE integration_id = $1 \
+             AND external_id = $2{FOR_UPDATE}"
+        );
+        sqlx::query(&sql)
+            .bind(&integration.id)
+            .bind(external_id)
+            .fetch_optional(&mut *conn)
+            .await?
+    };
     let at = now();
     let (sub_id, stored_customer, state) = match &row {
         Some(r) => (
@@ -936,47 +1174,46 @@ async fn apply_to_subscription(
         .status
         .map(|s| s.as_str().to_string())
         .unwrap_or_else(|| "unknown".into());
-    let grace = options.grace_seconds;
+    let grace = cx.options.grace_seconds;
     if row.is_some() {
-        sqlx::query(
-            "UPDATE subscriptions SET customer_id = $2, status = $3, current_period_end = $4, \
-             state = $5, payment_failed_at = $6, payment_grace_seconds = $7, last_event_at = $8, \
-             updated_at = $9 WHERE id = $1",
-        )
-        .bind(&sub_id)
-        .bind(&customer_id)
-        .bind(&status)
-        .bind(state.current_period_end.map(|t| t.0))
-        .bind(serde_json::to_string(&state)?)
-        .bind(state.payment_failed_at.map(|t| t.0))
-        .bind(grace)
-        .bind(state.last_event_at.map(|t| t.0))
-        .bind(at.0)
-        .execute(&mut *conn)
-        .await?;
+        batch
+            .push(
+                "UPDATE subscriptions SET customer_id = $2, status = $3, \
+                 current_period_end = $4, state = $5, payment_failed_at = $6, \
+                 payment_grace_seconds = $7, last_event_at = $8, updated_at = $9 WHERE id = $1",
+            )
+            .bind(sub_id.clone())
+            .bind(customer_id.clone())
+            .bind(status)
+            .bind(state.current_period_end.map(|t| t.0))
+            .bind(serde_json::to_string(&state)?)
+            .bind(state.payment_failed_at.map(|t| t.0))
+            .bind(grace)
+            .bind(state.last_event_at.map(|t| t.0))
+            .bind(at.0);
     } else {
-        sqlx::query(
-            "INSERT INTO subscriptions (id, account_id, integration_id, provider, external_id, \
-             customer_id, status, current_period_end, state, payment_failed_at, \
-             payment_grace_seconds, last_event_at, created_at, updated_at) VALUES ($1, $2, $3, \
-             $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(&sub_id)
-        .bind(account_id)
-        .bind(&integration.id)
-        .bind(&integration.provider)
-        .bind(external_id)
-        .bind(&customer_id)
-        .bind(&status)
-        .bind(state.current_period_end.map(|t| t.0))
-        .bind(serde_json::to_string(&state)?)
-        .bind(state.payment_failed_at.map(|t| t.0))
-        .bind(grace)
-        .bind(state.last_event_at.map(|t| t.0))
-        .bind(at.0)
-        .bind(at.0)
-        .execute(&mut *conn)
-        .await?;
+        batch
+            .push(
+                "INSERT INTO subscriptions (id, account_id, integration_id, provider, \
+                 external_id, customer_id, status, current_period_end, state, \
+                 payment_failed_at, payment_grace_seconds, last_event_at, created_at, \
+                 updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+                 $14)",
+            )
+            .bind(sub_id.clone())
+            .bind(account_id.to_string())
+            .bind(integration.id.clone())
+            .bind(integration.provider.clone())
+            .bind(external_id.to_string())
+            .bind(customer_id.clone())
+            .bind(status)
+            .bind(state.current_period_end.map(|t| t.0))
+            .bind(serde_json::to_string(&state)?)
+            .bind(state.payment_failed_at.map(|t| t.0))
+            .bind(grace)
+            .bind(state.last_event_at.map(|t| t.0))
+            .bind(at.0)
+            .bind(at.0);
     }
     let licenses = if row.is_some() {
         existing_licenses(conn, account_id, "subscription_id", &sub_id).await?
@@ -987,9 +1224,9 @@ async fn apply_to_subscription(
     applied
         .touched_keys
         .extend(licenses.iter().map(|(l, _)| l.key.clone()));
-    let (mappings, policies) = plan_inputs(conn, integration, &licenses).await?;
+    let mappings = complete_policies(conn, integration, &licenses, policies).await?;
     let existing: Vec<ExistingLicense> = licenses.iter().map(|(_, e)| e.clone()).collect();
-    let changes = match reconcile::plan(&state, &existing, &policies, &mappings, options, at) {
+    let changes = match reconcile::plan(&state, &existing, policies, &mappings, cx.options, at) {
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
@@ -999,19 +1236,22 @@ async fn apply_to_subscription(
         subscription_id: Some(&sub_id),
         order_id: None,
     };
-    apply_changes(conn, &owner, changes, &licenses, &policies, actor, applied).await?;
+    apply_changes(batch, &owner, changes, &licenses, policies, cx.actor, applied)?;
     Ok(Ok(()))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn apply_to_order(
     conn: &mut DbConn,
-    integration: &Integration,
+    batch: &mut WriteBatch,
+    cx: &ApplyContext<'_>,
     event: &BillingEvent,
     external_id: &str,
     customer_id: Option<String>,
-    actor: &Actor,
+    policies: &mut HashMap<String, Policy>,
     applied: &mut Applied,
 ) -> Result<std::result::Result<(), reconcile::ReconcileError>> {
+    let integration = cx.integration;
     let account_id = integration.account_id.as_str();
     let sql = format!(
         "SELECT id, customer_id, state FROM orders WHERE integration_id = $1 \
@@ -1038,35 +1278,35 @@ async fn apply_to_order(
         (None, None) => return Ok(Ok(())),
     };
     if row.is_some() {
-        sqlx::query(
-            "UPDATE orders SET customer_id = $2, state = $3, updated_at = $4 WHERE id = $1",
-        )
-        .bind(&order_id)
-        .bind(&customer_id)
-        .bind(serde_json::to_string(&state)?)
-        .bind(at.0)
-        .execute(&mut *conn)
-        .await?;
+        batch
+            .push("UPDATE orders SET customer_id = $2, state = $3, updated_at = $4 WHERE id = $1")
+            .bind(order_id.clone())
+            .bind(customer_id.clone())
+            .bind(serde_json::to_string(&state)?)
+            .bind(at.0);
     } else {
-        sqlx::query(
-            "INSERT INTO orders (id, account_id, integration_id, external_id, customer_id, state, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&order_id)
-        .bind(account_id)
-        .bind(&integration.id)
-        .bind(external_id)
-        .bind(&customer_id)
-        .bind(serde_json::to_string(&state)?)
-        .bind(at.0)
-        .bind(at.0)
-        .execute(&mut *conn)
-        .await?;
+        batch
+            .push(
+                "INSERT INTO orders (id, account_id, integration_id, external_id, customer_id, \
+                 state, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(order_id.clone())
+            .bind(account_id.to_string())
+            .bind(integration.id.clone())
+            .bind(external_id.to_string())
+            .bind(customer_id.clone())
+            .bind(serde_json::to_string(&state)?)
+            .bind(at.0)
+            .bind(at.0);
     }
-    let licenses = existing_licenses(conn, account_id, "order_id", &order_id).await?;
-    let (mappings, policies) = plan_inputs(conn, integration, &licenses).await?;
+    let licenses = if row.is_some() {
+        existing_licenses(conn, account_id, "order_id", &order_id).await?
+    } else {
+        Vec::new()
+    };
+    let mappings = complete_policies(conn, integration, &licenses, policies).await?;
     let existing: Vec<ExistingLicense> = licenses.iter().map(|(_, e)| e.clone()).collect();
-    let changes = match reconcile::plan_order(&state, &existing, &policies, &mappings) {
+    let changes = match reconcile::plan_order(&state, &existing, policies, &mappings) {
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
@@ -1076,7 +1316,7 @@ async fn apply_to_order(
         subscription_id: None,
         order_id: Some(&order_id),
     };
-    apply_changes(conn, &owner, changes, &licenses, &policies, actor, applied).await?;
+    apply_changes(batch, &owner, changes, &licenses, policies, cx.actor, applied)?;
     Ok(Ok(()))
 }
 
@@ -1115,36 +1355,59 @@ async fn apply_stored(
     }
     let event: BillingEvent = serde_json::from_value(stored.event.clone())?;
     let integration = load_integration(tx, account_id, &stored.integration_id).await?;
-    apply_loaded(tx, &integration, event_id, &event).await
+    let mut batch = WriteBatch::new();
+    let lookups = lookups(tx, &mut batch, &integration, None, &event).await?;
+    let mut policies = HashMap::new();
+    let outcome = apply_loaded(
+        tx,
+        &mut batch,
+        &integration,
+        event_id,
+        &event,
+        &lookups,
+        &mut policies,
+    )
+    .await?;
+    batch.flush(tx).await?;
+    Ok(outcome)
 }
 
-/// Applies an event already in hand (the webhook path has just parsed and stored it).
+/// Applies an event already in hand; its writes go into `batch`, which the caller sends.
 async fn apply_loaded(
     tx: &mut DbConn,
+    batch: &mut WriteBatch,
     integration: &Integration,
     event_id: &str,
     event: &BillingEvent,
+    lookups: &Lookups,
+    policies: &mut HashMap<String, Policy>,
 ) -> Result<(String, Vec<String>)> {
     let account_id = integration.account_id.as_str();
     let options: IntegrationOptions =
         serde_json::from_value(integration.options.clone()).unwrap_or_default();
     let actor = Actor::WebhookEvent(event_id.to_string());
+    let cx = ApplyContext {
+        integration,
+        options: &options,
+        actor: &actor,
+    };
     let mut applied = Applied {
         actions: Vec::new(),
         touched_keys: Vec::new(),
     };
     let customer_id = upsert_customer(
-        tx,
+        batch,
         account_id,
         &integration.provider,
         event,
+        lookups,
         &actor,
         &mut applied,
-    )
-    .await?;
+    );
     // A subscription event; or an order event about an invoice of a known subscription
     // (Stripe refunds name only the invoice); or a one-time order.
     let mut subscription_id = event.subscription.as_ref().map(|s| s.external_id.clone());
+    let mut known = lookups.subscription_known;
     if subscription_id.is_none()
         && let Some(order) = &event.order
     {
@@ -1157,6 +1420,7 @@ async fn apply_loaded(
             let state: SubscriptionState = parse_json(r.try_get::<&str, _>("state")?)?;
             if state.has_order(&order.external_id) {
                 subscription_id = Some(r.try_get("external_id")?);
+                known = Some(true);
                 break;
             }
         }
@@ -1171,12 +1435,13 @@ async fn apply_loaded(
             }
             apply_to_subscription(
                 tx,
-                integration,
+                batch,
+                &cx,
                 &event,
                 sub,
+                known,
                 customer_id,
-                &options,
-                &actor,
+                policies,
                 &mut applied,
             )
             .await?
@@ -1184,11 +1449,12 @@ async fn apply_loaded(
         (None, Some(order)) => {
             apply_to_order(
                 tx,
-                integration,
+                batch,
+                &cx,
                 event,
                 &order.external_id,
                 customer_id,
-                &actor,
+                policies,
                 &mut applied,
             )
             .await?
@@ -1199,17 +1465,16 @@ async fn apply_loaded(
         Ok(()) => ("applied", None, None),
         Err(e) => ("failed", Some(e.code()), Some(e.to_string())),
     };
-    sqlx::query(
-        "UPDATE webhook_events SET status = $2, actions = $3, error_code = $4, error = $5, \
-         attempts = attempts + 1, applied_at = $6 WHERE id = $1",
-    )
-    .bind(event_id)
-    .bind(status)
-    .bind(serde_json::Value::Array(applied.actions).to_string())
-    .bind(code)
-    .bind(message)
-    .bind(outcome.is_ok().then(|| now().0))
-    .execute(&mut *tx)
-    .await?;
+    batch
+        .push(
+            "UPDATE webhook_events SET status = $2, actions = $3, error_code = $4, error = $5, \
+             attempts = attempts + 1, applied_at = $6 WHERE id = $1",
+        )
+        .bind(event_id.to_string())
+        .bind(status)
+        .bind(serde_json::Value::Array(applied.actions).to_string())
+        .bind(code)
+        .bind(message)
+        .bind(outcome.is_ok().then(|| now().0));
     Ok((status.to_string(), applied.touched_keys))
 }

@@ -6,8 +6,37 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+/// Appends `sql` to `out` with every `$N` shifted by `offset`.
+fn renumber_placeholders(out: &mut String, sql: &str, offset: usize) {
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn renumbers_placeholders_past_the_offset() {
+        let mut out = String::from("INSERT INTO a VALUES ($1, $2);\n");
+        super::renumber_placeholders(&mut out, "UPDATE b SET x = $2 WHERE id = $1 AND y = $10", 2);
+        assert_eq!(
+            out,
+            "INSERT INTO a VALUES ($1, $2);\nUPDATE b SET x = $4 WHERE id = $3 AND y = $12"
+        );
+    }
+}
+
 pub mod sqlite {
-    use super::is_unique_violation;
+    use super::{is_unique_violation, renumber_placeholders};
     use crate::{Result, StoreError};
     use sqlx::Pool;
     use sqlx::sqlite::{
@@ -22,6 +51,10 @@ pub mod sqlite {
     /// so a write transaction is already serialized against every other.
     const FOR_UPDATE: &str = "";
     const FOR_UPDATE_OF_L: &str = "";
+    /// One multi-statement query per write batch: one hand-off to the driver's worker thread.
+    const COMBINE_STATEMENTS: bool = true;
+    /// Webhook deliveries queue for the one writer and share transactions.
+    const GROUP_COMMIT: bool = true;
     const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::SQLITE;
 
     /// Licenses kept in the validation cache (`KEYGATE_VALIDATION_CACHE`, 0 = off).
@@ -68,12 +101,13 @@ pub mod sqlite {
         Ok((read, write))
     }
 
+    include!("batch.rs");
     include!("store_impl.rs");
     include!("gateway_impl.rs");
 }
 
 pub mod postgres {
-    use super::is_unique_violation;
+    use super::{is_unique_violation, renumber_placeholders};
     use crate::{Result, StoreError};
     use sqlx::Pool;
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -86,6 +120,10 @@ pub mod postgres {
     /// across connections and nodes.
     const FOR_UPDATE: &str = " FOR UPDATE";
     const FOR_UPDATE_OF_L: &str = " FOR UPDATE OF l";
+    /// The extended protocol prepares one statement per query.
+    const COMBINE_STATEMENTS: bool = false;
+    /// Many connections write in parallel: each delivery has its own transaction.
+    const GROUP_COMMIT: bool = false;
     const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::POSTGRES;
 
     /// Several nodes may write: no process-local cache could see their changes.
@@ -108,6 +146,7 @@ pub mod postgres {
         Ok((pool.clone(), pool))
     }
 
+    include!("batch.rs");
     include!("store_impl.rs");
     include!("gateway_impl.rs");
 }

@@ -26,12 +26,15 @@ pub struct SqlStore {
     write: Pool<Db>,
     /// Present only where this process is the only writer (SQLite).
     cache: Option<ValidationCache>,
+    /// Where webhook deliveries queue for group commit (SQLite's single writer).
+    group_commit: Option<tokio::sync::mpsc::Sender<(ReceiveJob, ReceiveReply)>>,
 }
 
 impl SqlStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let (read, write) = open_pools(url).await?;
         Ok(SqlStore {
+            group_commit: GROUP_COMMIT.then(|| spawn_group_commit(write.clone())),
             read,
             write,
             cache: validation_cache(),
@@ -377,26 +380,31 @@ struct AuditRecord<'a> {
 }
 
 async fn audit(conn: &mut DbConn, r: AuditRecord<'_>) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO audit_log (id, account_id, actor_type, actor_id, action, object_type, \
-         object_id, license_id, customer_id, before_state, after_state, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(new_id())
-    .bind(r.account_id)
-    .bind(r.actor.kind())
-    .bind(r.actor.id())
-    .bind(r.action)
-    .bind(r.object_type)
-    .bind(r.object_id)
-    .bind(r.license_id)
-    .bind(r.customer_id)
-    .bind(r.before.map(|v| v.to_string()))
-    .bind(r.after.map(|v| v.to_string()))
-    .bind(now().0)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    let mut batch = WriteBatch::new();
+    audit_into(&mut batch, r);
+    batch.flush(conn).await
+}
+
+/// The audit row for a change, written with the change's other writes.
+fn audit_into(batch: &mut WriteBatch, r: AuditRecord<'_>) {
+    batch
+        .push(
+            "INSERT INTO audit_log (id, account_id, actor_type, actor_id, action, object_type, \
+             object_id, license_id, customer_id, before_state, after_state, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(new_id())
+        .bind(r.account_id.to_string())
+        .bind(r.actor.kind())
+        .bind(r.actor.id().map(str::to_string))
+        .bind(r.action.to_string())
+        .bind(r.object_type.to_string())
+        .bind(r.object_id.to_string())
+        .bind(r.license_id.map(str::to_string))
+        .bind(r.customer_id.map(str::to_string))
+        .bind(r.before.map(|v| v.to_string()))
+        .bind(r.after.map(|v| v.to_string()))
+        .bind(now().0);
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Option<serde_json::Value> {
@@ -748,24 +756,29 @@ async fn insert_external_ids(
 }
 
 async fn save_license(conn: &mut DbConn, account_id: &str, l: &License) -> Result<()> {
-    sqlx::query(
-        "UPDATE licenses SET policy_id = $3, product_id = $4, customer_id = $5, status = $6, \
-         expires_at = $7, overrides = $8, quantity = $9, metadata = $10, updated_at = $11 \
-         WHERE account_id = $1 AND id = $2",
-    )
-    .bind(account_id)
-    .bind(&l.id)
-    .bind(&l.policy_id)
-    .bind(&l.product_id)
-    .bind(&l.customer_id)
-    .bind(l.status.as_str())
-    .bind(l.expires_at.map(|t| t.0))
-    .bind(serde_json::to_string(&l.overrides)?)
-    .bind(l.quantity)
-    .bind(l.metadata.to_string())
-    .bind(l.updated_at.0)
-    .execute(&mut *conn)
-    .await?;
+    let mut batch = WriteBatch::new();
+    save_license_into(&mut batch, account_id, l)?;
+    batch.flush(conn).await
+}
+
+fn save_license_into(batch: &mut WriteBatch, account_id: &str, l: &License) -> Result<()> {
+    batch
+        .push(
+            "UPDATE licenses SET policy_id = $3, product_id = $4, customer_id = $5, status = $6, \
+             expires_at = $7, overrides = $8, quantity = $9, metadata = $10, updated_at = $11 \
+             WHERE account_id = $1 AND id = $2",
+        )
+        .bind(account_id.to_string())
+        .bind(l.id.clone())
+        .bind(l.policy_id.clone())
+        .bind(l.product_id.clone())
+        .bind(l.customer_id.clone())
+        .bind(l.status.as_str())
+        .bind(l.expires_at.map(|t| t.0))
+        .bind(serde_json::to_string(&l.overrides)?)
+        .bind(l.quantity)
+        .bind(l.metadata.to_string())
+        .bind(l.updated_at.0);
     Ok(())
 }
 
