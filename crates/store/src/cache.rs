@@ -121,6 +121,42 @@ impl ValidationCache {
     }
 }
 
+/// Integrations as a webhook delivery needs them (mappings, mapped policies, sealed secrets),
+/// by id: a delivery then reads nothing before it queues for the writer. Same rule as the
+/// validation cache: `clear` after every commit that changes an integration, a policy or a
+/// product; readers insert only with a token taken before they read.
+#[derive(Default)]
+pub struct IntegrationCache {
+    entries: RwLock<HashMap<String, Arc<(crate::gateway::Integration, String)>>>,
+    epoch: AtomicU64,
+}
+
+impl IntegrationCache {
+    pub fn get(&self, id: &str) -> Option<Arc<(crate::gateway::Integration, String)>> {
+        self.entries.read().ok()?.get(id).cloned()
+    }
+
+    pub fn token(&self) -> u64 {
+        self.epoch.load(SeqCst)
+    }
+
+    pub fn insert(&self, token: u64, entry: (crate::gateway::Integration, String)) {
+        let Ok(mut entries) = self.entries.write() else {
+            return;
+        };
+        if self.epoch.load(SeqCst) == token {
+            entries.insert(entry.0.id.clone(), Arc::new(entry));
+        }
+    }
+
+    pub fn clear(&self) {
+        self.epoch.fetch_add(1, SeqCst);
+        if let Ok(mut entries) = self.entries.write() {
+            entries.clear();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,8 @@ use std::time::Duration;
 on_both_engines!(
     stripe_lifecycle,
     stripe_replay_storm_matches_in_order,
-    refused_and_unmapped_deliveries
+    refused_and_unmapped_deliveries,
+    concurrent_and_duplicate_deliveries
 );
 
 mod crash_between_store_and_apply {
@@ -93,6 +94,91 @@ async fn crash_between_store_and_apply(app: TestApp) -> TestApp {
         1
     );
     app
+}
+
+/// Deliveries at once: 6 copies of one event and 12 distinct subscriptions. Each copy after
+/// the first is a duplicate, each subscription gets exactly one license, whether the
+/// deliveries share a transaction (SQLite's group commit) or race on several connections
+/// (PostgreSQL).
+async fn concurrent_and_duplicate_deliveries(app: &TestApp) {
+    use tokio::task::JoinSet;
+    let (api, integration, _) = setup(app, 0).await;
+    let url = integration["webhook_url"].as_str().unwrap();
+    let url = app.server.url(&url[url.find("/v1/").unwrap()..]);
+    let now = now_s();
+    let mut bodies = Vec::new();
+    for _ in 0..6 {
+        bodies.push(subscription(
+            "evt_created_same",
+            now,
+            "active",
+            now + 1000,
+            1,
+            json!({}),
+        ));
+    }
+    for i in 0..12 {
+        let mut e = subscription(
+            &format!("evt_created_{i}"),
+            now,
+            "active",
+            now + 1000,
+            2,
+            json!({}),
+        );
+        e["data"]["object"]["id"] = json!(format!("sub_many_{i}"));
+        e["data"]["object"]["customer"] = json!(format!("cus_many_{i}"));
+        bodies.push(e);
+    }
+    let mut set = JoinSet::new();
+    for body in bodies {
+        let url = url.clone();
+        set.spawn(async move { signed_post(&url, body.to_string()).await });
+    }
+    let mut answers = Vec::new();
+    while let Some(r) = set.join_next().await {
+        answers.push(r.unwrap());
+    }
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    let first_copies = answers
+        .iter()
+        .filter(|(_, b)| {
+            b["events"][0]["provider_event_id"] == "evt_created_same"
+                && b["events"][0]["duplicate"] == false
+        })
+        .count();
+    assert_eq!(first_copies, 1, "{answers:?}");
+    let licenses = app.get("/v1/licenses?limit=100", &api).await;
+    let licenses = licenses.body["data"].as_array().unwrap();
+    assert_eq!(licenses.len(), 13);
+    assert_eq!(
+        licenses
+            .iter()
+            .filter(|l| l["max_activations"] == 2)
+            .count(),
+        12
+    );
+    let events = app.get("/v1/events?limit=100", &api).await;
+    assert_eq!(events.body["data"].as_array().unwrap().len(), 13);
+    let customers = app.get("/v1/customers?limit=100", &api).await;
+    assert_eq!(customers.body["data"].as_array().unwrap().len(), 13);
+}
+
+async fn signed_post(url: &str, body: String) -> (u16, Value) {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    let t = now_s();
+    let sig = hmac_sha256_hex(SECRET.as_bytes(), format!("{t}.{body}").as_bytes());
+    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let req = hyper::Request::post(url)
+        .header("content-type", "application/json")
+        .header("stripe-signature", format!("t={t},v1={sig}"))
+        .body(Full::new(hyper::body::Bytes::from(body)))
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    let status = res.status().as_u16();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
 }
 
 const SECRET: &str = "whsec_test_secret";
@@ -635,6 +721,27 @@ async fn refused_and_unmapped_deliveries(app: &TestApp) {
     )
     .await;
     assert_eq!(r.status, 200);
+    // A new delivery after a mapping change uses the new mapping.
+    let mut third = unmapped.clone();
+    third["id"] = json!("evt_third");
+    third["data"]["object"]["id"] = json!("sub_3");
+    let r = deliver(app, &integration, &third).await;
+    assert_eq!(r.body["events"][0]["status"], "applied", "{}", r.body);
+    // The old secret retired: refused from the next delivery on.
+    app.patch(
+        &format!("/v1/integrations/{id}"),
+        &api,
+        json!({"secrets": ["whsec_new"]}),
+    )
+    .await;
+    let r = deliver(
+        app,
+        &integration,
+        &json!({"id": "evt_p3", "object": "event", "created": now,
+        "livemode": true, "type": "product.created", "data": {"object": {"id": "prod_3"}}}),
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (401, "SIGNATURE_INVALID"));
     // Bad options are refused; unknown providers too.
     let r = app
         .post("/v1/integrations", &api, json!({"provider": "acme-pay"}))

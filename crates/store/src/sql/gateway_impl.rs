@@ -322,43 +322,25 @@ impl GatewayStore for SqlStore {
         )
         .await?;
         tx.commit().await?;
+        if let Some(c) = &self.integrations {
+            c.clear();
+        }
         Ok(after)
     }
 
     async fn integration_for_webhook(&self, id: &str) -> Result<Option<(Integration, String)>> {
-        // The integration, its mappings and their policies in one query: a delivery's only
-        // read before it queues for the writer.
-        let sql = format!(
-            "SELECT i.{}, i.secrets, m.external_id AS m_external_id, \
-             m.policy_id AS m_policy_id, {} FROM integrations i \
-             LEFT JOIN integration_mappings m ON m.integration_id = i.id \
-             LEFT JOIN policies p ON p.account_id = i.account_id AND p.id = m.policy_id \
-             WHERE i.id = $1 ORDER BY m.external_id",
-            INTEGRATION_COLS.replace(", ", ", i."),
-            *POLICY_COLS_P
-        );
-        let rows = sqlx::query(&sql).bind(id).fetch_all(&self.read).await?;
-        let Some(first) = rows.first() else {
-            return Ok(None);
+        let token = match &self.integrations {
+            Some(c) => match c.get(id) {
+                Some(hit) => return Ok(Some((*hit).clone())),
+                None => Some(c.token()),
+            },
+            None => None,
         };
-        let secrets: String = first.try_get("secrets")?;
-        let mut integration = integration_from_row(first)?;
-        for row in &rows {
-            let Some(external_id) = row.try_get::<Option<String>, _>("m_external_id")? else {
-                continue;
-            };
-            let policy_id: String = row.try_get("m_policy_id")?;
-            if row.try_get::<Option<String>, _>("p_id")?.is_some()
-                && !integration.mapped_policies.iter().any(|p| p.id == policy_id)
-            {
-                integration.mapped_policies.push(policy_from_row(row, "p_")?);
-            }
-            integration.mappings.push(Mapping {
-                external_id,
-                policy_id,
-            });
+        let found = self.read_integration_for_webhook(id).await?;
+        if let (Some(c), Some(token), Some(entry)) = (&self.integrations, token, &found) {
+            c.insert(token, entry.clone());
         }
-        Ok(Some((integration, secrets)))
+        Ok(found)
     }
 
     async fn record_webhook_failure(
@@ -1321,6 +1303,46 @@ async fn apply_to_order(
 }
 
 impl SqlStore {
+    /// The integration, its mappings and their policies, for a webhook delivery.
+    async fn read_integration_for_webhook(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Integration, String)>> {
+        // The integration, its mappings and their policies in one query: a delivery's only
+        // read before it queues for the writer.
+        let sql = format!(
+            "SELECT i.{}, i.secrets, m.external_id AS m_external_id, \
+             m.policy_id AS m_policy_id, {} FROM integrations i \
+             LEFT JOIN integration_mappings m ON m.integration_id = i.id \
+             LEFT JOIN policies p ON p.account_id = i.account_id AND p.id = m.policy_id \
+             WHERE i.id = $1 ORDER BY m.external_id",
+            INTEGRATION_COLS.replace(", ", ", i."),
+            *POLICY_COLS_P
+        );
+        let rows = sqlx::query(&sql).bind(id).fetch_all(&self.read).await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let secrets: String = first.try_get("secrets")?;
+        let mut integration = integration_from_row(first)?;
+        for row in &rows {
+            let Some(external_id) = row.try_get::<Option<String>, _>("m_external_id")? else {
+                continue;
+            };
+            let policy_id: String = row.try_get("m_policy_id")?;
+            if row.try_get::<Option<String>, _>("p_id")?.is_some()
+                && !integration.mapped_policies.iter().any(|p| p.id == policy_id)
+            {
+                integration.mapped_policies.push(policy_from_row(row, "p_")?);
+            }
+            integration.mappings.push(Mapping {
+                external_id,
+                policy_id,
+            });
+        }
+        Ok(Some((integration, secrets)))
+    }
+
     async fn apply_event_tx(
         &self,
         account_id: &str,

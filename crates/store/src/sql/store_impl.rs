@@ -1,7 +1,7 @@
 // Included once per engine by `sql/mod.rs`: `Db`, `ENGINE`, `FOR_UPDATE`, `FOR_UPDATE_OF_L`,
 // `MIGRATIONS` and `open_pools` come from the including module.
 
-use crate::cache::{CachedLicense, ValidationCache};
+use crate::cache::{CachedLicense, IntegrationCache, ValidationCache};
 use crate::inputs::*;
 use crate::{IdempotentResponse, Principal, SigningKeyRecord, Store, Validation, actor_of, now};
 use async_trait::async_trait;
@@ -26,6 +26,8 @@ pub struct SqlStore {
     write: Pool<Db>,
     /// Present only where this process is the only writer (SQLite).
     cache: Option<ValidationCache>,
+    /// Likewise: integrations for webhook deliveries.
+    integrations: Option<IntegrationCache>,
     /// Where webhook deliveries queue for group commit (SQLite's single writer).
     group_commit: Option<tokio::sync::mpsc::Sender<(ReceiveJob, ReceiveReply)>>,
 }
@@ -33,11 +35,13 @@ pub struct SqlStore {
 impl SqlStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let (read, write) = open_pools(url).await?;
+        let cache = validation_cache();
         Ok(SqlStore {
             group_commit: GROUP_COMMIT.then(|| spawn_group_commit(write.clone())),
+            integrations: cache.is_some().then(IntegrationCache::default),
             read,
             write,
-            cache: validation_cache(),
+            cache,
         })
     }
 
@@ -51,6 +55,9 @@ impl SqlStore {
     /// After a commit that changed policies or products (many licenses at once).
     fn invalidate_all(&self) {
         if let Some(c) = &self.cache {
+            c.clear();
+        }
+        if let Some(c) = &self.integrations {
             c.clear();
         }
     }
