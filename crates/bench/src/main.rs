@@ -470,20 +470,31 @@ fn base64_encode(bytes: &[u8]) -> String {
 }
 
 fn stripe_subscription_created(n: u64, quantity: i64) -> String {
+    stripe_subscription_event(n, quantity, "customer.subscription.created", 0)
+}
+
+/// The same subscription `periods` billing periods later (a renewal moves the expiry).
+fn stripe_subscription_renewed(n: u64) -> String {
+    stripe_subscription_event(n, 1, "customer.subscription.updated", 1)
+}
+
+fn stripe_subscription_event(n: u64, quantity: i64, kind: &str, periods: u64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs();
+        .as_secs()
+        + periods;
+    let period_start = now + periods * 2_592_000;
     serde_json::json!({
-        "id": format!("evt_bench_{n}"), "object": "event", "api_version": "2025-03-31.basil",
-        "created": now, "livemode": true, "type": "customer.subscription.created",
+        "id": format!("evt_bench_{n}_{periods}"), "object": "event", "api_version": "2025-03-31.basil",
+        "created": now, "livemode": true, "type": kind,
         "data": {"object": {
             "id": format!("sub_{n}"), "object": "subscription", "customer": format!("cus_{n}"),
             "status": "active", "cancel_at": null, "cancel_at_period_end": false,
             "ended_at": null, "trial_end": null, "pause_collection": null,
             "items": {"object": "list", "data": [{
                 "id": format!("si_{n}"), "object": "subscription_item",
-                "current_period_start": now, "current_period_end": now + 2_592_000,
+                "current_period_start": period_start, "current_period_end": period_start + 2_592_000,
                 "quantity": quantity, "price": {"id": "price_pro", "object": "price", "product": "prod_pro"}}]}
         }}
     })
@@ -516,11 +527,19 @@ async fn post_signed(
     }
 }
 
-/// Signed Stripe events, each a new subscription: verified, stored, applied (a customer, a
-/// subscription, a license), end to end over loopback.
-async fn gateway_bench(addr: SocketAddr, path: &str, o: &Options) {
-    let total = 20_000u64;
-    let connections = o.connections.min(16) as u64;
+fn stripe_subscription_created_1(n: u64) -> String {
+    stripe_subscription_created(n, 1)
+}
+
+/// `total` signed events made by `event(n)`, sent over `connections` keep-alive connections:
+/// (accepted, seconds).
+async fn gateway_round(
+    addr: SocketAddr,
+    path: &str,
+    total: u64,
+    connections: u64,
+    event: fn(u64) -> String,
+) -> (u64, f64) {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..connections {
@@ -535,7 +554,7 @@ async fn gateway_bench(addr: SocketAddr, path: &str, o: &Options) {
             let mut ok = 0u64;
             let mut n = c;
             while n < total {
-                if post_signed(&mut sender, &path, stripe_subscription_created(n, 1)).await {
+                if post_signed(&mut sender, &path, event(n)).await {
                     ok += 1;
                 }
                 n += connections;
@@ -547,10 +566,34 @@ async fn gateway_bench(addr: SocketAddr, path: &str, o: &Options) {
     for t in tasks {
         ok += t.await.unwrap();
     }
-    let secs = started.elapsed().as_secs_f64();
+    (ok, started.elapsed().as_secs_f64())
+}
+
+/// Signed Stripe events, each a new subscription: verified, stored, applied (a customer, a
+/// subscription, a license), end to end over loopback.
+async fn gateway_bench(addr: SocketAddr, path: &str, o: &Options) {
+    let total = 20_000u64;
+    let connections = o.connections.min(16) as u64;
+    let created = gateway_round(
+        addr,
+        path,
+        total,
+        connections,
+        stripe_subscription_created_1,
+    )
+    .await;
     println!(
-        "gateway: {ok} signed Stripe events (verify, store, apply: customer + subscription + license) in {secs:.1}s = {:.0} events/s over {connections} connections",
-        ok as f64 / secs
+        "gateway: {} signed Stripe customer.subscription.created (verify, store, apply: customer + subscription + license) in {:.1}s = {:.0} events/s over {connections} connections",
+        created.0,
+        created.1,
+        created.0 as f64 / created.1
+    );
+    let renewed = gateway_round(addr, path, total, connections, stripe_subscription_renewed).await;
+    println!(
+        "gateway: {} signed Stripe customer.subscription.updated renewals of those (verify, store, apply: subscription + license expiry) in {:.1}s = {:.0} events/s",
+        renewed.0,
+        renewed.1,
+        renewed.0 as f64 / renewed.1
     );
     // One order of 1,000 seats: answered as soon as it is stored and applied.
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();

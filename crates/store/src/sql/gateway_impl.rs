@@ -706,8 +706,16 @@ struct Lookups {
     duplicate: Option<(String, String)>,
     customer_by_external_id: Option<String>,
     customer_by_email: Option<String>,
-    /// Whether Keygate knows the event's subscription (None: the event names none).
-    subscription_known: Option<bool>,
+    /// The event's subscription as stored: `Some(None)` if Keygate has not seen it, `None` if
+    /// the event names none.
+    subscription: Option<Option<StoredSubscription>>,
+}
+
+#[derive(Debug, Clone)]
+struct StoredSubscription {
+    id: String,
+    customer_id: Option<String>,
+    state: String,
 }
 
 /// The customer's email as Keygate keeps it (trimmed, lower case), if it looks like one.
@@ -740,8 +748,10 @@ async fn lookups(
            AND external_id = $5) AS by_external_id, \
          (SELECT id FROM customers WHERE account_id = $3 AND email = $6 ORDER BY id LIMIT 1) \
            AS by_email, \
-         (SELECT id FROM subscriptions WHERE integration_id = $1 AND external_id = $7) \
-           AS subscription_id",
+         s.id AS subscription_id, s.customer_id AS subscription_customer_id, \
+         s.state AS subscription_state \
+         FROM (SELECT 1 AS one) AS one \
+         LEFT JOIN subscriptions s ON s.integration_id = $1 AND s.external_id = $7",
     )
     .bind(integration.id.clone())
     .bind(provider_event_id.map(str::to_string))
@@ -765,10 +775,15 @@ async fn lookups(
         duplicate: event_id.zip(event_status),
         customer_by_external_id: row.try_get("by_external_id")?,
         customer_by_email: row.try_get("by_email")?,
-        subscription_known: subscription
-            .map(|_| row.try_get::<Option<String>, _>("subscription_id"))
-            .transpose()?
-            .map(|id| id.is_some()),
+        subscription: match (subscription, row.try_get("subscription_id")?) {
+            (None, _) => None,
+            (Some(_), None) => Some(None),
+            (Some(_), Some(id)) => Some(Some(StoredSubscription {
+                id,
+                customer_id: row.try_get("subscription_customer_id")?,
+                state: row.try_get("subscription_state")?,
+            })),
+        },
     })
 }
 
@@ -1113,34 +1128,44 @@ async fn apply_to_subscription(
     cx: &ApplyContext<'_>,
     event: &BillingEvent,
     external_id: &str,
-    known: Option<bool>,
+    looked_up: Option<Option<StoredSubscription>>,
     customer_id: Option<String>,
     policies: &mut HashMap<String, Policy>,
     applied: &mut Applied,
 ) -> Result<std::result::Result<(), reconcile::ReconcileError>> {
     let integration = cx.integration;
     let account_id = integration.account_id.as_str();
-    let row = if known == Some(false) {
-        None
-    } else {
-        let sql = format!(
-            "SELECT id, customer_id, state FROM subscriptions WHERE integration_id = $1 \
-             AND external_id = $2{FOR_UPDATE}"
-        );
-        sqlx::query(&sql)
-            .bind(&integration.id)
-            .bind(external_id)
-            .fetch_optional(&mut *conn)
-            .await?
+    let row = match looked_up {
+        Some(None) => None,
+        // SQLite: this transaction is the only writer, so what the lookups read is current.
+        // PostgreSQL reads it again under a row lock.
+        Some(Some(stored)) if FOR_UPDATE.is_empty() => Some(stored),
+        _ => {
+            let sql = format!(
+                "SELECT id, customer_id, state FROM subscriptions WHERE integration_id = $1 \
+                 AND external_id = $2{FOR_UPDATE}"
+            );
+            let found = sqlx::query(&sql)
+                .bind(&integration.id)
+                .bind(external_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            match found {
+                Some(r) => Some(StoredSubscription {
+                    id: r.try_get("id")?,
+                    customer_id: r.try_get("customer_id")?,
+                    state: r.try_get("state")?,
+                }),
+                None => None,
+            }
+        }
     };
     let at = now();
     let (sub_id, stored_customer, state) = match &row {
         Some(r) => (
-            r.try_get::<String, _>("id")?,
-            r.try_get::<Option<String>, _>("customer_id")?,
-            Some(parse_json::<SubscriptionState>(
-                r.try_get::<&str, _>("state")?,
-            )?),
+            r.id.clone(),
+            r.customer_id.clone(),
+            Some(parse_json::<SubscriptionState>(&r.state)?),
         ),
         None => (new_id(), None, None),
     };
@@ -1429,7 +1454,7 @@ async fn apply_loaded(
     // A subscription event; or an order event about an invoice of a known subscription
     // (Stripe refunds name only the invoice); or a one-time order.
     let mut subscription_id = event.subscription.as_ref().map(|s| s.external_id.clone());
-    let mut known = lookups.subscription_known;
+    let mut looked_up = lookups.subscription.clone();
     if subscription_id.is_none()
         && let Some(order) = &event.order
     {
@@ -1442,7 +1467,7 @@ async fn apply_loaded(
             let state: SubscriptionState = parse_json(r.try_get::<&str, _>("state")?)?;
             if state.has_order(&order.external_id) {
                 subscription_id = Some(r.try_get("external_id")?);
-                known = Some(true);
+                looked_up = None;
                 break;
             }
         }
@@ -1461,7 +1486,7 @@ async fn apply_loaded(
                 &cx,
                 &event,
                 sub,
-                known,
+                looked_up,
                 customer_id,
                 policies,
                 &mut applied,

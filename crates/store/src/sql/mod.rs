@@ -77,7 +77,8 @@ pub mod sqlite {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
-            .statement_cache_capacity(256);
+            .statement_cache_capacity(256)
+            .pragma("wal_autocheckpoint", "10000");
         // A local file does not drop connections: no liveness ping before every acquire
         // (on SQLite that ping costs a full worker-thread round trip).
         let write = SqlitePoolOptions::new()
