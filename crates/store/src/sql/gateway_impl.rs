@@ -1199,17 +1199,26 @@ async fn apply_loaded(
         Ok(()) => ("applied", None, None),
         Err(e) => ("failed", Some(e.code()), Some(e.to_string())),
     };
+    let actions = serde_json::Value::Array(applied.actions);
     sqlx::query(
         "UPDATE webhook_events SET status = $2, actions = $3, error_code = $4, error = $5, \
          attempts = attempts + 1, applied_at = $6 WHERE id = $1",
     )
     .bind(event_id)
     .bind(status)
-    .bind(serde_json::Value::Array(applied.actions).to_string())
+    .bind(actions.to_string())
     .bind(code)
-    .bind(message)
+    .bind(&message)
     .bind(outcome.is_ok().then(|| now().0))
     .execute(&mut *tx)
+    .await?;
+    // Outbound: `billing_event.applied` / `billing_event.failed` (one statement).
+    enqueue_outbound(
+        tx,
+        account_id,
+        if outcome.is_ok() { "billing_event.applied" } else { "billing_event.failed" },
+        &billing_event_data(integration, event_id, event, status, &actions, code, message.as_deref()),
+    )
     .await?;
     Ok((status.to_string(), applied.touched_keys))
 }

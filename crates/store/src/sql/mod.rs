@@ -22,6 +22,8 @@ pub mod sqlite {
     /// so a write transaction is already serialized against every other.
     const FOR_UPDATE: &str = "";
     const FOR_UPDATE_OF_L: &str = "";
+    /// Worker claims: the single writer already makes the claiming UPDATE atomic.
+    const SKIP_LOCKED: &str = "";
     const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::SQLITE;
 
     /// Licenses kept in the validation cache (`KEYGATE_VALIDATION_CACHE`, 0 = off).
@@ -70,6 +72,7 @@ pub mod sqlite {
 
     include!("store_impl.rs");
     include!("gateway_impl.rs");
+    include!("outbound_impl.rs");
 }
 
 pub mod postgres {
@@ -86,6 +89,8 @@ pub mod postgres {
     /// across connections and nodes.
     const FOR_UPDATE: &str = " FOR UPDATE";
     const FOR_UPDATE_OF_L: &str = " FOR UPDATE OF l";
+    /// Worker claims: rows another node is claiming are skipped, not waited for.
+    const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
     const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::POSTGRES;
 
     /// Several nodes may write: no process-local cache could see their changes.
@@ -110,4 +115,5 @@ pub mod postgres {
 
     include!("store_impl.rs");
     include!("gateway_impl.rs");
+    include!("outbound_impl.rs");
 }
