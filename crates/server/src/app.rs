@@ -59,6 +59,10 @@ pub async fn build(config: Config) -> anyhow_free::Result<(Router, AppState)> {
         state.clone(),
         std::time::Duration::from_secs(5),
     ));
+    if state.config.outbound_worker {
+        tokio::spawn(crate::outbound::worker(state.clone()));
+        tokio::spawn(crate::outbound::sweeper(state.clone()));
+    }
     Ok((router, state))
 }
 

@@ -34,6 +34,67 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "KEYGATE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Run the outbound webhook worker and the expiry sweeper in this process.
+    #[arg(
+        long,
+        env = "KEYGATE_OUTBOUND_WORKER",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub outbound_worker: bool,
+    /// Let outbound webhooks reach private, loopback and link-local addresses.
+    #[arg(
+        long,
+        env = "KEYGATE_OUTBOUND_ALLOW_PRIVATE",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub outbound_allow_private: bool,
+    /// Seconds before each attempt of a delivery, comma-separated: the first is the first
+    /// attempt's delay, the count is the number of attempts.
+    #[arg(
+        long,
+        env = "KEYGATE_OUTBOUND_RETRY_SCHEDULE",
+        default_value = "0,5,300,1800,7200,18000,36000,86400",
+        value_parser = RetrySchedule::parse
+    )]
+    pub outbound_retry_schedule: RetrySchedule,
+    /// Time limit of one outbound request, connecting included (seconds).
+    #[arg(long, env = "KEYGATE_OUTBOUND_TIMEOUT_SECONDS", default_value_t = 15.0)]
+    pub outbound_timeout_seconds: f64,
+    /// How often the outbound worker looks for due deliveries (milliseconds).
+    #[arg(long, env = "KEYGATE_OUTBOUND_POLL_MS", default_value_t = 1000)]
+    pub outbound_poll_ms: u64,
+    /// How often the sweeper looks for expired and soon-expiring licenses (seconds).
+    #[arg(long, env = "KEYGATE_EXPIRY_SWEEP_SECONDS", default_value_t = 60.0)]
+    pub expiry_sweep_seconds: f64,
+    /// `license.expiring_soon` lead time (seconds before `expires_at`).
+    #[arg(long, env = "KEYGATE_EXPIRING_SOON_SECONDS", default_value_t = 259_200)]
+    pub expiring_soon_seconds: i64,
+}
+
+/// Delays before each attempt of an outbound delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrySchedule(pub Vec<std::time::Duration>);
+
+impl RetrySchedule {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let delays = text
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite() && *v >= 0.0 && *v <= 30.0 * 86_400.0)
+                    .map(std::time::Duration::from_secs_f64)
+                    .ok_or_else(|| format!("`{s}` is not a number of seconds (0 to 30 days)"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if delays.is_empty() || delays.len() > 50 {
+            return Err("the schedule needs 1 to 50 delays".into());
+        }
+        Ok(RetrySchedule(delays))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -59,6 +120,14 @@ impl Config {
             public_url: None,
             sign_answers: SignAnswers::Always,
             log_format: LogFormat::Text,
+            outbound_worker: true,
+            outbound_allow_private: false,
+            outbound_retry_schedule: RetrySchedule::parse("0,5,300,1800,7200,18000,36000,86400")
+                .expect("the default schedule parses"),
+            outbound_timeout_seconds: 15.0,
+            outbound_poll_ms: 1000,
+            expiry_sweep_seconds: 60.0,
+            expiring_soon_seconds: 259_200,
         }
     }
 }
