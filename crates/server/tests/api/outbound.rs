@@ -924,22 +924,24 @@ async fn audit_filters(app: &TestApp) {
                 .collect::<Vec<_>>()
         }
     };
+    // A customer's own creation concerns it too.
     let by_customer = list(format!("?customer_id={}", customers[0])).await;
     assert_eq!(
-        by_customer
-            .iter()
-            .map(|(a, _)| a.as_str())
-            .collect::<Vec<_>>(),
-        ["license.suspended", "license.created"]
+        by_customer,
+        [
+            ("license.suspended".to_string(), l1_id.to_string()),
+            ("license.created".to_string(), l1_id.to_string()),
+            ("customer.created".to_string(), customers[0].clone()),
+        ]
     );
-    assert!(by_customer.iter().all(|(_, o)| o == l1_id));
+    let l2_id = l2["id"].as_str().unwrap().to_string();
     let by_customer2 = list(format!("?customer_id={}", customers[1])).await;
     assert_eq!(
         by_customer2,
-        [(
-            "license.created".to_string(),
-            l2["id"].as_str().unwrap().to_string()
-        )]
+        [
+            ("license.created".to_string(), l2_id),
+            ("customer.created".to_string(), customers[1].clone()),
+        ]
     );
     let t = between.to_rfc3339();
     let before = list(format!("?until={t}")).await;
