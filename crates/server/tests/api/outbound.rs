@@ -256,6 +256,7 @@ on_both_fast!(
     sweeper_announces_expiries_once,
     endpoints_are_per_account,
     audit_filters,
+    license_lifecycle_events,
 );
 
 macro_rules! with_app {
@@ -1196,4 +1197,116 @@ async fn requests_time_out() {
     assert!(took < 5_000, "bounded by the timeout: {took} ms");
     hold.abort();
     app.finish().await;
+}
+
+/// A secret shown once is not kept in clear anywhere: an `Idempotency-Key` replay of the
+/// creation answers the same secret from a sealed copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_creation_keeps_the_secret_sealed() {
+    for app in [
+        TestApp::sqlite_with(|c| {
+            fast(c);
+            c.master_key = Some("outbound-test-master-key".into());
+        })
+        .await,
+        TestApp::postgres_with(|c| {
+            fast(c);
+            c.master_key = Some("outbound-test-master-key".into());
+        })
+        .await,
+    ] {
+        let api = app.account("Sealed").await;
+        let body = json!({"url": "https://hooks.example.com/k", "event_types": ["*"]});
+        let headers = [("idempotency-key", "endpoint-1")];
+        let first = app
+            .send(
+                "POST",
+                "/v1/endpoints",
+                Some(&api),
+                Some(body.clone()),
+                &headers,
+            )
+            .await;
+        assert_eq!(first.status, 201, "{}", first.body);
+        let secret = first.body["secret"].as_str().unwrap().to_string();
+        let again = app
+            .send("POST", "/v1/endpoints", Some(&api), Some(body), &headers)
+            .await;
+        assert_eq!(again.status, 201);
+        assert_eq!(again.headers["idempotent-replayed"], "true");
+        assert_eq!(again.body["id"], first.body["id"]);
+        assert_eq!(again.body["secret"], secret.as_str());
+        let store = app.server.state.store.clone();
+        let who = store.authenticate(&api).await.unwrap().unwrap();
+        let stored = store
+            .idempotent_response(&who.account_id, "endpoint-1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!stored.body.contains(&secret) && !stored.body.contains("whsec_"));
+        assert_eq!(
+            app.get("/v1/endpoints", &api).await.body["data"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        app.finish().await;
+    }
+}
+
+/// Every manual license change announces its event, with the license after the change.
+async fn license_lifecycle_events(app: &TestApp) {
+    let rx = Receiver::start().await;
+    let api = app.account("Lifecycle").await;
+    endpoint(app, &api, &rx.url("/"), json!(["*"])).await;
+    let license = app
+        .license(&api, json!({"duration_seconds": 86_400 * 30}))
+        .await;
+    let id = license["id"].as_str().unwrap();
+    let path = format!("/v1/licenses/{id}");
+    let r = app
+        .patch(&path, &api, json!({"metadata": {"crm": "42"}}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for (action, body) in [
+        ("suspend", json!({})),
+        ("reinstate", json!({})),
+        ("extend", json!({"seconds": 60})),
+        ("renew", json!({})),
+        ("revoke", json!({})),
+    ] {
+        let r = app
+            .post(&format!("{path}/actions/{action}"), &api, body)
+            .await;
+        assert_eq!(r.status, 200, "{action}: {}", r.body);
+    }
+    // A refused change announces nothing.
+    let r = app
+        .post(&format!("{path}/actions/suspend"), &api, json!({}))
+        .await;
+    assert_eq!(r.status, 409);
+    rx.wait_count(7).await;
+    settle().await;
+    let got = rx.received();
+    let mut kinds: Vec<&str> = got.iter().map(|r| r.kind()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "license.created",
+            "license.reinstated",
+            "license.renewed",
+            "license.renewed",
+            "license.revoked",
+            "license.suspended",
+            "license.updated",
+        ]
+    );
+    let by = |kind: &str| got.iter().find(|r| r.kind() == kind).unwrap().json["data"].clone();
+    assert_eq!(by("license.updated")["metadata"]["crm"], "42");
+    assert_eq!(by("license.suspended")["status"], "suspended");
+    assert_eq!(by("license.reinstated")["status"], "active");
+    assert_eq!(by("license.revoked")["status"], "revoked");
+    assert!(got.iter().all(|r| r.json["data"]["id"] == id));
 }

@@ -1213,12 +1213,15 @@ async fn apply_loaded(
     .execute(&mut *tx)
     .await?;
     // Outbound: `billing_event.applied` / `billing_event.failed` (one statement).
-    enqueue_outbound(
-        tx,
-        account_id,
-        if outcome.is_ok() { "billing_event.applied" } else { "billing_event.failed" },
-        &billing_event_data(integration, event_id, event, status, &actions, code, message.as_deref()),
-    )
-    .await?;
+    let (event_type, data) = billing_event_outbound(
+        integration,
+        event_id,
+        event,
+        status,
+        &actions,
+        code,
+        &message,
+    );
+    enqueue_outbound(tx, account_id, event_type, &data).await?;
     Ok((status.to_string(), applied.touched_keys))
 }

@@ -44,18 +44,24 @@ async fn enqueue_outbound(
     Ok(())
 }
 
-/// The data of `billing_event.*`: the inbox event as the API shows it, in short.
-#[allow(clippy::too_many_arguments)]
-fn billing_event_data(
+/// `billing_event.applied` or `billing_event.failed`, and its data: the inbox event as the API
+/// shows it, in short.
+fn billing_event_outbound(
     integration: &Integration,
     event_id: &str,
     event: &BillingEvent,
     status: &str,
     actions: &serde_json::Value,
     code: Option<&str>,
-    message: Option<&str>,
-) -> String {
-    serde_json::json!({
+    message: &Option<String>,
+) -> (&'static str, String) {
+    let event_type = if status == "applied" {
+        "billing_event.applied"
+    } else {
+        "billing_event.failed"
+    };
+    let error = code.map(|c| serde_json::json!({"code": c, "message": message}));
+    let data = serde_json::json!({
         "id": event_id,
         "integration_id": integration.id,
         "provider": integration.provider,
@@ -65,9 +71,9 @@ fn billing_event_data(
         "occurred_at": event.occurred_at,
         "status": status,
         "actions": actions,
-        "error": code.map(|c| serde_json::json!({"code": c, "message": message.unwrap_or_default()})),
-    })
-    .to_string()
+        "error": error,
+    });
+    (event_type, data.to_string())
 }
 
 fn endpoint_from_row(row: &DbRow) -> Result<WebhookEndpoint> {
@@ -123,7 +129,11 @@ async fn load_endpoint(conn: &mut DbConn, account_id: &str, id: &str) -> Result<
 }
 
 /// Attaches every delivery's attempts (one query for the page).
-async fn attach_attempts(conn: &mut DbConn, endpoint_id: &str, deliveries: &mut [Delivery]) -> Result<()> {
+async fn attach_attempts(
+    conn: &mut DbConn,
+    endpoint_id: &str,
+    deliveries: &mut [Delivery],
+) -> Result<()> {
     if deliveries.is_empty() {
         return Ok(());
     }
@@ -227,7 +237,14 @@ impl OutboundStore for SqlStore {
         let actor = actor_of(who);
         audit(
             &mut tx,
-            endpoint_audit(who, &actor, "webhook_endpoint.created", &endpoint, None, Some(&endpoint)),
+            endpoint_audit(
+                who,
+                &actor,
+                "webhook_endpoint.created",
+                &endpoint,
+                None,
+                Some(&endpoint),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -295,7 +312,14 @@ impl OutboundStore for SqlStore {
         let actor = actor_of(who);
         audit(
             &mut tx,
-            endpoint_audit(who, &actor, "webhook_endpoint.updated", &after, Some(&before), Some(&after)),
+            endpoint_audit(
+                who,
+                &actor,
+                "webhook_endpoint.updated",
+                &after,
+                Some(&before),
+                Some(&after),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -315,7 +339,14 @@ impl OutboundStore for SqlStore {
         let actor = actor_of(who);
         audit(
             &mut tx,
-            endpoint_audit(who, &actor, "webhook_endpoint.deleted", &before, Some(&before), None),
+            endpoint_audit(
+                who,
+                &actor,
+                "webhook_endpoint.deleted",
+                &before,
+                Some(&before),
+                None,
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -351,7 +382,14 @@ impl OutboundStore for SqlStore {
         let actor = actor_of(who);
         audit(
             &mut tx,
-            endpoint_audit(who, &actor, "webhook_endpoint.secret_rotated", &after, Some(&before), Some(&after)),
+            endpoint_audit(
+                who,
+                &actor,
+                "webhook_endpoint.secret_rotated",
+                &after,
+                Some(&before),
+                Some(&after),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -371,7 +409,9 @@ impl OutboundStore for SqlStore {
         q.push("endpoint_id = ?", endpoint_id);
         match status.as_deref() {
             None => {}
-            Some("pending" | "succeeded" | "failed") => q.push("status = ?", status.unwrap_or_default()),
+            Some("pending" | "succeeded" | "failed") => {
+                q.push("status = ?", status.unwrap_or_default())
+            }
             Some(other) => {
                 return Err(StoreError::invalid(
                     "INVALID_FILTER",
@@ -380,7 +420,8 @@ impl OutboundStore for SqlStore {
             }
         }
         let q = q.sql("outbound_deliveries", DELIVERY_COLS, &page);
-        let mut page = fetch_page(&self.read, q, &page, delivery_from_row, |d| d.id.clone()).await?;
+        let mut page =
+            fetch_page(&self.read, q, &page, delivery_from_row, |d| d.id.clone()).await?;
         attach_attempts(&mut conn, endpoint_id, &mut page.data).await?;
         Ok(page)
     }
@@ -544,7 +585,10 @@ impl OutboundStore for SqlStore {
             )
             .bind(&d.endpoint_id)
             .bind(false)
-            .bind(format!("the endpoint answered 410 Gone at {}", at.to_rfc3339()))
+            .bind(format!(
+                "the endpoint answered 410 Gone at {}",
+                at.to_rfc3339()
+            ))
             .bind(now().0)
             .execute(&mut *tx)
             .await?;
@@ -562,7 +606,11 @@ impl OutboundStore for SqlStore {
         let mut swept = Swept::default();
         // (announced column, the window, the audited action)
         let kinds = [
-            ("expired_notified_for", "expires_at <= $1", "license.expired"),
+            (
+                "expired_notified_for",
+                "expires_at <= $1",
+                "license.expired",
+            ),
             (
                 "expiring_notified_for",
                 "expires_at > $1 AND expires_at <= $2",
@@ -597,7 +645,14 @@ impl OutboundStore for SqlStore {
             for ((account_id, license), view) in licenses.iter().zip(&views) {
                 audit(
                     &mut tx,
-                    license_audit(account_id, &Actor::System, action, license, None, Some(view)),
+                    license_audit(
+                        account_id,
+                        &Actor::System,
+                        action,
+                        license,
+                        None,
+                        Some(view),
+                    ),
                 )
                 .await?;
             }

@@ -2355,8 +2355,7 @@ impl Store for SqlStore {
             .rows_affected();
         if freed > 0 {
             let data = serde_json::json!({"license_id": k.license.id, "session": session});
-            enqueue_outbound(&mut tx, &k.account_id, "seat.checked_in", &data.to_string())
-                .await?;
+            enqueue_outbound(&mut tx, &k.account_id, "seat.checked_in", &data.to_string()).await?;
         }
         tx.commit().await?;
         Ok(())
