@@ -71,7 +71,7 @@ impl Provider for Generic {
         let keys: Vec<Vec<u8>> = secrets
             .required()?
             .into_iter()
-            .filter_map(|secret| standard_webhooks::secret_key(secret))
+            .filter_map(standard_webhooks::secret_key)
             .collect();
         if keys.is_empty() {
             return Err(BillingError::SecretNotConfigured(
