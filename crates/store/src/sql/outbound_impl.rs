@@ -467,17 +467,18 @@ impl OutboundStore for SqlStore {
         lease_until: Timestamp,
         limit: i64,
     ) -> Result<Vec<DueDelivery>> {
-        // The conditions stand in the outer WHERE too: a row another node updated meanwhile is
-        // re-checked against them (PostgreSQL re-evaluates it on the newest version).
-        let due = "d.status = 'pending' AND d.next_attempt_at <= $1 \
-                   AND (d.locked_until IS NULL OR d.locked_until < $1)";
+        // The subquery's row locks (PostgreSQL) re-check its conditions on the newest version
+        // of a row another node changed meanwhile; the outer lease test is a second guard that
+        // lets the UPDATE find its rows by primary key.
         let sql = format!(
-            "UPDATE outbound_deliveries SET locked_until = $2 WHERE \
-             {} AND (endpoint_id, id) IN (SELECT d.endpoint_id, d.id FROM outbound_deliveries d \
-             WHERE {due} AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id \
-             AND e.enabled) ORDER BY d.next_attempt_at LIMIT {limit}{SKIP_LOCKED}) \
-             RETURNING id, endpoint_id, account_id, event_type, payload, attempts",
-            due.replace("d.", "")
+            "UPDATE outbound_deliveries SET locked_until = $2 \
+             WHERE (locked_until IS NULL OR locked_until < $1) AND (endpoint_id, id) IN \
+             (SELECT d.endpoint_id, d.id FROM outbound_deliveries d \
+             WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
+             AND (d.locked_until IS NULL OR d.locked_until < $1) \
+             AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id AND e.enabled) \
+             ORDER BY d.next_attempt_at LIMIT {limit}{SKIP_LOCKED}) \
+             RETURNING id, endpoint_id, account_id, event_type, payload, attempts"
         );
         let mut tx = self.write.begin().await?;
         let rows = sqlx::query(&sql)
