@@ -65,6 +65,9 @@ pub struct Config {
     /// How often the outbound worker looks for due deliveries (milliseconds).
     #[arg(long, env = "KEYGATE_OUTBOUND_POLL_MS", default_value_t = 1000)]
     pub outbound_poll_ms: u64,
+    /// Finished deliveries (and their attempts) are kept this many days in the delivery log.
+    #[arg(long, env = "KEYGATE_OUTBOUND_RETENTION_DAYS", default_value_t = 30)]
+    pub outbound_retention_days: u32,
     /// How often the sweeper looks for expired and soon-expiring licenses (seconds).
     #[arg(long, env = "KEYGATE_EXPIRY_SWEEP_SECONDS", default_value_t = 60.0)]
     pub expiry_sweep_seconds: f64,
@@ -126,6 +129,7 @@ impl Config {
                 .expect("the default schedule parses"),
             outbound_timeout_seconds: 15.0,
             outbound_poll_ms: 1000,
+            outbound_retention_days: 30,
             expiry_sweep_seconds: 60.0,
             expiring_soon_seconds: 259_200,
         }

@@ -257,6 +257,10 @@ pub trait OutboundStore: Send + Sync {
         outcome: Outcome,
     ) -> Result<()>;
 
+    /// Deletes finished (succeeded or failed) deliveries last attempted before `before`, with
+    /// their attempts, at most `limit`; returns how many.
+    async fn prune_deliveries(&self, before: Timestamp, limit: i64) -> Result<u64>;
+
     /// Announces (audits and enqueues, once per `expires_at`) licenses that expired by `now`,
     /// and licenses expiring within `expiring_soon_seconds`. At most `limit` of each.
     async fn sweep_expiries(

@@ -214,7 +214,7 @@ async fn attempt(state: &AppState, d: &DueDelivery) -> Result<http::Answer, http
 }
 
 /// Announces expiries, forever: `license.expired` once per expiry, `license.expiring_soon`
-/// once per term (a renewal moves `expires_at` and re-arms both).
+/// once per term (a renewal moves `expires_at` and re-arms both); and prunes the delivery log.
 pub async fn sweeper(state: AppState) {
     let every = Duration::from_secs_f64(state.config.expiry_sweep_seconds.clamp(0.05, 86_400.0));
     loop {
@@ -248,6 +248,13 @@ pub async fn sweeper(state: AppState) {
                     break;
                 }
             }
+        }
+        let before = Timestamp::now()
+            .plus_seconds(-i64::from(state.config.outbound_retention_days) * 86_400);
+        match state.store.prune_deliveries(before, 5_000).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deliveries = n, "old deliveries pruned"),
+            Err(e) => tracing::warn!(error = %e, "pruning old deliveries failed"),
         }
         tokio::time::sleep(every).await;
     }

@@ -429,6 +429,15 @@ async fn retries_after_500_then_succeeds(app: &TestApp) {
     assert!(log[1]["error"].is_null());
     settle().await;
     assert_eq!(rx.received().len(), 2, "nothing more once it succeeded");
+
+    // The log is pruned after the retention: recent deliveries stay.
+    let store = app.server.state.store.clone();
+    let hour_ago = Timestamp::now().plus_seconds(-3600);
+    assert_eq!(store.prune_deliveries(hour_ago, 100).await.unwrap(), 0);
+    assert_eq!(deliveries(app, &api, &ep, "").await.len(), 1);
+    let soon = Timestamp::now().plus_seconds(1);
+    assert_eq!(store.prune_deliveries(soon, 100).await.unwrap(), 1);
+    assert!(deliveries(app, &api, &ep, "").await.is_empty());
 }
 
 /// 410 Gone disables the endpoint (reason recorded); nothing more is sent; enabling it again

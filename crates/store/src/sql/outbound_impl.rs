@@ -598,6 +598,30 @@ impl OutboundStore for SqlStore {
         Ok(())
     }
 
+    async fn prune_deliveries(&self, before: Timestamp, limit: i64) -> Result<u64> {
+        // A finished delivery's next_attempt_at is its last attempt: the due index finds them.
+        let old = format!(
+            "SELECT endpoint_id, id FROM outbound_deliveries WHERE status IN ('succeeded', 'failed') \
+             AND next_attempt_at < $1 ORDER BY next_attempt_at LIMIT {limit}"
+        );
+        let mut tx = self.write.begin().await?;
+        sqlx::query(&format!(
+            "DELETE FROM outbound_attempts WHERE (endpoint_id, message_id) IN ({old})"
+        ))
+        .bind(before.0)
+        .execute(&mut *tx)
+        .await?;
+        let deleted = sqlx::query(&format!(
+            "DELETE FROM outbound_deliveries WHERE (endpoint_id, id) IN ({old})"
+        ))
+        .bind(before.0)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
     async fn sweep_expiries(
         &self,
         now: Timestamp,
