@@ -36,6 +36,8 @@ pub enum SendError {
     Timeout(Duration),
     #[error("{0}")]
     Http(String),
+    #[error("the endpoint's secret cannot be opened: check KEYGATE_MASTER_KEY")]
+    SecretUnavailable,
 }
 
 impl SendError {
@@ -49,6 +51,7 @@ impl SendError {
             SendError::Tls(_) => "TLS_FAILED",
             SendError::Timeout(_) => "TIMEOUT",
             SendError::Http(_) => "HTTP_ERROR",
+            SendError::SecretUnavailable => "SECRET_UNAVAILABLE",
         }
     }
 }

@@ -180,9 +180,7 @@ fn retry_or_fail(state: &AppState, d: &DueDelivery, asked: Option<Duration>) -> 
 
 async fn attempt(state: &AppState, d: &DueDelivery) -> Result<http::Answer, http::SendError> {
     let target = http::parse_url(&d.url)?;
-    let secret_error = |_| {
-        http::SendError::Http("SECRET_UNAVAILABLE: the endpoint secret cannot be opened".into())
-    };
+    let secret_error = |_| http::SendError::SecretUnavailable;
     let current = state
         .signer
         .open_text(&d.sealed_secret)

@@ -1319,3 +1319,24 @@ async fn license_lifecycle_events(app: &TestApp) {
     assert_eq!(by("license.revoked")["status"], "revoked");
     assert!(got.iter().all(|r| r.json["data"]["id"] == id));
 }
+
+/// https goes through rustls: a plain-HTTP server behind an https URL fails the handshake, and
+/// the log says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_goes_through_rustls() {
+    let rx = Receiver::start().await;
+    let app = TestApp::sqlite_with(|c| {
+        fast(c);
+        c.outbound_retry_schedule = RetrySchedule::parse("0").unwrap();
+    })
+    .await;
+    let api = app.account("Tls").await;
+    let url = rx.url("/").replace("http://", "https://");
+    let (ep, _) = endpoint(&app, &api, &url, json!(["*"])).await;
+    app.license(&api, json!({})).await;
+    let d = wait_delivery(&app, &api, &ep, |d| d["status"] == "failed").await;
+    let error = d["last_error"].as_str().unwrap();
+    assert!(error.starts_with("TLS_FAILED"), "{error}");
+    assert!(rx.received().is_empty());
+    app.finish().await;
+}
