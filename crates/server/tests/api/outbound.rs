@@ -751,9 +751,11 @@ async fn client_and_billing_events(app: &TestApp) {
 }
 
 /// `license.expiring_soon` once per term and `license.expired` once per expiry, over many
-/// sweeps; a renewal re-arms both; revoked licenses are not announced. Audited as the system.
+/// sweeps of two nodes; a renewal re-arms both; revoked licenses are not announced. Audited as
+/// the system.
 async fn sweeper_announces_expiries_once(app: &TestApp) {
     let rx = Receiver::start().await;
+    let second_node = app.another_node(fast).await;
     let api = app.account("Sweep").await;
     endpoint(
         app,
@@ -830,6 +832,7 @@ async fn sweeper_announces_expiries_once(app: &TestApp) {
         .count();
     assert_eq!(soon_for_id, 2);
     assert_eq!(rx.of_type("license.expired").len(), 2);
+    second_node.stop().await;
 }
 
 /// Another account's endpoint is not found, whatever the route.
