@@ -160,6 +160,12 @@ async fn deliver(state: &AppState, d: DueDelivery) {
         outcome = ?outcome,
         "outbound delivery attempt"
     );
+    state.metrics.record_outbound(match outcome {
+        Outcome::Succeeded => "succeeded",
+        Outcome::Retry(_) => "retry",
+        Outcome::Failed => "failed",
+        Outcome::Gone => "gone",
+    });
     if let Err(e) = state.store.finish_delivery(&d, record, outcome).await {
         // The lease runs out and the delivery is attempted again: at least once, never lost.
         tracing::warn!(message_id = %d.message_id, error = %e, "recording an outbound attempt failed");

@@ -430,6 +430,14 @@ async fn retries_after_500_then_succeeds(app: &TestApp) {
     settle().await;
     assert_eq!(rx.received().len(), 2, "nothing more once it succeeded");
 
+    let metrics = app.send("GET", "/metrics", None, None, &[]).await;
+    let text = String::from_utf8_lossy(&metrics.raw);
+    assert!(
+        text.contains("keygate_outbound_attempts_total{outcome=\"retry\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("keygate_outbound_attempts_total{outcome=\"succeeded\"} 1"));
+
     // The log is pruned after the retention: recent deliveries stay.
     let store = app.server.state.store.clone();
     let hour_ago = Timestamp::now().plus_seconds(-3600);
