@@ -50,8 +50,8 @@ pub struct Config {
         action = clap::ArgAction::Set
     )]
     pub outbound_allow_private: bool,
-    /// Seconds before each attempt of a delivery, comma-separated: the first is the first
-    /// attempt's delay, the count is the number of attempts.
+    /// Seconds before each attempt of a delivery, comma-separated, one per attempt: the first
+    /// attempt is immediate (write 0), each next number is the wait after a failed attempt.
     #[arg(
         long,
         env = "KEYGATE_OUTBOUND_RETRY_SCHEDULE",
@@ -133,5 +133,41 @@ impl Config {
             expiry_sweep_seconds: 60.0,
             expiring_soon_seconds: 259_200,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    #[test]
+    fn outbound_settings_parse() {
+        let cli = Cli::try_parse_from([
+            "keygate",
+            "serve",
+            "--outbound-allow-private",
+            "true",
+            "--outbound-worker",
+            "false",
+            "--outbound-retry-schedule",
+            "0, 1.5,60",
+            "--expiring-soon-seconds",
+            "3600",
+        ])
+        .unwrap();
+        let Command::Serve(config) = cli.command else {
+            panic!("serve expected");
+        };
+        assert!(config.outbound_allow_private);
+        assert!(!config.outbound_worker);
+        assert_eq!(
+            config.outbound_retry_schedule.0,
+            [0.0, 1.5, 60.0].map(std::time::Duration::from_secs_f64)
+        );
+        assert_eq!(config.expiring_soon_seconds, 3600);
+        assert!(
+            Cli::try_parse_from(["keygate", "serve", "--outbound-retry-schedule", "5,-1"]).is_err()
+        );
     }
 }
