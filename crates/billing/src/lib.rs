@@ -12,6 +12,7 @@
 mod crypto;
 mod json;
 pub mod providers;
+pub mod standard_webhooks;
 
 pub use keygate_domain::Timestamp;
 pub use keygate_domain::billing::{

@@ -28,6 +28,29 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub openapi: Arc<String>,
     pub signer: Arc<crate::signing::Signer>,
+    /// Background workers of this process, stopped with it.
+    pub background: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Shared {
+    fn spawn_background<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let handle = tokio::spawn(task).abort_handle();
+        if let Ok(mut tasks) = self.background.lock() {
+            tasks.push(handle);
+        }
+    }
+
+    /// Stops the background workers (as the end of the process would).
+    pub fn stop_background(&self) {
+        if let Ok(mut tasks) = self.background.lock() {
+            for task in tasks.drain(..) {
+                task.abort();
+            }
+        }
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -55,10 +78,14 @@ pub async fn build(config: Config) -> anyhow_free::Result<(Router, AppState)> {
         }
     });
     let (router, state) = router(store, config);
-    tokio::spawn(crate::gateway::worker(
+    state.spawn_background(crate::gateway::worker(
         state.clone(),
         std::time::Duration::from_secs(5),
     ));
+    if state.config.outbound_worker {
+        state.spawn_background(crate::outbound::worker(state.clone()));
+        state.spawn_background(crate::outbound::sweeper(state.clone()));
+    }
     Ok((router, state))
 }
 
@@ -77,6 +104,7 @@ pub fn router(store: Arc<dyn Store>, config: Config) -> (Router, AppState) {
         config: Arc::new(config),
         metrics: Arc::new(metrics),
         openapi: Arc::new(openapi),
+        background: std::sync::Mutex::new(Vec::new()),
     }));
     // One MethodRouter per path, merged across methods.
     let mut by_path: BTreeMap<&'static str, axum::routing::MethodRouter<AppState>> =
@@ -189,6 +217,7 @@ impl Server {
             let _ = tx.send(());
         }
         let _ = (&mut self.task).await;
+        self.state.stop_background();
     }
 }
 
@@ -201,12 +230,14 @@ pub async fn serve(config: Config) -> anyhow_free::Result<()> {
     }
     let bind = config.bind.clone();
     let engine_url = keygate_store::redact_url(&config.database_url);
-    let (router, _state) = build(config).await?;
+    let (router, state) = build(config).await?;
     let listener = TcpListener::bind(&bind).await?;
     tracing::info!(addr = %listener.local_addr()?, database = %engine_url, "keygate listening");
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    // An attempt cut short here is attempted again once its claim lapses: never lost.
+    state.stop_background();
     tracing::info!("keygate stopped");
     Ok(())
 }

@@ -97,10 +97,20 @@ async fn handle(
             )
             .into_response());
         }
+        // Answers are stored sealed (they may hold a secret shown once: an API key, an
+        // endpoint's whsec_); rows from before that are plain JSON.
+        let body = if stored.body.starts_with(['{', '[']) {
+            stored.body
+        } else {
+            state
+                .signer
+                .open_text(&stored.body)
+                .map_err(IntoResponse::into_response)?
+        };
         let mut response = (
             StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
             [(header::CONTENT_TYPE, "application/json")],
-            stored.body,
+            body,
         )
             .into_response();
         response
@@ -126,7 +136,7 @@ async fn handle(
             IdempotentResponse {
                 request_hash,
                 status: parts.status.as_u16(),
-                body: String::from_utf8_lossy(&bytes).into_owned(),
+                body: state.signer.seal_text(&String::from_utf8_lossy(&bytes)),
             },
         )
         .await;

@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
+pub mod outbound;
 pub mod routes;
 pub mod signing;
 pub mod telemetry;

@@ -54,7 +54,12 @@ pub struct Metrics {
     /// Route pattern → (method, slot); looked up without allocating.
     index: HashMap<String, Vec<(String, usize)>>,
     validations: [Striped; ValidationCode::ALL.len()],
+    /// Outbound webhook attempts by outcome (see [`OUTBOUND_OUTCOMES`]).
+    outbound: [AtomicU64; OUTBOUND_OUTCOMES.len()],
 }
+
+/// The outcomes of an outbound attempt, as labelled in `keygate_outbound_attempts_total`.
+pub const OUTBOUND_OUTCOMES: [&str; 4] = ["succeeded", "retry", "failed", "gone"];
 
 impl Metrics {
     pub fn new(routes: impl IntoIterator<Item = (String, String)>) -> Self {
@@ -79,6 +84,7 @@ impl Metrics {
             routes: stats,
             index,
             validations: Default::default(),
+            outbound: Default::default(),
         }
     }
 
@@ -100,6 +106,13 @@ impl Metrics {
         }
         s.sum_micros.add(elapsed.as_micros() as u64);
         s.count.add(1);
+    }
+
+    /// One outbound attempt ended with `outcome` (one of [`OUTBOUND_OUTCOMES`]).
+    pub fn record_outbound(&self, outcome: &str) {
+        if let Some(i) = OUTBOUND_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.outbound[i].fetch_add(1, Relaxed);
+        }
     }
 
     pub fn record_validation(&self, code: ValidationCode) {
@@ -167,6 +180,17 @@ impl Metrics {
                 "keygate_validations_total{{code=\"{}\"}} {}",
                 code.as_str(),
                 self.validations[i].load()
+            );
+        }
+        out.push_str(
+            "# HELP keygate_outbound_attempts_total Outbound webhook attempts by outcome.\n",
+        );
+        out.push_str("# TYPE keygate_outbound_attempts_total counter\n");
+        for (i, outcome) in OUTBOUND_OUTCOMES.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "keygate_outbound_attempts_total{{outcome=\"{outcome}\"}} {}",
+                self.outbound[i].load(Relaxed)
             );
         }
         out

@@ -47,6 +47,16 @@ fn metadata() -> Value {
     json!({"type": "object", "description": "free-form JSON object (at most 16 KiB)"})
 }
 
+fn event_type_names() -> Value {
+    let mut names = vec![json!("*")];
+    names.extend(
+        keygate_store::outbound::EVENT_TYPES
+            .iter()
+            .map(|t| json!(t)),
+    );
+    Value::Array(names)
+}
+
 pub fn schemas() -> Map<String, Value> {
     let validation_codes = json!([
         "VALID",
@@ -407,6 +417,72 @@ pub fn schemas() -> Map<String, Value> {
                    "keys": {"type": "array", "items": r("PublicKey")}}),
         ),
     );
+    let event_types = json!({"type": "array", "items": {"type": "string", "enum": event_type_names()},
+        "description": "the events to receive, or [\"*\"] for all"});
+    let endpoint_props = json!({"id": string(), "url": string(), "description": opt_string(),
+        "event_types": event_types.clone(), "enabled": {"type": "boolean"},
+        "disabled_reason": {"type": ["string", "null"], "description": "why it was disabled (e.g. it answered 410 Gone)"},
+        "previous_secret_expires_at": {"type": ["string", "null"], "format": "date-time",
+            "description": "after a rotation, the previous secret signs too until then"},
+        "created_at": time(), "updated_at": time()});
+    put(
+        "EndpointInput",
+        obj(
+            &["url", "event_types"],
+            json!({"url": {"type": "string", "description": "http(s); private, loopback and link-local addresses are refused unless KEYGATE_OUTBOUND_ALLOW_PRIVATE"},
+                   "event_types": event_types.clone(), "description": opt_string(),
+                   "enabled": {"type": "boolean", "default": true}}),
+        ),
+    );
+    put(
+        "EndpointPatch",
+        obj(
+            &[],
+            json!({"url": string(), "event_types": event_types, "description": opt_string(),
+                   "enabled": {"type": "boolean", "description": "true also clears disabled_reason"}}),
+        ),
+    );
+    put(
+        "Endpoint",
+        obj(
+            &["id", "url", "event_types", "enabled"],
+            endpoint_props.clone(),
+        ),
+    );
+    let mut created = endpoint_props;
+    created["secret"] = json!({"type": "string", "description": "whsec_<base64>: the Standard Webhooks signing secret, shown only in this answer"});
+    put(
+        "EndpointCreated",
+        obj(&["id", "url", "event_types", "enabled", "secret"], created),
+    );
+    put("EndpointList", list_of("Endpoint"));
+    let attempt = obj(
+        &["attempted_at", "duration_ms"],
+        json!({"attempted_at": time(), "status_code": opt_int(), "error": {"type": ["string", "null"], "description": "CODE: text (PRIVATE_ADDRESS, TIMEOUT, CONNECT_FAILED, HTTP_STATUS, GONE, ...)"},
+               "response_body": {"type": ["string", "null"], "description": "the first KiB of the answer"}, "duration_ms": int()}),
+    );
+    put(
+        "Delivery",
+        obj(
+            &[
+                "id",
+                "endpoint_id",
+                "event_type",
+                "status",
+                "attempts",
+                "payload",
+            ],
+            json!({"id": {"type": "string", "description": "the message id, sent as webhook-id"},
+                   "endpoint_id": string(), "event_type": string(),
+                   "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
+                   "attempts": int(), "next_attempt_at": opt_time(), "last_status": opt_int(),
+                   "last_error": opt_string(), "last_attempt_at": opt_time(),
+                   "created_at": time(), "updated_at": time(),
+                   "payload": obj(&["type", "timestamp", "data"], json!({"type": string(), "timestamp": time(), "data": {}})),
+                   "attempt_log": {"type": "array", "items": attempt}}),
+        ),
+    );
+    put("DeliveryList", list_of("Delivery"));
     put(
         "LicenseFileInput",
         obj(

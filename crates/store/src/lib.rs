@@ -6,6 +6,7 @@ mod error;
 pub mod gateway;
 pub mod inputs;
 mod migrate;
+pub mod outbound;
 mod sql;
 
 pub use error::StoreError;
@@ -59,7 +60,7 @@ pub struct IdempotentResponse {
 }
 
 #[async_trait]
-pub trait Store: gateway::GatewayStore + Send + Sync + 'static {
+pub trait Store: gateway::GatewayStore + outbound::OutboundStore + Send + Sync + 'static {
     fn engine(&self) -> &'static str;
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;

@@ -24,6 +24,11 @@ pub const SQLITE: &[Migration] = &[
         name: "gateway",
         sql: include_str!("../migrations/sqlite/0003_gateway.sql"),
     },
+    Migration {
+        version: 4,
+        name: "outbound",
+        sql: include_str!("../migrations/sqlite/0004_outbound.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -41,5 +46,10 @@ pub const POSTGRES: &[Migration] = &[
         version: 3,
         name: "gateway",
         sql: include_str!("../migrations/postgres/0003_gateway.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "outbound",
+        sql: include_str!("../migrations/postgres/0004_outbound.sql"),
     },
 ];

@@ -45,9 +45,8 @@
 //! Every field of `customer`, `subscription` and `order` other than the `external_id`s may
 //! be left out.
 
-use crate::crypto::{any_hmac_matches, decode_base64};
 use crate::json::{parse_object, rfc3339_at};
-use crate::{BillingError, Headers, Provider, Secrets};
+use crate::{BillingError, Headers, Provider, Secrets, standard_webhooks};
 use keygate_domain::Timestamp;
 use keygate_domain::billing::{BillingEvent, BillingEventKind};
 use serde_json::Value;
@@ -72,11 +71,7 @@ impl Provider for Generic {
         let keys: Vec<Vec<u8>> = secrets
             .required()?
             .into_iter()
-            .filter_map(|secret| {
-                let secret = secret.trim();
-                decode_base64(secret.strip_prefix("whsec_").unwrap_or(secret))
-            })
-            .filter(|key| !key.is_empty())
+            .filter_map(standard_webhooks::secret_key)
             .collect();
         if keys.is_empty() {
             return Err(BillingError::SecretNotConfigured(
@@ -89,25 +84,19 @@ impl Provider for Generic {
         let timestamp: i64 = timestamp_text.parse().map_err(|_| {
             BillingError::SignatureInvalid("webhook-timestamp is not an integer".into())
         })?;
-        let mut v1_seen = false;
-        let mut signatures = Vec::new();
-        for entry in signature_header.split_whitespace() {
-            if let Some(("v1", encoded)) = entry.split_once(',') {
-                v1_seen = true;
-                signatures.extend(decode_base64(encoded));
-            }
-        }
-        if !v1_seen {
-            return Err(BillingError::SignatureInvalid(
-                "webhook-signature has no v1 signature".into(),
-            ));
-        }
         let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-        let signed = [id.as_bytes(), b".", timestamp_text.as_bytes(), b".", body];
-        if !any_hmac_matches(&keys, &signed, &signatures) {
-            return Err(BillingError::SignatureInvalid(
-                "no v1 signature matches a configured secret".into(),
-            ));
+        match standard_webhooks::verify(&keys, id, timestamp_text, body, signature_header) {
+            None => {
+                return Err(BillingError::SignatureInvalid(
+                    "webhook-signature has no v1 signature".into(),
+                ));
+            }
+            Some(false) => {
+                return Err(BillingError::SignatureInvalid(
+                    "no v1 signature matches a configured secret".into(),
+                ));
+            }
+            Some(true) => {}
         }
         let tolerance = secrets.tolerance_seconds(DEFAULT_TOLERANCE_SECONDS);
         let skew = now.millis().div_euclid(1000) - timestamp;

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod audit;
 pub mod client;
 pub mod customers;
+pub mod endpoints;
 pub mod gateway;
 pub mod keys;
 pub mod licenses;
@@ -107,6 +108,7 @@ pub fn all() -> Vec<Route> {
     routes.extend(client::routes());
     routes.extend(keys::routes());
     routes.extend(gateway::routes());
+    routes.extend(endpoints::routes());
     routes.extend(audit::routes());
     routes
 }

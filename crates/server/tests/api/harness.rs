@@ -104,6 +104,25 @@ impl TestApp {
         Self::start(database_url, db, |_| {}).await
     }
 
+    /// Like [`restart`](Self::restart), with another configuration for the new process.
+    pub async fn restart_with(self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let TestApp {
+            server,
+            db,
+            database_url,
+            ..
+        } = self;
+        server.stop().await;
+        Self::start(database_url, db, adjust).await
+    }
+
+    /// One more server (another node) on this app's database.
+    pub async fn another_node(&self, adjust: impl FnOnce(&mut Config)) -> Server {
+        let mut config = Config::for_database(&self.database_url);
+        adjust(&mut config);
+        Server::start(config).await.expect("server starts")
+    }
+
     pub async fn finish(self) {
         self.server.stop().await;
         match self.db {

@@ -10,5 +10,6 @@ mod gateway;
 mod gateway_platforms;
 mod lifecycle;
 mod ops;
+mod outbound;
 mod resources;
 mod signing;

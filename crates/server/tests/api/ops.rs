@@ -50,6 +50,10 @@ async fn health_metrics_and_openapi(app: &TestApp) {
         ("post", "/v1/licenses/usage"),
         ("delete", "/v1/activations/{id}"),
         ("get", "/v1/audit"),
+        ("post", "/v1/endpoints"),
+        ("get", "/v1/endpoints/{id}/deliveries"),
+        ("post", "/v1/endpoints/{id}/deliveries/{delivery_id}/retry"),
+        ("post", "/v1/endpoints/{id}/rotate-secret"),
         ("get", "/metrics"),
     ] {
         assert!(

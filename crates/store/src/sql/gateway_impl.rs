@@ -738,8 +738,9 @@ async fn lookups(
     event: &BillingEvent,
 ) -> Result<Lookups> {
     let subscription = event.subscription.as_ref().map(|s| s.external_id.clone());
-    batch.push(
-        "SELECT \
+    batch
+        .push(
+            "SELECT \
          (SELECT id FROM webhook_events WHERE integration_id = $1 AND provider_event_id = $2) \
            AS event_id, \
          (SELECT status FROM webhook_events WHERE integration_id = $1 \
@@ -752,19 +753,14 @@ async fn lookups(
          s.state AS subscription_state \
          FROM (SELECT 1 AS one) AS one \
          LEFT JOIN subscriptions s ON s.integration_id = $1 AND s.external_id = $7",
-    )
-    .bind(integration.id.clone())
-    .bind(provider_event_id.map(str::to_string))
-    .bind(integration.account_id.clone())
-    .bind(integration.provider.clone())
-    .bind(
-        event
-            .customer
-            .as_ref()
-            .and_then(|c| c.external_id.clone()),
-    )
-    .bind(customer_email(event))
-    .bind(subscription.clone());
+        )
+        .bind(integration.id.clone())
+        .bind(provider_event_id.map(str::to_string))
+        .bind(integration.account_id.clone())
+        .bind(integration.provider.clone())
+        .bind(event.customer.as_ref().and_then(|c| c.external_id.clone()))
+        .bind(customer_email(event))
+        .bind(subscription.clone());
     let rows = batch.fetch(conn).await?;
     let row = rows
         .last()
@@ -1243,7 +1239,9 @@ async fn apply_to_subscription(
         subscription_id: Some(&sub_id),
         order_id: None,
     };
-    apply_changes(batch, &owner, changes, &licenses, policies, cx.actor, applied)?;
+    apply_changes(
+        batch, &owner, changes, &licenses, policies, cx.actor, applied,
+    )?;
     Ok(Ok(()))
 }
 
@@ -1323,7 +1321,9 @@ async fn apply_to_order(
         subscription_id: None,
         order_id: Some(&order_id),
     };
-    apply_changes(batch, &owner, changes, &licenses, policies, cx.actor, applied)?;
+    apply_changes(
+        batch, &owner, changes, &licenses, policies, cx.actor, applied,
+    )?;
     Ok(Ok(()))
 }
 
@@ -1356,9 +1356,14 @@ impl SqlStore {
             };
             let policy_id: String = row.try_get("m_policy_id")?;
             if row.try_get::<Option<String>, _>("p_id")?.is_some()
-                && !integration.mapped_policies.iter().any(|p| p.id == policy_id)
+                && !integration
+                    .mapped_policies
+                    .iter()
+                    .any(|p| p.id == policy_id)
             {
-                integration.mapped_policies.push(policy_from_row(row, "p_")?);
+                integration
+                    .mapped_policies
+                    .push(policy_from_row(row, "p_")?);
             }
             integration.mappings.push(Mapping {
                 external_id,
@@ -1512,6 +1517,7 @@ async fn apply_loaded(
         Ok(()) => ("applied", None, None),
         Err(e) => ("failed", Some(e.code()), Some(e.to_string())),
     };
+    let actions = serde_json::Value::Array(applied.actions);
     batch
         .push(
             "UPDATE webhook_events SET status = $2, actions = $3, error_code = $4, error = $5, \
@@ -1519,9 +1525,20 @@ async fn apply_loaded(
         )
         .bind(event_id.to_string())
         .bind(status)
-        .bind(serde_json::Value::Array(applied.actions).to_string())
+        .bind(actions.to_string())
         .bind(code)
-        .bind(message)
+        .bind(message.clone())
         .bind(outcome.is_ok().then(|| now().0));
+    // Outbound: `billing_event.applied` / `billing_event.failed`.
+    let (event_type, data) = billing_event_outbound(
+        integration,
+        event_id,
+        event,
+        status,
+        &actions,
+        code,
+        &message,
+    );
+    enqueue_outbound_into(batch, account_id, event_type, &data);
     Ok((status.to_string(), applied.touched_keys))
 }

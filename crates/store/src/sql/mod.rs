@@ -55,6 +55,8 @@ pub mod sqlite {
     const COMBINE_STATEMENTS: bool = true;
     /// Webhook deliveries queue for the one writer and share transactions.
     const GROUP_COMMIT: bool = true;
+    /// Worker claims: the single writer already makes the claiming UPDATE atomic.
+    const SKIP_LOCKED: &str = "";
     const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::SQLITE;
 
     /// Licenses kept in the validation cache (`KEYGATE_VALIDATION_CACHE`, 0 = off).
@@ -105,6 +107,7 @@ pub mod sqlite {
     include!("batch.rs");
     include!("store_impl.rs");
     include!("gateway_impl.rs");
+    include!("outbound_impl.rs");
 }
 
 pub mod postgres {
@@ -125,6 +128,8 @@ pub mod postgres {
     const COMBINE_STATEMENTS: bool = false;
     /// Many connections write in parallel: each delivery has its own transaction.
     const GROUP_COMMIT: bool = false;
+    /// Worker claims: rows another node is claiming are skipped, not waited for.
+    const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
     const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::POSTGRES;
 
     /// Several nodes may write: no process-local cache could see their changes.
@@ -150,4 +155,5 @@ pub mod postgres {
     include!("batch.rs");
     include!("store_impl.rs");
     include!("gateway_impl.rs");
+    include!("outbound_impl.rs");
 }

@@ -386,14 +386,23 @@ struct AuditRecord<'a> {
     after: Option<serde_json::Value>,
 }
 
+/// Records a change, and enqueues the outbound event it announces (if any) in the same
+/// transaction: every change goes through here.
 async fn audit(conn: &mut DbConn, r: AuditRecord<'_>) -> Result<()> {
     let mut batch = WriteBatch::new();
     audit_into(&mut batch, r);
     batch.flush(conn).await
 }
 
-/// The audit row for a change, written with the change's other writes.
+/// The audit row for a change and the outbound event it announces (if any), written with the
+/// change's other writes.
 fn audit_into(batch: &mut WriteBatch, r: AuditRecord<'_>) {
+    let before = r.before.map(|v| v.to_string());
+    let after = r.after.map(|v| v.to_string());
+    if let Some(event_type) = crate::outbound::event_for_action(r.action) {
+        let data = after.as_deref().or(before.as_deref()).unwrap_or("null");
+        enqueue_outbound_into(batch, r.account_id, event_type, data);
+    }
     batch
         .push(
             "INSERT INTO audit_log (id, account_id, actor_type, actor_id, action, object_type, \
@@ -409,8 +418,8 @@ fn audit_into(batch: &mut WriteBatch, r: AuditRecord<'_>) {
         .bind(r.object_id.to_string())
         .bind(r.license_id.map(str::to_string))
         .bind(r.customer_id.map(str::to_string))
-        .bind(r.before.map(|v| v.to_string()))
-        .bind(r.after.map(|v| v.to_string()))
+        .bind(before)
+        .bind(after)
         .bind(now().0);
 }
 
@@ -2339,25 +2348,36 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
-        Ok(SeatLease {
+        let lease = SeatLease {
             account_id: k.account_id,
             license_id: k.license.id,
             session: session.to_string(),
             lease_expires_at,
             seats_used: if renewed == 0 { used + 1 } else { used },
             max_seats: Some(max_seats),
-        })
+        };
+        // A new seat is news; a heartbeat is not.
+        if renewed == 0 {
+            let data = serde_json::to_string(&lease)?;
+            enqueue_outbound(&mut tx, &lease.account_id, "seat.checked_out", &data).await?;
+        }
+        tx.commit().await?;
+        Ok(lease)
     }
 
     async fn checkin(&self, key: &str, session: &str) -> Result<()> {
         let mut tx = self.write.begin().await?;
         let k = require_by_key(&mut tx, key, true).await?;
-        sqlx::query("DELETE FROM seat_leases WHERE license_id = $1 AND session = $2")
+        let freed = sqlx::query("DELETE FROM seat_leases WHERE license_id = $1 AND session = $2")
             .bind(&k.license.id)
             .bind(session)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+        if freed > 0 {
+            let data = serde_json::json!({"license_id": k.license.id, "session": session});
+            enqueue_outbound(&mut tx, &k.account_id, "seat.checked_in", &data.to_string()).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
