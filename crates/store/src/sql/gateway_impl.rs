@@ -209,7 +209,7 @@ impl GatewayStore for SqlStore {
         let (sealed, count) = input.sealed_secrets.unwrap_or_default();
         let id = new_id();
         let at = now();
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         sqlx::query(
             "INSERT INTO integrations (id, account_id, provider, name, secrets, secrets_count, \
              options, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -281,7 +281,7 @@ impl GatewayStore for SqlStore {
         input: IntegrationWrite,
     ) -> Result<Integration> {
         validate_text("name", &input.name, 200)?;
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let before = load_integration(&mut tx, &who.account_id, id).await?;
         sqlx::query(
             "UPDATE integrations SET name = $3, options = $4, updated_at = $5 \
@@ -349,7 +349,7 @@ impl GatewayStore for SqlStore {
         code: &str,
         message: &str,
     ) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         sqlx::query(
             "INSERT INTO webhook_failures (id, account_id, integration_id, code, message, \
              received_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -408,7 +408,7 @@ impl GatewayStore for SqlStore {
         integration: &Integration,
         event: NewWebhookEvent,
     ) -> Result<Inserted> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let inserted = insert_event_in(&mut tx, integration, event).await?;
         tx.commit().await?;
         Ok(inserted)
@@ -610,7 +610,7 @@ fn spawn_group_commit(write: Pool<Db>) -> tokio::sync::mpsc::Sender<(ReceiveJob,
 
 /// Stores and applies deliveries in one transaction; answers only once it is committed.
 async fn receive_together(write: &Pool<Db>, jobs: &[ReceiveJob]) -> Result<Vec<Received>> {
-    let mut tx = write.begin().await?;
+    let mut tx = begin_write(write).await?;
     let mut results = Vec::with_capacity(jobs.len());
     // One batch for the group: each delivery's writes travel with the next one's lookups.
     let mut batch = WriteBatch::new();
@@ -1378,7 +1378,7 @@ impl SqlStore {
         account_id: &str,
         event_id: &str,
     ) -> Result<(String, Vec<String>)> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let outcome = apply_stored(&mut tx, account_id, event_id).await?;
         tx.commit().await?;
         Ok(outcome)

@@ -55,6 +55,7 @@ pub mod sqlite {
     const COMBINE_STATEMENTS: bool = true;
     /// Webhook deliveries queue for the one writer and share transactions.
     const GROUP_COMMIT: bool = true;
+    const BEGIN_WRITE: Option<&str> = Some("BEGIN IMMEDIATE");
     /// Worker claims: the single writer already makes the claiming UPDATE atomic.
     const SKIP_LOCKED: &str = "";
     const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::SQLITE;
@@ -128,6 +129,7 @@ pub mod postgres {
     const COMBINE_STATEMENTS: bool = false;
     /// Many connections write in parallel: each delivery has its own transaction.
     const GROUP_COMMIT: bool = false;
+    const BEGIN_WRITE: Option<&str> = None;
     /// Worker claims: rows another node is claiming are skipped, not waited for.
     const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
     const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::POSTGRES;

@@ -224,7 +224,7 @@ impl OutboundStore for SqlStore {
             created_at: at,
             updated_at: at,
         };
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         sqlx::query(
             "INSERT INTO webhook_endpoints (id, account_id, url, description, event_types, \
              enabled, secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
@@ -276,7 +276,7 @@ impl OutboundStore for SqlStore {
         id: &str,
         patch: EndpointPatch,
     ) -> Result<WebhookEndpoint> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let before = load_endpoint(&mut tx, &who.account_id, id).await?;
         let mut after = before.clone();
         let mut event_types = encode_event_types(&before.event_types)?;
@@ -332,7 +332,7 @@ impl OutboundStore for SqlStore {
     }
 
     async fn delete_endpoint(&self, who: &Principal, id: &str) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let before = load_endpoint(&mut tx, &who.account_id, id).await?;
         for sql in [
             "DELETE FROM outbound_attempts WHERE endpoint_id = $1",
@@ -365,7 +365,7 @@ impl OutboundStore for SqlStore {
         sealed_secret: String,
         previous_until: Timestamp,
     ) -> Result<WebhookEndpoint> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let before = load_endpoint(&mut tx, &who.account_id, id).await?;
         let at = now();
         sqlx::query(
@@ -437,7 +437,7 @@ impl OutboundStore for SqlStore {
         endpoint_id: &str,
         message_id: &str,
     ) -> Result<Delivery> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let endpoint = load_endpoint(&mut tx, account_id, endpoint_id).await?;
         if !endpoint.enabled {
             return Err(StoreError::conflict(
@@ -485,7 +485,7 @@ impl OutboundStore for SqlStore {
              ORDER BY d.next_attempt_at LIMIT {limit}{SKIP_LOCKED}) \
              RETURNING id, endpoint_id, account_id, event_type, payload, attempts"
         );
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let rows = sqlx::query(&sql)
             .bind(now.0)
             .bind(lease_until.0)
@@ -554,7 +554,7 @@ impl OutboundStore for SqlStore {
             Outcome::Retry(next) => ("pending", next),
             Outcome::Failed | Outcome::Gone => ("failed", at),
         };
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         sqlx::query(
             "UPDATE outbound_deliveries SET status = $3, attempts = attempts + 1, \
              next_attempt_at = $4, locked_until = NULL, last_status = $5, last_error = $6, \
@@ -609,7 +609,7 @@ impl OutboundStore for SqlStore {
             "SELECT endpoint_id, id FROM outbound_deliveries WHERE status IN ('succeeded', 'failed') \
              AND next_attempt_at < $1 ORDER BY next_attempt_at LIMIT {limit}"
         );
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         sqlx::query(&format!(
             "DELETE FROM outbound_attempts WHERE (endpoint_id, message_id) IN ({old})"
         ))
@@ -657,7 +657,7 @@ impl OutboundStore for SqlStore {
                  (SELECT id FROM licenses WHERE {pending} ORDER BY expires_at LIMIT {limit}{SKIP_LOCKED}) \
                  RETURNING account_id, {LICENSE_COLS}"
             );
-            let mut tx = self.write.begin().await?;
+            let mut tx = begin_write(&self.write).await?;
             let mut query = sqlx::query(&sql).bind(now.0);
             if window.contains("$2") {
                 query = query.bind(now.plus_seconds(expiring_soon_seconds).0);

@@ -942,7 +942,7 @@ impl Store for SqlStore {
             name: name.trim().to_string(),
             created_at: now(),
         };
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(&account.id)
             .bind(&account.name)
@@ -1000,7 +1000,7 @@ impl Store for SqlStore {
 
     async fn create_api_key(&self, who: &Principal, name: &str) -> Result<(ApiKey, String)> {
         validate_text("name", name, 200)?;
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let (key, secret) = insert_api_key(&mut tx, &who.account_id, name.trim()).await?;
         audit(
             &mut tx,
@@ -1033,7 +1033,7 @@ impl Store for SqlStore {
     }
 
     async fn revoke_api_key(&self, who: &Principal, key_id: &str) -> Result<ApiKey> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let sql = format!(
             "SELECT id, name, prefix, created_at, revoked_at FROM api_keys \
              WHERE account_id = $1 AND id = $2{FOR_UPDATE}"
@@ -1104,7 +1104,7 @@ impl Store for SqlStore {
     ) -> Result<SigningKeyRecord> {
         let current_sql = "SELECT key_id, public_key, private_key, created_at, retired_at \
              FROM signing_keys WHERE account_id = $1 AND retired_at IS NULL";
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         if let Some(row) = sqlx::query(current_sql)
             .bind(account_id)
             .fetch_optional(&mut *tx)
@@ -1132,7 +1132,7 @@ impl Store for SqlStore {
     }
 
     async fn rotate_signing_key(&self, who: &Principal, new: SigningKeyRecord) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         sqlx::query(
             "UPDATE signing_keys SET retired_at = $2 WHERE account_id = $1 AND retired_at IS NULL",
         )
@@ -1177,7 +1177,7 @@ impl Store for SqlStore {
             created_at: at,
             updated_at: at,
         };
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         sqlx::query(
             "INSERT INTO products (id, account_id, code, name, metadata, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -1233,7 +1233,7 @@ impl Store for SqlStore {
         id: &str,
         patch: ProductPatch,
     ) -> Result<Product> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let sql = format!(
             "SELECT {PRODUCT_COLS} FROM products WHERE account_id = $1 AND id = $2{FOR_UPDATE}"
         );
@@ -1292,7 +1292,7 @@ impl Store for SqlStore {
     }
 
     async fn delete_product(&self, who: &Principal, id: &str) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let sql = format!(
             "SELECT {PRODUCT_COLS} FROM products WHERE account_id = $1 AND id = $2{FOR_UPDATE}"
         );
@@ -1342,7 +1342,7 @@ impl Store for SqlStore {
 
     async fn create_policy(&self, who: &Principal, input: PolicyInput) -> Result<Policy> {
         input.validate()?;
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         if !product_exists(&mut tx, &who.account_id, &input.product_id).await? {
             return Err(StoreError::invalid(
                 "PRODUCT_NOT_FOUND",
@@ -1408,7 +1408,7 @@ impl Store for SqlStore {
         id: &str,
         patch: serde_json::Map<String, serde_json::Value>,
     ) -> Result<Policy> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let before = load_policy(&mut tx, &who.account_id, id)
             .await?
             .ok_or(StoreError::NotFound("policy"))?;
@@ -1476,7 +1476,7 @@ impl Store for SqlStore {
             created_at: at,
             updated_at: at,
         };
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         sqlx::query(
             "INSERT INTO customers (id, account_id, email, name, metadata, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -1545,7 +1545,7 @@ impl Store for SqlStore {
         id: &str,
         patch: CustomerPatch,
     ) -> Result<Customer> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let before = load_customer(&mut tx, &who.account_id, id).await?;
         let mut customer = before.clone();
         if let Some(email) = patch.email {
@@ -1642,7 +1642,7 @@ impl Store for SqlStore {
             }
             None => None,
         };
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let policy = load_policy(&mut tx, &who.account_id, &input.policy_id)
             .await?
             .ok_or_else(|| {
@@ -1803,7 +1803,7 @@ impl Store for SqlStore {
         id: &str,
         patch: LicensePatch,
     ) -> Result<LicenseView> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let mut license = load_license(&mut tx, &who.account_id, id, true)
             .await?
             .ok_or(StoreError::NotFound("license"))?;
@@ -1881,7 +1881,7 @@ impl Store for SqlStore {
         id: &str,
         action: LicenseAction,
     ) -> Result<LicenseView> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let mut license = load_license(&mut tx, &who.account_id, id, true)
             .await?
             .ok_or(StoreError::NotFound("license"))?;
@@ -1982,7 +1982,7 @@ impl Store for SqlStore {
     }
 
     async fn delete_activation(&self, who: &Principal, activation_id: &str) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let sql = format!(
             "DELETE FROM activations WHERE account_id = $1 AND id = $2 RETURNING {ACTIVATION_COLS}"
         );
@@ -2180,7 +2180,7 @@ impl Store for SqlStore {
 
     async fn activate(&self, input: ActivateInput) -> Result<(Activation, bool)> {
         validate_text("fingerprint", &input.fingerprint, 255)?;
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let k = require_by_key(&mut tx, &input.key, true).await?;
         let at = now();
         ensure_usable(&k, at)?;
@@ -2262,7 +2262,7 @@ impl Store for SqlStore {
     }
 
     async fn deactivate(&self, key: &str, fingerprint: &str) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let k = require_by_key(&mut tx, key, true).await?;
         let sql = format!(
             "DELETE FROM activations WHERE license_id = $1 AND fingerprint = $2 \
@@ -2297,7 +2297,7 @@ impl Store for SqlStore {
 
     async fn checkout(&self, key: &str, session: &str) -> Result<SeatLease> {
         validate_text("session", session, 255)?;
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let k = require_by_key(&mut tx, key, true).await?;
         let at = now();
         ensure_usable(&k, at)?;
@@ -2366,7 +2366,7 @@ impl Store for SqlStore {
     }
 
     async fn checkin(&self, key: &str, session: &str) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let k = require_by_key(&mut tx, key, true).await?;
         let freed = sqlx::query("DELETE FROM seat_leases WHERE license_id = $1 AND session = $2")
             .bind(&k.license.id)
@@ -2389,7 +2389,7 @@ impl Store for SqlStore {
                 "`amount` must be a positive number",
             ));
         }
-        let mut tx = self.write.begin().await?;
+        let mut tx = begin_write(&self.write).await?;
         let k = require_by_key(&mut tx, &input.key, true).await?;
         let at = now();
         ensure_usable(&k, at)?;
