@@ -65,7 +65,7 @@ impl WriteBatch {
     }
 
     /// Runs everything pushed so far, in order, empties the batch, and returns the rows the
-    /// statements produced (only the last statement should produce any).
+    /// statements produced, in order.
     async fn fetch(&mut self, conn: &mut DbConn) -> Result<Vec<DbRow>> {
         if let Some(e) = self.bind_error.take() {
             self.statements.clear();
@@ -74,7 +74,7 @@ impl WriteBatch {
         self.bound = 0;
         let mut rows = Vec::new();
         for (sql, args) in self.statements.drain(..) {
-            rows = sqlx::query_with(&sql, args).fetch_all(&mut *conn).await?;
+            rows.extend(sqlx::query_with(&sql, args).fetch_all(&mut *conn).await?);
         }
         Ok(rows)
     }

@@ -574,9 +574,37 @@ type ReceiveReply = tokio::sync::oneshot::Sender<Result<Received>>;
 /// The single task that owns SQLite's writer for deliveries: it takes every delivery queued
 /// while the previous group was being written and applies them in one transaction. A group that
 /// fails is retried one delivery per transaction, so one bad delivery fails only itself.
+///
+/// It runs on a thread of its own (a one-thread runtime), not among the request handlers: the
+/// writer is the one serial resource, and its next statement should not wait for a busy
+/// request worker to get round to it.
 fn spawn_group_commit(write: Pool<Db>) -> tokio::sync::mpsc::Sender<(ReceiveJob, ReceiveReply)> {
-    let (queue, mut jobs) = tokio::sync::mpsc::channel::<(ReceiveJob, ReceiveReply)>(1024);
-    tokio::spawn(async move {
+    let (queue, jobs) = tokio::sync::mpsc::channel::<(ReceiveJob, ReceiveReply)>(1024);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => {
+            let spawned = std::thread::Builder::new()
+                .name("keygate-gateway-writer".into())
+                .spawn(move || runtime.block_on(group_commit(write, jobs)));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start the gateway writer thread");
+            }
+        }
+        // No thread for it: the same loop among the request handlers.
+        Err(_) => {
+            tokio::spawn(group_commit(write, jobs));
+        }
+    }
+    queue
+}
+
+async fn group_commit(
+    write: Pool<Db>,
+    mut jobs: tokio::sync::mpsc::Receiver<(ReceiveJob, ReceiveReply)>,
+) {
+    {
         let mut group = Vec::with_capacity(GROUP_COMMIT_MAX);
         while let Some(first) = jobs.recv().await {
             group.push(first);
@@ -604,22 +632,124 @@ fn spawn_group_commit(write: Pool<Db>) -> tokio::sync::mpsc::Sender<(ReceiveJob,
                 }
             }
         }
-    });
-    queue
+    }
 }
 
 /// Stores and applies deliveries in one transaction; answers only once it is committed.
 async fn receive_together(write: &Pool<Db>, jobs: &[ReceiveJob]) -> Result<Vec<Received>> {
     let mut tx = begin_write(write).await?;
     let mut results = Vec::with_capacity(jobs.len());
-    // One batch for the group: each delivery's writes travel with the next one's lookups.
+    // Deliveries that touch nothing in common read together: their lookups travel in one
+    // round trip, and the run's writes in another. (Each round trip is one multi-statement
+    // query, prepared once per shape and then cached: the lookups of N deliveries, or the
+    // writes of a run.)
     let mut batch = WriteBatch::new();
-    for job in jobs {
-        results.push(receive_in(&mut tx, &mut batch, job).await?);
+    for run in independent_runs(jobs) {
+        let run = &jobs[run];
+        batch.flush(&mut tx).await?;
+        for job in run {
+            push_lookups(
+                &mut batch,
+                &job.integration,
+                Some(&job.event.provider_event_id),
+                &job.parsed,
+            );
+            if let Some(s) = prefetched_subscription(job) {
+                push_subscription_licenses(&mut batch, &job.integration, s);
+            }
+        }
+        // Per delivery: its lookups row, then (if prefetched) its subscription's licenses.
+        let rows = batch.fetch(&mut tx).await?;
+        let mut rows = rows.iter().peekable();
+        for job in run {
+            let row = rows
+                .next()
+                .ok_or_else(|| StoreError::Corrupt("the lookups answered no row".into()))?;
+            let mut lookups = parse_lookups(row, &job.parsed)?;
+            if prefetched_subscription(job).is_some() {
+                let mut licenses = Vec::new();
+                while let Some(r) = rows.next_if(|r| r.try_column("event_status").is_err()) {
+                    licenses.push(existing_from_row(r)?);
+                }
+                licenses.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+                if let Some(Some(stored)) = &mut lookups.subscription {
+                    stored.licenses = Some(licenses);
+                }
+            }
+            results.push(receive_in(&mut tx, &mut batch, job, lookups).await?);
+        }
     }
     batch.flush(&mut tx).await?;
     tx.commit().await?;
     Ok(results)
+}
+
+/// The subscription whose licenses are read with the lookups. Only on SQLite: PostgreSQL
+/// locks the subscription row before its licenses, in the apply.
+fn prefetched_subscription(job: &ReceiveJob) -> Option<&str> {
+    let s = job.parsed.subscription.as_ref()?;
+    (FOR_UPDATE.is_empty() && job.event.status == "pending").then_some(s.external_id.as_str())
+}
+
+fn push_subscription_licenses(
+    batch: &mut WriteBatch,
+    integration: &Integration,
+    external_id: &str,
+) {
+    batch
+        .push(&format!(
+            "SELECT {LICENSE_COLS}, item_external_id, period_end FROM licenses \
+             WHERE account_id = $1 AND subscription_id = \
+             (SELECT id FROM subscriptions WHERE integration_id = $2 AND external_id = $3)"
+        ))
+        .bind(integration.account_id.clone())
+        .bind(integration.id.clone())
+        .bind(external_id.to_string());
+}
+
+/// Splits a group into runs of deliveries that can read before any of them writes: no two in
+/// a run share an event, a subscription or a customer. A delivery that names no subscription
+/// (an order, or a refund found through its invoice) may read any subscription: it runs alone.
+fn independent_runs(jobs: &[ReceiveJob]) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut seen = std::collections::HashSet::new();
+    for (i, job) in jobs.iter().enumerate() {
+        let event = &job.parsed;
+        let integration = &job.integration;
+        let mut keys = vec![format!(
+            "e {} {}",
+            integration.id, job.event.provider_event_id
+        )];
+        if let Some(s) = &event.subscription {
+            keys.push(format!("s {} {}", integration.id, s.external_id));
+        }
+        if let Some(c) = event.customer.as_ref().and_then(|c| c.external_id.as_ref()) {
+            keys.push(format!(
+                "c {} {} {c}",
+                integration.account_id, integration.provider
+            ));
+        }
+        if let Some(email) = customer_email(event) {
+            keys.push(format!("m {} {email}", integration.account_id));
+        }
+        let alone = event.subscription.is_none();
+        if i > start && (alone || keys.iter().any(|k| seen.contains(k))) {
+            runs.push(start..i);
+            start = i;
+            seen.clear();
+        }
+        seen.extend(keys);
+        if alone {
+            runs.push(start..i + 1);
+            start = i + 1;
+            seen.clear();
+        }
+    }
+    if start < jobs.len() {
+        runs.push(start..jobs.len());
+    }
+    runs
 }
 
 /// Inserts one delivery into the inbox (unless it is a duplicate) and applies it. Its writes
@@ -628,6 +758,7 @@ async fn receive_in(
     conn: &mut DbConn,
     batch: &mut WriteBatch,
     job: &ReceiveJob,
+    lookups: Lookups,
 ) -> Result<Received> {
     let ReceiveJob {
         integration,
@@ -635,14 +766,6 @@ async fn receive_in(
         parsed,
         policies,
     } = job;
-    let lookups = lookups(
-        conn,
-        batch,
-        integration,
-        Some(&event.provider_event_id),
-        parsed,
-    )
-    .await?;
     if let Some((id, status)) = lookups.duplicate.clone() {
         return Ok((
             Inserted {
@@ -716,6 +839,8 @@ struct StoredSubscription {
     id: String,
     customer_id: Option<String>,
     state: String,
+    /// Its licenses, when read with the lookups.
+    licenses: Option<Vec<(License, ExistingLicense)>>,
 }
 
 /// The customer's email as Keygate keeps it (trimmed, lower case), if it looks like one.
@@ -737,7 +862,21 @@ async fn lookups(
     provider_event_id: Option<&str>,
     event: &BillingEvent,
 ) -> Result<Lookups> {
-    let subscription = event.subscription.as_ref().map(|s| s.external_id.clone());
+    push_lookups(batch, integration, provider_event_id, event);
+    let rows = batch.fetch(conn).await?;
+    let row = rows
+        .last()
+        .ok_or_else(|| StoreError::Corrupt("the lookups answered no row".into()))?;
+    parse_lookups(row, event)
+}
+
+/// The lookups query: it always answers exactly one row.
+fn push_lookups(
+    batch: &mut WriteBatch,
+    integration: &Integration,
+    provider_event_id: Option<&str>,
+    event: &BillingEvent,
+) {
     batch
         .push(
             "SELECT \
@@ -760,24 +899,24 @@ async fn lookups(
         .bind(integration.provider.clone())
         .bind(event.customer.as_ref().and_then(|c| c.external_id.clone()))
         .bind(customer_email(event))
-        .bind(subscription.clone());
-    let rows = batch.fetch(conn).await?;
-    let row = rows
-        .last()
-        .ok_or_else(|| StoreError::Corrupt("the lookups answered no row".into()))?;
+        .bind(event.subscription.as_ref().map(|s| s.external_id.clone()));
+}
+
+fn parse_lookups(row: &DbRow, event: &BillingEvent) -> Result<Lookups> {
     let event_id: Option<String> = row.try_get("event_id")?;
     let event_status: Option<String> = row.try_get("event_status")?;
     Ok(Lookups {
         duplicate: event_id.zip(event_status),
         customer_by_external_id: row.try_get("by_external_id")?,
         customer_by_email: row.try_get("by_email")?,
-        subscription: match (subscription, row.try_get("subscription_id")?) {
+        subscription: match (&event.subscription, row.try_get("subscription_id")?) {
             (None, _) => None,
             (Some(_), None) => Some(None),
             (Some(_), Some(id)) => Some(Some(StoredSubscription {
                 id,
                 customer_id: row.try_get("subscription_customer_id")?,
                 state: row.try_get("subscription_state")?,
+                licenses: None,
             })),
         },
     })
@@ -922,24 +1061,26 @@ async fn existing_licenses(
         .await?;
     let mut licenses = rows
         .iter()
-        .map(|row| {
-            let l = license_from_row(row)?;
-            let e = ExistingLicense {
-                id: l.id.clone(),
-                policy_id: l.policy_id.clone(),
-                status: l.status,
-                expires_at: l.expires_at,
-                quantity: l.quantity,
-                item_external_id: row.try_get("item_external_id")?,
-                period_end: row.try_get::<Option<i64>, _>("period_end")?.map(ts),
-            };
-            Ok((l, e))
-        })
+        .map(existing_from_row)
         .collect::<Result<Vec<_>>>()?;
     // In id order (oldest first) for a deterministic plan; sorted here so the query can use
     // the (account, owner) index whatever the planner thinks of the sort.
     licenses.sort_by(|a, b| a.0.id.cmp(&b.0.id));
     Ok(licenses)
+}
+
+fn existing_from_row(row: &DbRow) -> Result<(License, ExistingLicense)> {
+    let l = license_from_row(row)?;
+    let e = ExistingLicense {
+        id: l.id.clone(),
+        policy_id: l.policy_id.clone(),
+        status: l.status,
+        expires_at: l.expires_at,
+        quantity: l.quantity,
+        item_external_id: row.try_get("item_external_id")?,
+        period_end: row.try_get::<Option<i64>, _>("period_end")?.map(ts),
+    };
+    Ok((l, e))
 }
 
 /// Where a created license belongs.
@@ -1151,6 +1292,7 @@ async fn apply_to_subscription(
                     id: r.try_get("id")?,
                     customer_id: r.try_get("customer_id")?,
                     state: r.try_get("state")?,
+                    licenses: None,
                 }),
                 None => None,
             }
@@ -1218,10 +1360,10 @@ async fn apply_to_subscription(
             .bind(at.0)
             .bind(at.0);
     }
-    let licenses = if row.is_some() {
-        existing_licenses(conn, account_id, "subscription_id", &sub_id).await?
-    } else {
-        Vec::new()
+    let licenses = match row.map(|r| r.licenses) {
+        Some(Some(prefetched)) => prefetched,
+        Some(None) => existing_licenses(conn, account_id, "subscription_id", &sub_id).await?,
+        None => Vec::new(),
     };
     // Payment state lives on the subscription: every license of it validates differently now.
     applied

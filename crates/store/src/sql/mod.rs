@@ -55,7 +55,7 @@ pub mod sqlite {
     const COMBINE_STATEMENTS: bool = true;
     /// Webhook deliveries queue for the one writer and share transactions.
     const GROUP_COMMIT: bool = true;
-    const BEGIN_WRITE: Option<&str> = Some("BEGIN IMMEDIATE");
+    const BEGIN_WRITE: Option<&str> = None;
     /// Worker claims: the single writer already makes the claiming UPDATE atomic.
     const SKIP_LOCKED: &str = "";
     const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::SQLITE;
@@ -72,7 +72,7 @@ pub mod sqlite {
     /// Readers share a pool; writers share one connection. SQLite allows one writer at a time
     /// anyway, and funnelling writes through one connection avoids lock-upgrade failures
     /// (SQLITE_BUSY) between deferred transactions.
-    async fn open_pools(url: &str) -> Result<(Pool<Db>, Pool<Db>)> {
+    async fn open_pools(url: &str) -> Result<Pools> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Config(format!("bad SQLite URL `{url}`: {e}")))?
             .create_if_missing(true)
@@ -81,7 +81,11 @@ pub mod sqlite {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .statement_cache_capacity(256)
-            .pragma("wal_autocheckpoint", "10000");
+            // A backstop: the checkpointer below normally keeps the WAL far smaller.
+            .pragma("wal_autocheckpoint", "10000")
+            // 32 MiB of page cache per connection (the default is 2 MiB): the writer keeps the
+            // hot index pages of a large database.
+            .pragma("cache_size", "-32768");
         // A local file does not drop connections: no liveness ping before every acquire
         // (on SQLite that ping costs a full worker-thread round trip).
         let write = SqlitePoolOptions::new()
@@ -100,9 +104,42 @@ pub mod sqlite {
             .max_connections(readers)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone().read_only(true))
             .await?;
-        Ok((read, write))
+        let checkpoint = SqlitePoolOptions::new()
+            .test_before_acquire(false)
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        Ok(Pools {
+            read,
+            write,
+            background: Some(spawn_checkpointer(checkpoint)),
+        })
+    }
+
+    /// Copies the WAL into the database file every second on a connection of its own. PASSIVE
+    /// never waits for, nor blocks, the writer or a reader; without it the writer would stop
+    /// inside a commit, now and then, to checkpoint thousands of pages itself. Stops when the
+    /// store (holding the sender) is dropped.
+    fn spawn_checkpointer(pool: Pool<Db>) -> tokio::sync::watch::Sender<()> {
+        let (stop, mut stopped) = tokio::sync::watch::channel(());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stopped.changed() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&pool)
+                    .await
+                {
+                    tracing::debug!(error = %e, "WAL checkpoint");
+                }
+            }
+            pool.close().await;
+        });
+        stop
     }
 
     include!("batch.rs");
@@ -139,7 +176,7 @@ pub mod postgres {
         None
     }
 
-    async fn open_pools(url: &str) -> Result<(Pool<Db>, Pool<Db>)> {
+    async fn open_pools(url: &str) -> Result<Pools> {
         let options = PgConnectOptions::from_str(url).map_err(|e| {
             StoreError::Config(format!(
                 "bad PostgreSQL URL `{}`: {e}",
@@ -151,7 +188,11 @@ pub mod postgres {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
-        Ok((pool.clone(), pool))
+        Ok(Pools {
+            read: pool.clone(),
+            write: pool,
+            background: None,
+        })
     }
 
     include!("batch.rs");

@@ -21,7 +21,16 @@ use std::sync::LazyLock;
 type DbRow = <Db as sqlx::Database>::Row;
 type DbConn = <Db as sqlx::Database>::Connection;
 
+/// The connections a store uses, and what keeps its background task (if any) running.
+struct Pools {
+    read: Pool<Db>,
+    write: Pool<Db>,
+    background: Option<tokio::sync::watch::Sender<()>>,
+}
+
 pub struct SqlStore {
+    /// Dropping it stops the engine's background task.
+    _background: Option<tokio::sync::watch::Sender<()>>,
     read: Pool<Db>,
     write: Pool<Db>,
     /// Present only where this process is the only writer (SQLite).
@@ -34,9 +43,14 @@ pub struct SqlStore {
 
 impl SqlStore {
     pub async fn connect(url: &str) -> Result<Self> {
-        let (read, write) = open_pools(url).await?;
+        let Pools {
+            read,
+            write,
+            background,
+        } = open_pools(url).await?;
         let cache = validation_cache();
         Ok(SqlStore {
+            _background: background,
             group_commit: GROUP_COMMIT.then(|| spawn_group_commit(write.clone())),
             integrations: cache.is_some().then(IntegrationCache::default),
             read,
