@@ -55,7 +55,8 @@ pub mod sqlite {
     const COMBINE_STATEMENTS: bool = true;
     /// Webhook deliveries queue for the one writer and share transactions.
     const GROUP_COMMIT: bool = true;
-    const BEGIN_WRITE: Option<&str> = None;
+    /// Take the write lock at BEGIN: see `begin_write`.
+    const BEGIN_WRITE: Option<&str> = Some("BEGIN IMMEDIATE");
     /// Worker claims: the single writer already makes the claiming UPDATE atomic.
     const SKIP_LOCKED: &str = "";
     const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::SQLITE;
