@@ -6,6 +6,12 @@ use async_trait::async_trait;
 use keygate_domain::{Page, Timestamp};
 use serde::Serialize;
 
+/// Told whenever this process enqueues an outbound event, so an idle worker looks at once rather
+/// than at its next poll. (A worker that looks before the enqueuing transaction commits finds
+/// the delivery at its next poll; one that was told for nothing finds nothing.)
+pub static ENQUEUED: std::sync::LazyLock<tokio::sync::Notify> =
+    std::sync::LazyLock::new(tokio::sync::Notify::new);
+
 /// Every event type an endpoint can subscribe to (or `*` for all).
 pub const EVENT_TYPES: &[&str] = &[
     "license.created",

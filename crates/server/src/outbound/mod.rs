@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 const BATCH: i64 = 32;
 /// The longest a `Retry-After` may push an attempt back.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// After being told of an enqueued event, how long a worker waits before it claims.
+const ENQUEUE_SETTLE: Duration = Duration::from_millis(25);
 /// Licenses announced per sweep statement.
 const SWEEP_BATCH: i64 = 500;
 /// How long the previous secret keeps signing after a rotation.
@@ -90,7 +92,14 @@ pub async fn worker(state: AppState) {
             }
         };
         if batch.is_empty() {
-            tokio::time::sleep(poll).await;
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = keygate_store::outbound::ENQUEUED.notified() => {
+                    // Let the enqueuing transaction commit; under load this also spaces the
+                    // claims out (a burst of changes is one wake-up).
+                    tokio::time::sleep(poll.min(ENQUEUE_SETTLE)).await;
+                }
+            }
             continue;
         }
         let mut sends = tokio::task::JoinSet::new();

@@ -1351,3 +1351,27 @@ async fn https_goes_through_rustls() {
     assert!(rx.received().is_empty());
     app.finish().await;
 }
+
+/// An idle worker is told of a local change at once: the delivery does not wait for the next
+/// poll (two minutes here). SQLite: the worker's claim queues behind the enqueuing transaction
+/// on the one writer connection, so it always sees the delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_is_delivered_before_the_next_poll() {
+    let rx = Receiver::start().await;
+    let app = TestApp::sqlite_with(|c| {
+        fast(c);
+        c.outbound_poll_ms = 120_000;
+    })
+    .await;
+    // The worker's first look (at start) has found nothing; it now sleeps for two minutes.
+    settle().await;
+    let api = app.account("Prompt").await;
+    let (_, secret) = endpoint(&app, &api, &rx.url("/"), json!(["license.created"])).await;
+    let started = Instant::now();
+    let license = app.license(&api, json!({})).await;
+    let got = rx.wait_count(1).await;
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(got[0].json["data"]["id"], license["id"]);
+    assert!(verifies(&secret, &got[0]));
+    app.finish().await;
+}

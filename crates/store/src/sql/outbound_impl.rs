@@ -46,6 +46,7 @@ fn enqueue_outbound_into(batch: &mut WriteBatch, account_id: &str, event_type: &
         .bind(at.0)
         .bind(at.to_rfc3339())
         .bind(format!("%,{event_type},%"));
+    crate::outbound::ENQUEUED.notify_one();
 }
 
 /// `billing_event.applied` or `billing_event.failed`, and its data: the inbox event as the API
