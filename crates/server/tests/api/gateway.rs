@@ -96,10 +96,11 @@ async fn crash_between_store_and_apply(app: TestApp) -> TestApp {
     app
 }
 
-/// Deliveries at once: 6 copies of one event and 12 distinct subscriptions. Each copy after
-/// the first is a duplicate, each subscription gets exactly one license, whether the
-/// deliveries share a transaction (SQLite's group commit) or race on several connections
-/// (PostgreSQL).
+/// Deliveries at once: 6 copies of one event, 12 distinct subscriptions, 4 subscriptions of one
+/// customer, and one subscription's creation with its renewal. Each copy after the first is a
+/// duplicate, each subscription gets exactly one license, the shared customer is one customer,
+/// the renewal wins, whether the deliveries share a transaction (SQLite's group commit) or race
+/// on several connections (PostgreSQL).
 async fn concurrent_and_duplicate_deliveries(app: &TestApp) {
     use tokio::task::JoinSet;
     let (api, integration, _) = setup(app, 0).await;
@@ -130,6 +131,36 @@ async fn concurrent_and_duplicate_deliveries(app: &TestApp) {
         e["data"]["object"]["customer"] = json!(format!("cus_many_{i}"));
         bodies.push(e);
     }
+    // Four subscriptions of one customer: one customer, four licenses.
+    for i in 0..4 {
+        let mut e = subscription(
+            &format!("evt_created_shared_{i}"),
+            now,
+            "active",
+            now + 1000,
+            1,
+            json!({}),
+        );
+        e["data"]["object"]["id"] = json!(format!("sub_shared_{i}"));
+        e["data"]["object"]["customer"] = json!("cus_shared");
+        bodies.push(e);
+    }
+    // One subscription created and renewed at once: the renewal's period end wins.
+    let mut created = subscription(
+        "evt_created_renewed",
+        now,
+        "active",
+        now + 1000,
+        1,
+        json!({}),
+    );
+    created["data"]["object"]["id"] = json!("sub_renewed");
+    created["data"]["object"]["customer"] = json!("cus_renewed");
+    let mut renewed = subscription("evt_renewal", now + 5, "active", now + 90_000, 1, json!({}));
+    renewed["data"]["object"]["id"] = json!("sub_renewed");
+    renewed["data"]["object"]["customer"] = json!("cus_renewed");
+    bodies.push(created);
+    bodies.push(renewed);
     let mut set = JoinSet::new();
     for body in bodies {
         let url = url.clone();
@@ -150,7 +181,7 @@ async fn concurrent_and_duplicate_deliveries(app: &TestApp) {
     assert_eq!(first_copies, 1, "{answers:?}");
     let licenses = app.get("/v1/licenses?limit=100", &api).await;
     let licenses = licenses.body["data"].as_array().unwrap();
-    assert_eq!(licenses.len(), 13);
+    assert_eq!(licenses.len(), 13 + 4 + 1);
     assert_eq!(
         licenses
             .iter()
@@ -159,9 +190,26 @@ async fn concurrent_and_duplicate_deliveries(app: &TestApp) {
         12
     );
     let events = app.get("/v1/events?limit=100", &api).await;
-    assert_eq!(events.body["data"].as_array().unwrap().len(), 13);
+    assert_eq!(events.body["data"].as_array().unwrap().len(), 13 + 4 + 2);
     let customers = app.get("/v1/customers?limit=100", &api).await;
-    assert_eq!(customers.body["data"].as_array().unwrap().len(), 13);
+    assert_eq!(customers.body["data"].as_array().unwrap().len(), 13 + 1 + 1);
+    let subscriptions = app.get("/v1/subscriptions?limit=100", &api).await;
+    let renewed = subscriptions.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["external_id"] == "sub_renewed")
+        .unwrap()
+        .clone();
+    let renewed_license = licenses
+        .iter()
+        .find(|l| l["subscription_id"] == renewed["id"])
+        .unwrap();
+    assert_eq!(
+        t(&renewed_license["expires_at"]),
+        now + 90_000,
+        "the newer event wins whatever the order"
+    );
 }
 
 async fn signed_post(url: &str, body: String) -> (u16, Value) {

@@ -444,15 +444,21 @@ impl GatewayStore for SqlStore {
                     .await
                     .map_err(|_| StoreError::Config("the gateway writer has stopped".into()))??
             }
-            None => match receive_together(&self.write, std::slice::from_ref(&job)).await {
-                // Two nodes took the same new delivery (or subscription) at once: the loser
-                // sees the winner's rows now.
-                Err(StoreError::Database(e)) if is_unique_violation(&e) => {
-                    receive_together(&self.write, std::slice::from_ref(&job)).await
+            None => {
+                let mut attempt = 1;
+                loop {
+                    match receive_together(&self.write, std::slice::from_ref(&job)).await {
+                        // Another node took the same new delivery, subscription or customer at
+                        // once: applied again, this one sees the winner's rows.
+                        Err(StoreError::Database(e))
+                            if is_unique_violation(&e) && attempt < RECEIVE_ATTEMPTS =>
+                        {
+                            attempt += 1;
+                        }
+                        other => break other.map(|mut all| all.remove(0))?,
+                    }
                 }
-                other => other,
             }
-            .map(|mut all| all.remove(0))?,
         };
         for key in touched {
             self.invalidate_key(&key);
@@ -555,6 +561,9 @@ use keygate_domain::billing::BillingEvent;
 use keygate_domain::reconcile::{
     self, ExistingLicense, IntegrationOptions, LicenseChange, OrderState, SubscriptionState,
 };
+
+/// How often a delivery is applied when concurrent ones keep taking its new rows first.
+const RECEIVE_ATTEMPTS: usize = 4;
 
 /// Deliveries applied in one transaction at most (group commit).
 const GROUP_COMMIT_MAX: usize = 64;
@@ -1003,9 +1012,11 @@ fn upsert_customer(
     {
         batch
             .push(
+                // No ON CONFLICT: on PostgreSQL, another node that created this customer a
+                // moment ago makes this a unique violation, and the delivery is applied again
+                // (it then finds that customer) instead of leaving a second one.
                 "INSERT INTO customer_external_ids (account_id, provider, external_id, \
-                 customer_id) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (account_id, provider, external_id) DO NOTHING",
+                 customer_id) VALUES ($1, $2, $3, $4)",
             )
             .bind(account_id.to_string())
             .bind(provider.to_string())
