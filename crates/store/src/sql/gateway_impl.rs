@@ -440,9 +440,9 @@ impl GatewayStore for SqlStore {
                     .send((job, reply))
                     .await
                     .map_err(|_| StoreError::Config("the gateway writer has stopped".into()))?;
-                answer
-                    .await
-                    .map_err(|_| StoreError::Config("the gateway writer has stopped".into()))??
+                answer.await.map_err(|_| {
+                    StoreError::Config("the gateway writer dropped this delivery".into())
+                })??
             }
             None => {
                 let mut attempt = 1;
@@ -613,32 +613,38 @@ async fn group_commit(
     write: Pool<Db>,
     mut jobs: tokio::sync::mpsc::Receiver<(ReceiveJob, ReceiveReply)>,
 ) {
-    {
+    while let Some(first) = jobs.recv().await {
         let mut group = Vec::with_capacity(GROUP_COMMIT_MAX);
-        while let Some(first) = jobs.recv().await {
-            group.push(first);
-            while group.len() < GROUP_COMMIT_MAX {
-                match jobs.try_recv() {
-                    Ok(job) => group.push(job),
-                    Err(_) => break,
-                }
+        group.push(first);
+        while group.len() < GROUP_COMMIT_MAX {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
             }
-            let (work, replies): (Vec<ReceiveJob>, Vec<ReceiveReply>) = group.drain(..).unzip();
-            match receive_together(&write, &work).await {
-                Ok(results) => {
-                    for (reply, result) in replies.into_iter().zip(results) {
-                        let _ = reply.send(Ok(result));
-                    }
-                }
-                Err(e) if work.len() == 1 => {
-                    let _ = replies.into_iter().next().map(|r| r.send(Err(e)));
-                }
-                Err(_) => {
-                    for (job, reply) in work.iter().zip(replies) {
-                        let one = receive_together(&write, std::slice::from_ref(job)).await;
-                        let _ = reply.send(one.map(|mut all| all.remove(0)));
-                    }
-                }
+        }
+        // In a task of its own: a bug that panics fails this group's deliveries (the platform
+        // retries them), not every delivery after it.
+        if let Err(e) = tokio::spawn(commit_group(write.clone(), group)).await {
+            tracing::error!(error = %e, "applying a group of webhook deliveries panicked");
+        }
+    }
+}
+
+async fn commit_group(write: Pool<Db>, group: Vec<(ReceiveJob, ReceiveReply)>) {
+    let (work, replies): (Vec<ReceiveJob>, Vec<ReceiveReply>) = group.into_iter().unzip();
+    match receive_together(&write, &work).await {
+        Ok(results) => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(Ok(result));
+            }
+        }
+        Err(e) if work.len() == 1 => {
+            let _ = replies.into_iter().next().map(|r| r.send(Err(e)));
+        }
+        Err(_) => {
+            for (job, reply) in work.iter().zip(replies) {
+                let one = receive_together(&write, std::slice::from_ref(job)).await;
+                let _ = reply.send(one.map(|mut all| all.remove(0)));
             }
         }
     }
