@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 struct Options {
     licenses: usize,
     connections: usize,
+    /// Concurrent webhook senders in the gateway benchmark.
+    gateway_connections: usize,
     seconds: u64,
     database_url: Option<String>,
 }
@@ -29,6 +31,7 @@ fn parse_options(args: &[String]) -> Options {
     let mut o = Options {
         licenses: 100_000,
         connections: 64,
+        gateway_connections: 16,
         seconds: 10,
         database_url: None,
     };
@@ -37,7 +40,10 @@ fn parse_options(args: &[String]) -> Options {
         let mut value = || it.next().expect("flag needs a value").clone();
         match a.as_str() {
             "--licenses" => o.licenses = value().parse().expect("--licenses N"),
-            "--connections" => o.connections = value().parse().expect("--connections N"),
+            "--connections" => {
+                o.connections = value().parse().expect("--connections N");
+                o.gateway_connections = o.connections;
+            }
             "--seconds" => o.seconds = value().parse().expect("--seconds N"),
             "--database-url" => o.database_url = Some(value()),
             other => panic!("unknown option {other}"),
@@ -574,7 +580,7 @@ async fn gateway_round(
 /// subscription, a license), end to end over loopback.
 async fn gateway_bench(addr: SocketAddr, path: &str, o: &Options) {
     let total = 20_000u64;
-    let connections = o.connections.min(16) as u64;
+    let connections = o.gateway_connections as u64;
     // Three rounds of new subscriptions, each followed by a renewal of every one; medians.
     let (mut created, mut renewed) = (Vec::new(), Vec::new());
     for round in 0..3 {

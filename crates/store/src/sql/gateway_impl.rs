@@ -429,6 +429,7 @@ impl GatewayStore for SqlStore {
             .collect();
         let job = ReceiveJob {
             integration: integration.clone(),
+            normalized: event.normalized.to_string(),
             event,
             parsed,
             policies,
@@ -572,6 +573,8 @@ const GROUP_COMMIT_MAX: usize = 64;
 struct ReceiveJob {
     integration: Integration,
     event: NewWebhookEvent,
+    /// `event.normalized` as stored, serialized before the job queues for the writer.
+    normalized: String,
     parsed: BillingEvent,
     /// The policies the integration's mappings name.
     policies: HashMap<String, Policy>,
@@ -778,6 +781,7 @@ async fn receive_in(
     let ReceiveJob {
         integration,
         event,
+        normalized,
         parsed,
         policies,
     } = job;
@@ -792,12 +796,31 @@ async fn receive_in(
         ));
     }
     let id = new_id();
+    let outcome = if event.status == "pending" {
+        let mut policies = policies.clone();
+        Some(
+            apply_loaded(
+                conn,
+                batch,
+                integration,
+                &id,
+                parsed,
+                &lookups,
+                &mut policies,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    // The inbox row, written once with what applying it did.
     batch
         .push(
             "INSERT INTO webhook_events (id, account_id, integration_id, provider, \
              provider_event_id, event_type, kind, occurred_at, received_at, raw_body, \
-             normalized, verified, status, actions, attempts) VALUES ($1, $2, $3, $4, $5, $6, \
-             $7, $8, $9, $10, $11, $12, $13, '[]', 0)",
+             normalized, verified, status, actions, error_code, error, attempts, applied_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17, $18)",
         )
         .bind(id.clone())
         .bind(integration.account_id.clone())
@@ -809,23 +832,29 @@ async fn receive_in(
         .bind(event.occurred_at.0)
         .bind(now().0)
         .bind(event.raw_body.clone())
-        .bind(event.normalized.to_string())
-        .bind(event.verified)
-        .bind(event.status);
-    let (status, touched) = if event.status == "pending" {
-        let mut policies = policies.clone();
-        apply_loaded(
-            conn,
-            batch,
-            integration,
-            &id,
-            parsed,
-            &lookups,
-            &mut policies,
-        )
-        .await?
-    } else {
-        (event.status.to_string(), Vec::new())
+        .bind(normalized.clone())
+        .bind(event.verified);
+    let (status, touched) = match outcome {
+        Some(o) => {
+            batch
+                .bind(o.status)
+                .bind(o.actions)
+                .bind(o.error_code)
+                .bind(o.error)
+                .bind(1_i64)
+                .bind(o.applied_at);
+            (o.status.to_string(), o.touched_keys)
+        }
+        None => {
+            batch
+                .bind(event.status)
+                .bind("[]")
+                .bind(None::<String>)
+                .bind(None::<String>)
+                .bind(0_i64)
+                .bind(None::<i64>);
+            (event.status.to_string(), Vec::new())
+        }
     };
     Ok((
         Inserted {
@@ -1579,8 +1608,19 @@ async fn apply_stored(
         &mut policies,
     )
     .await?;
+    batch
+        .push(
+            "UPDATE webhook_events SET status = $2, actions = $3, error_code = $4, error = $5, \
+             attempts = attempts + 1, applied_at = $6 WHERE id = $1",
+        )
+        .bind(event_id.to_string())
+        .bind(outcome.status)
+        .bind(outcome.actions)
+        .bind(outcome.error_code)
+        .bind(outcome.error)
+        .bind(outcome.applied_at);
     batch.flush(tx).await?;
-    Ok(outcome)
+    Ok((outcome.status.to_string(), outcome.touched_keys))
 }
 
 /// Applies an event already in hand; its writes go into `batch`, which the caller sends.
@@ -1592,7 +1632,7 @@ async fn apply_loaded(
     event: &BillingEvent,
     lookups: &Lookups,
     policies: &mut HashMap<String, Policy>,
-) -> Result<(String, Vec<String>)> {
+) -> Result<ApplyOutcome> {
     let account_id = integration.account_id.as_str();
     let options: IntegrationOptions =
         serde_json::from_value(integration.options.clone()).unwrap_or_default();
@@ -1677,17 +1717,6 @@ async fn apply_loaded(
         Err(e) => ("failed", Some(e.code()), Some(e.to_string())),
     };
     let actions = serde_json::Value::Array(applied.actions);
-    batch
-        .push(
-            "UPDATE webhook_events SET status = $2, actions = $3, error_code = $4, error = $5, \
-             attempts = attempts + 1, applied_at = $6 WHERE id = $1",
-        )
-        .bind(event_id.to_string())
-        .bind(status)
-        .bind(actions.to_string())
-        .bind(code)
-        .bind(message.clone())
-        .bind(outcome.is_ok().then(|| now().0));
     // Outbound: `billing_event.applied` / `billing_event.failed`.
     let (event_type, data) = billing_event_outbound(
         integration,
@@ -1699,5 +1728,22 @@ async fn apply_loaded(
         &message,
     );
     enqueue_outbound_into(batch, account_id, event_type, &data);
-    Ok((status.to_string(), applied.touched_keys))
+    Ok(ApplyOutcome {
+        status,
+        actions: actions.to_string(),
+        error_code: code,
+        error: message,
+        applied_at: outcome.is_ok().then(|| now().0),
+        touched_keys: applied.touched_keys,
+    })
+}
+
+/// What applying an event decided, for its inbox row.
+struct ApplyOutcome {
+    status: &'static str,
+    actions: String,
+    error_code: Option<&'static str>,
+    error: Option<String>,
+    applied_at: Option<i64>,
+    touched_keys: Vec<String>,
 }
