@@ -151,6 +151,12 @@ fn fast(c: &mut Config) {
     c.expiry_sweep_seconds = 0.2;
 }
 
+/// `fast`, with no delivery worker: as if the process had died after its commits.
+fn without_worker(c: &mut Config) {
+    fast(c);
+    c.outbound_worker = false;
+}
+
 /// Checks a delivery with the Standard Webhooks scheme, through Keygate's inbound verifier
 /// (the `generic` provider), with the endpoint's secret.
 fn verifies(secret: &str, r: &Received) -> bool {
@@ -1022,12 +1028,7 @@ async fn audit_filters(app: &TestApp) {
 /// commit) is delivered by the next process.
 async fn outbox_survives_a_kill(app: TestApp) -> TestApp {
     let rx = Receiver::start().await;
-    let app = app
-        .restart_with(|c| {
-            fast(c);
-            c.outbound_worker = false;
-        })
-        .await;
+    let app = app.restart_with(without_worker).await;
     let api = app.account("Durable").await;
     let (ep, secret) = endpoint(&app, &api, &rx.url("/"), json!(["license.created"])).await;
     let license = app.license(&api, json!({})).await;
@@ -1053,12 +1054,7 @@ async fn outbox_survives_a_kill(app: TestApp) -> TestApp {
 async fn private_addresses_are_refused(app: TestApp) -> TestApp {
     let rx = Receiver::start().await;
     // Made while allowed (and no worker), then delivered by a process that does not allow it.
-    let app = app
-        .restart_with(|c| {
-            fast(c);
-            c.outbound_worker = false;
-        })
-        .await;
+    let app = app.restart_with(without_worker).await;
     let api = app.account("Private").await;
     let (ep, _) = endpoint(&app, &api, &rx.url("/"), json!(["*"])).await;
     app.license(&api, json!({})).await;
@@ -1137,12 +1133,7 @@ async fn private_addresses_are_refused(app: TestApp) -> TestApp {
 async fn several_workers_deliver_each_message_once(app: TestApp) -> TestApp {
     const N: usize = 50;
     let rx = Receiver::start().await;
-    let app = app
-        .restart_with(|c| {
-            fast(c);
-            c.outbound_worker = false;
-        })
-        .await;
+    let app = app.restart_with(without_worker).await;
     let api = app.account("Nodes").await;
     let (ep, _) = endpoint(&app, &api, &rx.url("/"), json!(["license.created"])).await;
     let policy = app.policy(&api, json!({})).await;

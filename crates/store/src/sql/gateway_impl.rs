@@ -420,19 +420,11 @@ impl GatewayStore for SqlStore {
         event: NewWebhookEvent,
     ) -> Result<Inserted> {
         let parsed: BillingEvent = serde_json::from_value(event.normalized.clone())?;
-        // Mapped policies were read with the integration: a policy edit racing this delivery
-        // is as if it had come a moment earlier or later. Any other policy is read in the apply.
-        let policies = integration
-            .mapped_policies
-            .iter()
-            .map(|p| (p.id.clone(), p.clone()))
-            .collect();
         let job = ReceiveJob {
             integration: integration.clone(),
             normalized: event.normalized.to_string(),
             event,
             parsed,
-            policies,
         };
         let (inserted, touched) = match &self.group_commit {
             Some(queue) => {
@@ -576,8 +568,6 @@ struct ReceiveJob {
     /// `event.normalized` as stored, serialized before the job queues for the writer.
     normalized: String,
     parsed: BillingEvent,
-    /// The policies the integration's mappings name.
-    policies: HashMap<String, Policy>,
 }
 
 type Received = (Inserted, Vec<String>);
@@ -783,7 +773,6 @@ async fn receive_in(
         event,
         normalized,
         parsed,
-        policies,
     } = job;
     if let Some((id, status)) = lookups.duplicate.clone() {
         return Ok((
@@ -797,7 +786,13 @@ async fn receive_in(
     }
     let id = new_id();
     let outcome = if event.status == "pending" {
-        let mut policies = policies.clone();
+        // Mapped policies were read with the integration: a policy edit racing this delivery is
+        // as if it had come a moment earlier or later. Any other policy is read in the apply.
+        let mut policies = integration
+            .mapped_policies
+            .iter()
+            .map(|p| (p.id.clone(), p.clone()))
+            .collect();
         Some(
             apply_loaded(
                 conn,
