@@ -1,18 +1,33 @@
 //! One module per payment platform: verify and parse webhooks into [`BillingEvent`]s.
 //!
-//! Everything here is a pure function of (headers, raw body, secrets, now): no I/O, no
-//! async, no network. The server looks a platform up with [`provider`], calls
-//! [`Provider::verify`] on the raw bytes (fail closed: no secret configured = refuse), then
-//! [`Provider::parse`]. Unknown event types parse to [`BillingEventKind::Ignored`], never to
-//! an error.
+//! Everything here is a pure function of the [`Request`] (method, headers, query, raw body),
+//! the integration's [`Secrets`] and the time: no I/O, no async, no network. The server looks
+//! a platform up in the registry ([`PROVIDERS`], [`provider`]), calls [`Provider::verify`] on
+//! the raw bytes (fail closed: no secret configured = refuse), then [`Provider::parse`], and
+//! answers what [`Provider::acknowledge`] says. Unknown event types parse to
+//! [`BillingEventKind::Ignored`], never to an error.
 //!
-//! Adding a platform = one file in `src/providers/`, its fixtures under
-//! `tests/fixtures/<provider>/`, and one line in [`provider`].
+//! Adding a platform: `docs/platforms/ADDING.md` (a module in `src/providers/`, its testkit
+//! part, fixtures, tests, a docs page, and one line in [`registry`]).
 
+mod ack;
+pub mod config;
 mod crypto;
-mod json;
+pub mod decode;
 pub mod providers;
-pub mod standard_webhooks;
+pub mod registry;
+mod request;
+pub mod scheme;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use ack::{Ack, Receipt};
+pub use config::ConfigError;
+pub use decode::form::Form;
+pub(crate) use decode::json;
+pub use registry::{PROVIDERS, names, provider};
+pub use request::{Method, Request};
+pub use scheme::standard_webhooks;
 
 pub use keygate_domain::Timestamp;
 pub use keygate_domain::billing::{
@@ -165,7 +180,7 @@ impl Secrets {
     }
 
     /// The usable secrets, or `SECRET_NOT_CONFIGURED` when there is none (fail closed).
-    pub(crate) fn required(&self) -> Result<Vec<&str>, BillingError> {
+    pub fn required(&self) -> Result<Vec<&str>, BillingError> {
         let usable: Vec<&str> = self
             .secrets
             .iter()
@@ -180,7 +195,7 @@ impl Secrets {
         Ok(usable)
     }
 
-    pub(crate) fn option_str(&self, key: &str) -> Option<&str> {
+    pub fn option_str(&self, key: &str) -> Option<&str> {
         self.options
             .get(key)
             .and_then(|v| v.as_str())
@@ -189,7 +204,7 @@ impl Secrets {
     }
 
     /// `options.tolerance_seconds` when it is a positive integer, else `default`.
-    pub(crate) fn tolerance_seconds(&self, default: i64) -> i64 {
+    pub fn tolerance_seconds(&self, default: i64) -> i64 {
         self.options
             .get("tolerance_seconds")
             .and_then(|v| v.as_i64())
@@ -198,51 +213,50 @@ impl Secrets {
     }
 }
 
-/// A payment platform: verifies and parses its webhooks.
+/// A payment platform: checks its settings, verifies and parses its webhooks, and says what
+/// the HTTP answer is.
 pub trait Provider: Sync {
     /// The name used in webhook URLs and integrations, e.g. `stripe`.
     fn name(&self) -> &'static str;
 
+    /// Checks the integration's secrets and options when it is created or changed, so a bad
+    /// setting is a 422 then rather than a refused delivery later.
+    fn check_config(&self, secrets: &Secrets, now: Timestamp) -> Result<(), ConfigError>;
+
     /// Checks the webhook is authentic, on the raw body. `Ok` only on a positive match.
     fn verify(
         &self,
-        headers: &Headers,
-        body: &[u8],
+        request: &Request,
         secrets: &Secrets,
         now: Timestamp,
     ) -> Result<(), BillingError>;
 
     /// Turns a (verified) webhook into zero or more normalized events. Event types Keygate
     /// does not act on come back as [`BillingEventKind::Ignored`].
-    fn parse(&self, headers: &Headers, body: &[u8]) -> Result<Vec<BillingEvent>, BillingError>;
-}
+    fn parse(&self, request: &Request) -> Result<Vec<BillingEvent>, BillingError>;
 
-/// Every provider name [`provider`] knows.
-pub const PROVIDER_NAMES: [&str; 7] = [
-    "stripe",
-    "paddle",
-    "paypal",
-    "chargebee",
-    "fastspring",
-    "lemonsqueezy",
-    "generic",
-];
+    /// The answer to a delivery once its events are stored: Keygate's JSON receipt unless the
+    /// platform reads something else.
+    fn acknowledge(&self, _request: &Request, receipts: &[Receipt]) -> Ack {
+        Ack::receipt(receipts)
+    }
 
-/// The registry: a provider by name.
-pub fn provider(name: &str) -> Option<&'static dyn Provider> {
-    match name {
-        "stripe" => Some(&providers::stripe::Stripe),
-        "paddle" => Some(&providers::paddle::Paddle),
-        "paypal" => Some(&providers::paypal::PayPal),
-        "chargebee" => Some(&providers::chargebee::Chargebee),
-        "fastspring" => Some(&providers::fastspring::FastSpring),
-        "lemonsqueezy" => Some(&providers::lemonsqueezy::LemonSqueezy),
-        "generic" => Some(&providers::generic::Generic),
-        _ => None,
+    /// Whether the platform sends GET requests to the webhook URL (Braintree's challenge).
+    /// When not, a GET is answered as any POST-only endpoint answers it (405).
+    fn answers_get(&self) -> bool {
+        false
+    }
+
+    /// The answer to a GET on the webhook URL, for platforms that [`answers_get`](Provider::answers_get).
+    fn challenge(&self, _request: &Request, _secrets: &Secrets) -> Result<Ack, BillingError> {
+        Err(BillingError::malformed(
+            "this platform sends no GET requests",
+        ))
     }
 }
 
-/// Verify, then parse: what the webhook endpoint does with one delivery.
+/// Verify, then parse: what the webhook endpoint does with one POST delivery. The simple
+/// entry point for fuzzing and tools.
 pub fn receive(
     provider: &dyn Provider,
     headers: &Headers,
@@ -250,8 +264,18 @@ pub fn receive(
     secrets: &Secrets,
     now: Timestamp,
 ) -> Result<Vec<BillingEvent>, BillingError> {
-    provider.verify(headers, body, secrets, now)?;
-    provider.parse(headers, body)
+    receive_request(provider, &Request::post(headers, body), secrets, now)
+}
+
+/// [`receive`] for any [`Request`].
+pub fn receive_request(
+    provider: &dyn Provider,
+    request: &Request,
+    secrets: &Secrets,
+    now: Timestamp,
+) -> Result<Vec<BillingEvent>, BillingError> {
+    provider.verify(request, secrets, now)?;
+    provider.parse(request)
 }
 
 #[cfg(test)]
@@ -292,14 +316,6 @@ mod tests {
         assert_eq!(s.tolerance_seconds(300), 10);
         let s = Secrets::new(["x"]).with_options(serde_json::json!({"tolerance_seconds": 0}));
         assert_eq!(s.tolerance_seconds(300), 300);
-    }
-
-    #[test]
-    fn registry_knows_every_name() {
-        for name in PROVIDER_NAMES {
-            assert_eq!(provider(name).unwrap().name(), name);
-        }
-        assert!(provider("nope").is_none());
     }
 
     #[test]

@@ -6,15 +6,13 @@ mod common;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::*;
-use keygate_billing::{
-    BillingEventKind as Kind, Headers, Provider, SubscriptionStatus as Status, provider,
-};
+use keygate_billing::{BillingEventKind as Kind, Headers, SubscriptionStatus as Status};
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const TS: i64 = 1_767_225_600;
 
-fn generic() -> &'static dyn Provider {
-    provider("generic").unwrap()
+fn generic() -> Platform {
+    Platform::named("generic")
 }
 
 /// Standard Webhooks signing: base64 HMAC-SHA256 over `{id}.{ts}.{body}` keyed with the
@@ -297,7 +295,7 @@ fn every_fixture_verifies_and_parses() {
     for name in fixture_names("generic", &[]) {
         let body = fixture("generic", &name);
         let h = headers("msg_all", TS, signature(SECRET, "msg_all", TS, &body));
-        let events = keygate_billing::receive(generic(), &h, &body, &s, secs(TS))
+        let events = keygate_billing::receive(generic().0, &h, &body, &s, secs(TS))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(events.len(), 1, "{name}");
     }

@@ -3,12 +3,10 @@
 mod common;
 
 use common::*;
-use keygate_billing::{
-    BillingEventKind as Kind, Headers, Provider, SubscriptionStatus as Status, provider,
-};
+use keygate_billing::{BillingEventKind as Kind, Headers, SubscriptionStatus as Status};
 
-fn lemonsqueezy() -> &'static dyn Provider {
-    provider("lemonsqueezy").unwrap()
+fn lemonsqueezy() -> Platform {
+    Platform::named("lemonsqueezy")
 }
 
 fn sign(secret: &str, body: &[u8]) -> Headers {
@@ -307,7 +305,7 @@ fn every_fixture_verifies_and_parses() {
     for name in fixture_names("lemonsqueezy", &[]) {
         let body = fixture("lemonsqueezy", &name);
         let events = keygate_billing::receive(
-            lemonsqueezy(),
+            lemonsqueezy().0,
             &sign("ls-secret", &body),
             &body,
             &s,

@@ -3,12 +3,10 @@
 mod common;
 
 use common::*;
-use keygate_billing::{
-    BillingEventKind as Kind, Headers, Provider, SubscriptionStatus as Status, provider,
-};
+use keygate_billing::{BillingEventKind as Kind, Headers, SubscriptionStatus as Status};
 
-fn paddle() -> &'static dyn Provider {
-    provider("paddle").unwrap()
+fn paddle() -> Platform {
+    Platform::named("paddle")
 }
 
 fn header(value: impl Into<String>) -> Headers {
@@ -411,7 +409,7 @@ fn every_fixture_verifies_and_parses() {
     for name in fixture_names("paddle", &[]) {
         let body = fixture("paddle", &name);
         let events = keygate_billing::receive(
-            paddle(),
+            paddle().0,
             &header(sign("pdl_ntfset_new", ts, &body)),
             &body,
             &secrets(&["pdl_ntfset_new"]),

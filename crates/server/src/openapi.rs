@@ -347,7 +347,7 @@ pub fn schemas() -> Map<String, Value> {
         "IntegrationInput",
         obj(
             &["provider"],
-            json!({"provider": {"type": "string", "enum": ["stripe", "paddle", "paypal", "chargebee", "fastspring", "lemonsqueezy", "generic"]},
+            json!({"provider": {"type": "string", "enum": keygate_billing::names()},
             "name": string(), "secrets": {"type": "array", "items": string(), "description": "webhook secrets; several during a rotation; stored sealed, never shown (Chargebee: \"username:password\")"},
             "options": integration_options.clone(), "mappings": {"type": "array", "items": r("Mapping")}}),
         ),

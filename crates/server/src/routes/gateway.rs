@@ -5,9 +5,9 @@ use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use keygate_domain::Timestamp;
 use keygate_store::gateway::{
     EventFilter, Integration, IntegrationWrite, Mapping, NewWebhookEvent,
@@ -46,14 +46,7 @@ pub fn routes() -> Vec<Route> {
         )
         .tag("gateway")
         .returns(200, "WebhookFailureList"),
-        Route::post(
-            "/v1/webhooks/{provider}/{integration_id}",
-            "A payment platform's webhook (raw body, verified by the platform's scheme)",
-            webhook,
-        )
-        .tag("gateway")
-        .public()
-        .returns(200, "WebhookReceipt"),
+        webhook_route(),
         Route::get("/v1/events", "The webhook inbox", list_events)
             .tag("gateway")
             .query(&[
@@ -94,6 +87,21 @@ pub fn routes() -> Vec<Route> {
         .tag("gateway")
         .returns(200, "Subscription"),
     ]
+}
+
+/// The platform's endpoint. GETs reach the platform too (challenges); they are not in the
+/// OpenAPI document because no platform registered today answers them with anything but 405.
+fn webhook_route() -> Route {
+    let mut route = Route::post(
+        "/v1/webhooks/{provider}/{integration_id}",
+        "A payment platform's webhook (raw body, verified by the platform's scheme)",
+        webhook,
+    )
+    .tag("gateway")
+    .public()
+    .returns(200, "WebhookReceipt");
+    route.handler = route.handler.get(webhook_get);
+    route
 }
 
 /// The URL to configure on the platform's side.
@@ -190,6 +198,35 @@ fn check_options(options: &Value) -> ApiResult<()> {
     Ok(())
 }
 
+/// The platform's own check of its secrets and options: 422 with the code naming what is
+/// wrong, rather than a refused delivery later.
+fn check_platform_settings(
+    provider: &dyn keygate_billing::Provider,
+    secrets: &[String],
+    options: &Value,
+) -> ApiResult<()> {
+    let secrets =
+        keygate_billing::Secrets::new(secrets.iter().cloned()).with_options(options.clone());
+    provider
+        .check_config(&secrets, Timestamp::now())
+        .map_err(|e| invalid(e.code(), e.to_string()))
+}
+
+/// An integration's secrets, unsealed (empty when none are stored).
+async fn stored_secrets(state: &AppState, integration_id: &str) -> ApiResult<Vec<String>> {
+    let Some((_, sealed)) = state.store.integration_for_webhook(integration_id).await? else {
+        return Ok(Vec::new());
+    };
+    open_secrets(state, &sealed)
+}
+
+fn open_secrets(state: &AppState, sealed: &str) -> ApiResult<Vec<String>> {
+    if sealed.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(serde_json::from_str(&state.signer.open_text(sealed)?).unwrap_or_default())
+}
+
 fn seal_secrets(state: &AppState, secrets: &[String]) -> (String, i64) {
     let usable: Vec<&String> = secrets.iter().filter(|s| !s.trim().is_empty()).collect();
     (
@@ -215,18 +252,19 @@ async fn create(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<IntegrationInput>,
 ) -> ApiResult<impl IntoResponse> {
-    if keygate_billing::provider(&input.provider).is_none() {
+    let Some(provider) = keygate_billing::provider(&input.provider) else {
         return Err(invalid(
             "UNKNOWN_PROVIDER",
             format!(
                 "no provider `{}`: use one of {}",
                 input.provider,
-                keygate_billing::PROVIDER_NAMES.join(", ")
+                keygate_billing::names().join(", ")
             ),
         ));
-    }
+    };
     let options = input.options.unwrap_or_else(|| json!({}));
     check_options(&options)?;
+    check_platform_settings(provider, &input.secrets, &options)?;
     let integration = state
         .store
         .create_integration(
@@ -265,8 +303,18 @@ async fn update(
     ApiJson(patch): ApiJson<IntegrationPatch>,
 ) -> ApiResult<impl IntoResponse> {
     let current = state.store.get_integration(&who.account_id, &id).await?;
+    let settings_changed = patch.secrets.is_some() || patch.options.is_some();
     let options = patch.options.unwrap_or(current.options);
     check_options(&options)?;
+    // Only a change of secrets or options is checked, so a mapping change never fails on
+    // settings stored before these checks existed.
+    if settings_changed && let Some(provider) = keygate_billing::provider(&current.provider) {
+        let secrets = match &patch.secrets {
+            Some(secrets) => secrets.clone(),
+            None => stored_secrets(&state, &id).await?,
+        };
+        check_platform_settings(provider, &secrets, &options)?;
+    }
     let integration = state
         .store
         .update_integration(
@@ -296,56 +344,82 @@ async fn failures(
     Ok(axum::Json(json!({"data": data, "next_cursor": null})))
 }
 
-/// Verify → parse → store (durable, de-duplicated) → apply. 2xx only once stored.
+fn unknown_integration() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "INTEGRATION_NOT_FOUND",
+        "no integration of this provider has this id",
+    )
+}
+
+/// The integration a webhook URL names, with its verification material.
+async fn webhook_integration(
+    state: &AppState,
+    provider_name: &str,
+    integration_id: &str,
+) -> ApiResult<(Integration, keygate_billing::Secrets)> {
+    let (integration, sealed) = state
+        .store
+        .integration_for_webhook(integration_id)
+        .await?
+        .ok_or_else(unknown_integration)?;
+    if integration.provider != provider_name {
+        return Err(unknown_integration());
+    }
+    let secrets = keygate_billing::Secrets::new(open_secrets(state, &sealed)?)
+        .with_options(integration.options.clone());
+    Ok((integration, secrets))
+}
+
+fn platform_headers(headers: &HeaderMap) -> keygate_billing::Headers {
+    let mut platform_headers = keygate_billing::Headers::new();
+    for (name, value) in headers {
+        if let Ok(v) = value.to_str() {
+            platform_headers.insert(name.as_str(), v);
+        }
+    }
+    platform_headers
+}
+
+fn answer(ack: keygate_billing::Ack) -> Response {
+    let status = StatusCode::from_u16(ack.status).unwrap_or(StatusCode::OK);
+    (status, [(header::CONTENT_TYPE, ack.content_type)], ack.body).into_response()
+}
+
+/// A refusal: nothing enters the inbox; the attempt goes to the bounded failure log.
+async fn refuse(
+    state: &AppState,
+    integration: &Integration,
+    e: keygate_billing::BillingError,
+) -> ApiError {
+    if let Err(log_error) = state
+        .store
+        .record_webhook_failure(integration, e.code(), &e.to_string())
+        .await
+    {
+        tracing::warn!(error = %log_error, "could not record a refused webhook");
+    }
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    ApiError::new(status, e.code(), e.to_string())
+}
+
+/// Verify → parse → store (durable, de-duplicated) → apply → the platform's acknowledgement.
+/// 2xx only once stored.
 async fn webhook(
     State(state): State<AppState>,
     Path((provider_name, integration_id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<impl IntoResponse> {
-    let unknown = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "INTEGRATION_NOT_FOUND",
-            "no integration of this provider has this id",
-        )
-    };
-    let provider = keygate_billing::provider(&provider_name).ok_or_else(unknown)?;
-    let (integration, sealed) = state
-        .store
-        .integration_for_webhook(&integration_id)
-        .await?
-        .ok_or_else(unknown)?;
-    if integration.provider != provider_name {
-        return Err(unknown());
-    }
-    let secrets: Vec<String> = if sealed.is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_str(&state.signer.open_text(&sealed)?).unwrap_or_default()
-    };
-    let mut platform_headers = keygate_billing::Headers::new();
-    for (name, value) in &headers {
-        if let Ok(v) = value.to_str() {
-            platform_headers.insert(name.as_str(), v);
-        }
-    }
-    let secrets = keygate_billing::Secrets::new(secrets).with_options(integration.options.clone());
+) -> ApiResult<Response> {
+    let provider = keygate_billing::provider(&provider_name).ok_or_else(unknown_integration)?;
+    let (integration, secrets) =
+        webhook_integration(&state, &provider_name, &integration_id).await?;
+    let platform_headers = platform_headers(&headers);
+    let request = keygate_billing::Request::post(&platform_headers, &body);
     let now = Timestamp::now();
-    let events = match keygate_billing::receive(provider, &platform_headers, &body, &secrets, now) {
+    let events = match keygate_billing::receive_request(provider, &request, &secrets, now) {
         Ok(events) => events,
-        Err(e) => {
-            // Nothing enters the inbox; the attempt goes to the bounded failure log.
-            if let Err(log_error) = state
-                .store
-                .record_webhook_failure(&integration, e.code(), &e.to_string())
-                .await
-            {
-                tracing::warn!(error = %log_error, "could not record a refused webhook");
-            }
-            let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-            return Err(ApiError::new(status, e.code(), e.to_string()));
-        }
+        Err(e) => return Err(refuse(&state, &integration, e).await),
     };
     let raw = String::from_utf8_lossy(&body).into_owned();
     let mut receipts = Vec::new();
@@ -367,31 +441,38 @@ async fn webhook(
                 },
             )
             .await?;
-        let status = inserted.status.clone();
-        receipts.push(json!({
-            "id": inserted.id,
-            "provider_event_id": event.event_id,
-            "type": event.event_type,
-            "status": status,
-            "duplicate": !inserted.new,
-        }));
+        receipts.push(keygate_billing::Receipt {
+            id: inserted.id,
+            provider_event_id: event.event_id,
+            event_type: event.event_type,
+            status: inserted.status,
+            duplicate: !inserted.new,
+        });
     }
-    // A batch (FastSpring) where only some events applied: 202 with what was processed.
-    let failed = receipts.iter().filter(|r| r["status"] == "failed").count();
-    let status = if failed > 0 && failed < receipts.len() {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
+    Ok(answer(provider.acknowledge(&request, &receipts)))
+}
+
+/// A GET on the webhook URL: the platform's challenge (Braintree), or, for the platforms that
+/// send none, what any POST-only endpoint answers (405, `Allow: POST`).
+async fn webhook_get(
+    State(state): State<AppState>,
+    Path((provider_name, integration_id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let Some(provider) = keygate_billing::provider(&provider_name).filter(|p| p.answers_get())
+    else {
+        return Ok((StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")]).into_response());
     };
-    let processed: Vec<&Value> = receipts
-        .iter()
-        .filter(|r| r["status"] != "failed")
-        .map(|r| &r["provider_event_id"])
-        .collect();
-    Ok((
-        status,
-        axum::Json(json!({"received": receipts.len(), "processed": processed, "events": receipts})),
-    ))
+    let (integration, secrets) =
+        webhook_integration(&state, &provider_name, &integration_id).await?;
+    let platform_headers = platform_headers(&headers);
+    let query = query.unwrap_or_default();
+    let request = keygate_billing::Request::get(&platform_headers, &query);
+    match provider.challenge(&request, &secrets) {
+        Ok(ack) => Ok(answer(ack)),
+        Err(e) => Err(refuse(&state, &integration, e).await),
+    }
 }
 
 #[derive(Deserialize)]

@@ -167,8 +167,7 @@ fn verifies(secret: &str, r: &Received) -> bool {
     keygate_billing::provider("generic")
         .unwrap()
         .verify(
-            &headers,
-            r.body.as_bytes(),
+            &keygate_billing::Request::post(&headers, r.body.as_bytes()),
             &keygate_billing::Secrets::new([secret]),
             Timestamp::now(),
         )
