@@ -241,6 +241,11 @@ pub trait Provider: Sync {
         Ack::receipt(receipts)
     }
 
+    /// How the platform signs and what it sends: the tests' and `keygate simulate`'s side
+    /// of the conversation. Required, so no platform is registered without one.
+    #[cfg(feature = "testkit")]
+    fn kit(&self) -> &'static dyn testkit::Kit;
+
     /// Whether the platform sends GET requests to the webhook URL (Braintree's challenge).
     /// When not, a GET is answered as any POST-only endpoint answers it (405).
     fn answers_get(&self) -> bool {

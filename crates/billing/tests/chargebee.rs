@@ -2,8 +2,6 @@
 
 mod common;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use common::*;
 use keygate_billing::{BillingEventKind as Kind, Headers, Secrets, SubscriptionStatus as Status};
 use serde_json::json;
@@ -19,7 +17,7 @@ fn chargebee() -> Platform {
 fn basic(user_pass: &str) -> Headers {
     Headers::new().with(
         "Authorization",
-        format!("Basic {}", STANDARD.encode(user_pass)),
+        keygate_billing::scheme::basic_auth::header(user_pass),
     )
 }
 

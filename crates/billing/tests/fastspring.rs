@@ -2,8 +2,6 @@
 
 mod common;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use common::*;
 use keygate_billing::{BillingEventKind as Kind, Headers, SubscriptionStatus as Status};
 
@@ -18,7 +16,7 @@ fn fastspring() -> Platform {
 fn sign(secret: &str, body: &[u8]) -> Headers {
     Headers::new().with(
         "X-FS-Signature",
-        STANDARD.encode(hmac_sha256(secret.as_bytes(), body)),
+        keygate_billing::providers::fastspring::SCHEME.sign(secret.as_bytes(), body),
     )
 }
 

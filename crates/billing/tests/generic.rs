@@ -3,8 +3,6 @@
 
 mod common;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use common::*;
 use keygate_billing::{BillingEventKind as Kind, Headers, SubscriptionStatus as Status};
 
@@ -18,12 +16,8 @@ fn generic() -> Platform {
 /// Standard Webhooks signing: base64 HMAC-SHA256 over `{id}.{ts}.{body}` keyed with the
 /// base64-decoded secret after `whsec_`.
 fn signature(secret: &str, id: &str, ts: i64, body: &[u8]) -> String {
-    let key = STANDARD
-        .decode(secret.strip_prefix("whsec_").unwrap())
-        .unwrap();
-    let mut message = format!("{id}.{ts}.").into_bytes();
-    message.extend_from_slice(body);
-    format!("v1,{}", STANDARD.encode(hmac_sha256(&key, &message)))
+    let key = keygate_billing::standard_webhooks::secret_key(secret).unwrap();
+    keygate_billing::standard_webhooks::sign(&key, id, ts, body)
 }
 
 fn headers(id: &str, ts: i64, signature: String) -> Headers {

@@ -12,7 +12,7 @@ fn lemonsqueezy() -> Platform {
 fn sign(secret: &str, body: &[u8]) -> Headers {
     Headers::new().with(
         "X-Signature",
-        hex::encode(hmac_sha256(secret.as_bytes(), body)),
+        keygate_billing::providers::lemonsqueezy::SCHEME.sign(secret.as_bytes(), body),
     )
 }
 

@@ -15,12 +15,7 @@ fn header(value: impl Into<String>) -> Headers {
 
 /// `Paddle-Signature` as Paddle builds it: hex HMAC-SHA256 over `{ts}:{body}`.
 fn sign(secret: &str, ts: i64, body: &[u8]) -> String {
-    let mut message = format!("{ts}:").into_bytes();
-    message.extend_from_slice(body);
-    format!(
-        "ts={ts};h1={}",
-        hex::encode(hmac_sha256(secret.as_bytes(), &message))
-    )
+    keygate_billing::providers::paddle::SCHEME.sign(secret.as_bytes(), ts, body)
 }
 
 #[test]

@@ -14,9 +14,8 @@ fn stripe() -> Platform {
 
 /// `Stripe-Signature` as Stripe builds it: hex HMAC-SHA256 over `{t}.{body}`.
 fn sign(secret: &str, t: i64, body: &[u8]) -> String {
-    let mut message = format!("{t}.").into_bytes();
-    message.extend_from_slice(body);
-    hex::encode(hmac_sha256(secret.as_bytes(), &message))
+    let header = keygate_billing::providers::stripe::SCHEME.sign(secret.as_bytes(), t, body);
+    header.split_once(",v1=").unwrap().1.to_string()
 }
 
 fn header(value: String) -> Headers {

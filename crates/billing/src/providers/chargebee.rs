@@ -50,6 +50,11 @@ impl Provider for Chargebee {
         "chargebee"
     }
 
+    #[cfg(feature = "testkit")]
+    fn kit(&self) -> &'static dyn crate::testkit::Kit {
+        &crate::testkit::ChargebeeKit
+    }
+
     fn check_config(&self, secrets: &Secrets, _now: Timestamp) -> Result<(), ConfigError> {
         if let Some(bad) = secrets
             .secrets

@@ -38,6 +38,11 @@ impl Provider for FastSpring {
         "fastspring"
     }
 
+    #[cfg(feature = "testkit")]
+    fn kit(&self) -> &'static dyn crate::testkit::Kit {
+        &crate::testkit::FastSpringKit
+    }
+
     fn check_config(&self, secrets: &Secrets, now: Timestamp) -> Result<(), ConfigError> {
         crate::config::require_secret(secrets, now)
     }

@@ -62,6 +62,11 @@ impl Provider for Generic {
         "generic"
     }
 
+    #[cfg(feature = "testkit")]
+    fn kit(&self) -> &'static dyn crate::testkit::Kit {
+        &crate::testkit::GenericKit
+    }
+
     fn check_config(&self, secrets: &Secrets, now: Timestamp) -> Result<(), ConfigError> {
         crate::config::require_secret(secrets, now)?;
         if let Some(bad) = secrets

@@ -33,6 +33,11 @@ impl Provider for LemonSqueezy {
         "lemonsqueezy"
     }
 
+    #[cfg(feature = "testkit")]
+    fn kit(&self) -> &'static dyn crate::testkit::Kit {
+        &crate::testkit::LemonSqueezyKit
+    }
+
     fn check_config(&self, secrets: &Secrets, now: Timestamp) -> Result<(), ConfigError> {
         crate::config::require_secret(secrets, now)
     }

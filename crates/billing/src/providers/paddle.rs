@@ -44,6 +44,11 @@ impl Provider for Paddle {
         "paddle"
     }
 
+    #[cfg(feature = "testkit")]
+    fn kit(&self) -> &'static dyn crate::testkit::Kit {
+        &crate::testkit::PaddleKit
+    }
+
     fn check_config(&self, secrets: &Secrets, now: Timestamp) -> Result<(), ConfigError> {
         crate::config::require_secret(secrets, now)
     }

@@ -33,6 +33,11 @@ impl Provider for PayPal {
         "paypal"
     }
 
+    #[cfg(feature = "testkit")]
+    fn kit(&self) -> &'static dyn crate::testkit::Kit {
+        &crate::testkit::PayPalKit
+    }
+
     fn check_config(&self, secrets: &Secrets, now: Timestamp) -> Result<(), ConfigError> {
         webhook_ids(secrets).map_err(|_| {
             ConfigError::OptionNotConfigured(

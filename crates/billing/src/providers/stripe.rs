@@ -48,6 +48,11 @@ impl Provider for Stripe {
         "stripe"
     }
 
+    #[cfg(feature = "testkit")]
+    fn kit(&self) -> &'static dyn crate::testkit::Kit {
+        &crate::testkit::StripeKit
+    }
+
     fn check_config(&self, secrets: &Secrets, now: Timestamp) -> Result<(), ConfigError> {
         crate::config::require_secret(secrets, now)
     }

@@ -2,12 +2,10 @@
 //! platform's documented scheme.
 #![allow(dead_code)]
 
-use hmac::{Hmac, Mac};
 use keygate_billing::{
     BillingError, BillingEvent, BillingEventKind, Headers, Provider, Request, Secrets,
     SubscriptionStatus, Timestamp, provider,
 };
-use sha2::Sha256;
 use std::path::PathBuf;
 
 /// A registered platform, called with (headers, body) as a POST delivery.
@@ -66,12 +64,6 @@ pub fn secs(seconds: i64) -> Timestamp {
 
 pub fn rfc(text: &str) -> Timestamp {
     Timestamp::parse_rfc3339(text).unwrap()
-}
-
-pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
-    mac.update(message);
-    mac.finalize().into_bytes().to_vec()
 }
 
 pub fn secrets(list: &[&str]) -> Secrets {

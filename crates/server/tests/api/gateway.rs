@@ -3,7 +3,6 @@ use crate::harness::{Reply, TestApp};
 use crate::on_both_engines;
 use keygate_domain::Timestamp;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 on_both_engines!(
@@ -221,11 +220,11 @@ async fn signed_post(url: &str, body: String) -> (u16, Value) {
     use http_body_util::{BodyExt, Full};
     use hyper_util::client::legacy::Client;
     let t = now_s();
-    let sig = hmac_sha256_hex(SECRET.as_bytes(), format!("{t}.{body}").as_bytes());
+    let signature = stripe_signature(t, &body);
     let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     let req = hyper::Request::post(url)
         .header("content-type", "application/json")
-        .header("stripe-signature", format!("t={t},v1={sig}"))
+        .header("stripe-signature", signature)
         .body(Full::new(hyper::body::Bytes::from(body)))
         .unwrap();
     let res = client.request(req).await.unwrap();
@@ -236,18 +235,9 @@ async fn signed_post(url: &str, body: String) -> (u16, Value) {
 
 const SECRET: &str = "whsec_test_secret";
 
-fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
-    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::digest([ipad.as_slice(), message].concat());
-    let outer = Sha256::digest([opad.as_slice(), inner.as_slice()].concat());
-    outer.iter().map(|b| format!("{b:02x}")).collect()
+/// `Stripe-Signature` for `body` at `t`, from the testkit's signer (Stripe's scheme).
+fn stripe_signature(t: i64, body: &str) -> String {
+    keygate_billing::providers::stripe::SCHEME.sign(SECRET.as_bytes(), t, body.as_bytes())
 }
 
 fn now_s() -> i64 {
@@ -258,7 +248,7 @@ fn now_s() -> i64 {
 async fn deliver(app: &TestApp, integration: &Value, event: &Value) -> Reply {
     let body = event.to_string();
     let t = now_s();
-    let sig = hmac_sha256_hex(SECRET.as_bytes(), format!("{t}.{body}").as_bytes());
+    let signature = stripe_signature(t, &body);
     let url = integration["webhook_url"].as_str().unwrap();
     let path = &url[url.find("/v1/").unwrap()..];
     app.send(
@@ -266,7 +256,7 @@ async fn deliver(app: &TestApp, integration: &Value, event: &Value) -> Reply {
         path,
         None,
         Some(Value::String(body)),
-        &[("stripe-signature", &format!("t={t},v1={sig}"))],
+        &[("stripe-signature", &signature)],
     )
     .await
 }
@@ -660,14 +650,14 @@ async fn refused_and_unmapped_deliveries(app: &TestApp) {
         .await;
     assert_eq!(r.code(), "SIGNATURE_MISSING");
     let old = now - 3600;
-    let sig = hmac_sha256_hex(SECRET.as_bytes(), format!("{old}.{body}").as_bytes());
+    let signature = stripe_signature(old, &body);
     let r = app
         .send(
             "POST",
             path,
             None,
             Some(Value::String(body.clone())),
-            &[("stripe-signature", &format!("t={old},v1={sig}"))],
+            &[("stripe-signature", &signature)],
         )
         .await;
     assert_eq!(r.code(), "TIMESTAMP_OUT_OF_TOLERANCE");
