@@ -30,6 +30,9 @@ pub enum Command {
         #[command(subcommand)]
         command: LicenseCommand,
     },
+    /// Play a platform's signed scenario (lifecycle, renewal, refund) against a running Keygate
+    /// with one of your integrations, and print each delivery's answer and the license state.
+    Simulate(crate::simulate::SimulateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +132,14 @@ pub async fn run(cli: Cli) -> Result<()> {
                     json,
                 },
         } => verify_file(&file, &public_key, fingerprint.as_deref(), json),
+        Command::Simulate(args) => {
+            let outcome = crate::simulate::run(args).await?;
+            if crate::simulate::print(&outcome) {
+                Ok(())
+            } else {
+                Err("a delivery was refused".into())
+            }
+        }
     }
 }
 

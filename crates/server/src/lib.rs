@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod outbound;
 pub mod routes;
 pub mod signing;
+pub mod simulate;
 pub mod telemetry;
 
 pub use app::{AppState, Server};

@@ -13,7 +13,10 @@ use keygate_domain::Timestamp;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-on_both_engines!(every_registered_platform_lifecycle);
+on_both_engines!(
+    every_registered_platform_lifecycle,
+    simulate_plays_a_scenario_against_the_server
+);
 
 const MONTH: i64 = testkit::MONTH;
 const GRACE_SECONDS: i64 = 2;
@@ -232,4 +235,114 @@ async fn lifecycle(app: &TestApp, provider: &'static dyn Provider) {
         "{name}: {}",
         failed.body
     );
+}
+
+/// The OpenAPI `provider` enum is the registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_provider_enum_is_the_registry() {
+    let app = TestApp::sqlite().await;
+    let doc = app.send("GET", "/openapi.json", None, None, &[]).await;
+    let schema = &doc.body["components"]["schemas"]["IntegrationInput"];
+    let listed: Vec<&str> = schema["properties"]["provider"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(listed, keygate_billing::names());
+    app.finish().await;
+}
+
+fn simulate(args: &[&str], database_url: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .arg("simulate")
+        .args(args)
+        .args(["--database-url", database_url])
+        .env_remove("KEYGATE_MASTER_KEY")
+        .output()
+        .unwrap()
+}
+
+/// `keygate simulate stripe` beside a running server: the secret read from the database, the
+/// vendor's own price id in the deliveries, a license for the mapped price.
+async fn simulate_plays_a_scenario_against_the_server(app: &TestApp) {
+    let api = app.account("Shop").await;
+    let policy = app
+        .policy(
+            &api,
+            json!({"expiry": "subscription", "max_activations": 1, "seats_from_quantity": true}),
+        )
+        .await;
+    let integration = app
+        .post(
+            "/v1/integrations",
+            &api,
+            json!({"provider": "stripe", "secrets": ["whsec_vendor_live_secret"],
+                   "mappings": [{"external_id": "price_1VendorPro", "policy_id": policy}]}),
+        )
+        .await;
+    assert_eq!(integration.status, 201, "{}", integration.body);
+    let id = integration.body["id"].as_str().unwrap();
+    let url = app.server.url("");
+    let out = simulate(
+        &[
+            "stripe",
+            "--integration",
+            id,
+            "--url",
+            &url,
+            "--scenario",
+            "renewal",
+        ],
+        &app.database_url,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("created    200"), "{stdout}");
+    assert!(stdout.contains("renewed    200"), "{stdout}");
+    let license = only_license(app, &api).await;
+    assert_eq!(code_of(app, &license).await, "VALID");
+    assert_eq!(license["policy_id"], policy.as_str());
+    assert!(
+        stdout.contains(&format!(
+            "license      {} active",
+            license["id"].as_str().unwrap()
+        )),
+        "{stdout}"
+    );
+    let expires = t(&license["expires_at"]);
+    let now = now_s();
+    assert!(
+        (now + 2 * MONTH - 5..=now + 2 * MONTH + 5).contains(&expires),
+        "{license}"
+    );
+
+    // A wrong secret on the command line: refused deliveries, a failing exit code.
+    let out = simulate(
+        &[
+            "stripe",
+            "--integration",
+            id,
+            "--url",
+            &url,
+            "--secret",
+            "whsec_wrong",
+        ],
+        &app.database_url,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.contains("401"), "{stdout}");
+    // The provider must be the integration's.
+    let out = simulate(
+        &["paddle", "--integration", id, "--url", &url],
+        &app.database_url,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stripe integration"));
+    only_license(app, &api).await;
 }
