@@ -16,6 +16,9 @@ pub enum ConfigError {
     /// A required platform option is absent (PayPal `webhook_id`).
     #[error("option not configured: {0}")]
     OptionNotConfigured(String),
+    /// A platform option has a value the platform cannot use (`api_base_url` not https).
+    #[error("option invalid: {0}")]
+    OptionInvalid(String),
     /// PayPal: no certificate pinned.
     #[error("certificate not configured: {0}")]
     CertificateNotConfigured(String),
@@ -30,6 +33,7 @@ impl ConfigError {
             ConfigError::SecretNotConfigured(_) => "SECRET_NOT_CONFIGURED",
             ConfigError::SecretInvalid(_) => "SECRET_INVALID",
             ConfigError::OptionNotConfigured(_) => "OPTION_NOT_CONFIGURED",
+            ConfigError::OptionInvalid(_) => "OPTION_INVALID",
             ConfigError::CertificateNotConfigured(_) => "CERTIFICATE_NOT_CONFIGURED",
             ConfigError::CertificateInvalid(_) => "CERTIFICATE_INVALID",
         }
@@ -54,6 +58,7 @@ mod tests {
             ConfigError::SecretNotConfigured(String::new()),
             ConfigError::SecretInvalid(String::new()),
             ConfigError::OptionNotConfigured(String::new()),
+            ConfigError::OptionInvalid(String::new()),
             ConfigError::CertificateNotConfigured(String::new()),
             ConfigError::CertificateInvalid(String::new()),
         ];
@@ -64,6 +69,7 @@ mod tests {
                 "SECRET_NOT_CONFIGURED",
                 "SECRET_INVALID",
                 "OPTION_NOT_CONFIGURED",
+                "OPTION_INVALID",
                 "CERTIFICATE_NOT_CONFIGURED",
                 "CERTIFICATE_INVALID"
             ]

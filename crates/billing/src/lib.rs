@@ -11,6 +11,7 @@
 //! part, fixtures, tests, a docs page, and one line in [`registry`]).
 
 mod ack;
+pub mod api;
 pub mod config;
 mod crypto;
 pub mod decode;
@@ -239,6 +240,27 @@ pub trait Provider: Sync {
     /// platform reads something else.
     fn acknowledge(&self, _request: &Request, receipts: &[Receipt]) -> Ack {
         Ack::receipt(receipts)
+    }
+
+    /// The platform's API, for events too thin to act on (design stage, see [`api`]): `None`
+    /// for every platform registered today.
+    fn api(&self) -> Option<api::ApiSpec> {
+        None
+    }
+
+    /// The objects to fetch from the platform's API to complete `event` (none: the event is
+    /// complete as parsed).
+    fn fetches(&self, _event: &BillingEvent) -> Vec<api::Fetch> {
+        Vec::new()
+    }
+
+    /// `event` completed with the fetched objects, in the order of [`fetches`](Provider::fetches).
+    fn complete(
+        &self,
+        event: BillingEvent,
+        _fetched: &[(api::Fetch, serde_json::Value)],
+    ) -> Result<BillingEvent, BillingError> {
+        Ok(event)
     }
 
     /// How the platform signs and what it sends: the tests' and `keygate simulate`'s side
