@@ -67,6 +67,13 @@ pub async fn run(args: SimulateArgs) -> Result<Outcome> {
             keygate_billing::names().join(", ")
         )
     })?;
+    if !args.url.starts_with("http://") {
+        return Err(format!(
+            "--url {}: simulate speaks plain http; run it beside the server (http://127.0.0.1:PORT)",
+            args.url
+        )
+        .into());
+    }
     let store = keygate_store::connect(&args.database_url).await?;
     let (integration, sealed) = store
         .integration_for_webhook(&args.integration)

@@ -408,6 +408,7 @@ async fn refuse(
 async fn webhook(
     State(state): State<AppState>,
     Path((provider_name, integration_id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -415,7 +416,11 @@ async fn webhook(
     let (integration, secrets) =
         webhook_integration(&state, &provider_name, &integration_id).await?;
     let platform_headers = platform_headers(&headers);
-    let request = keygate_billing::Request::post(&platform_headers, &body);
+    let query = query.unwrap_or_default();
+    let request = keygate_billing::Request {
+        query: &query,
+        ..keygate_billing::Request::post(&platform_headers, &body)
+    };
     let now = Timestamp::now();
     let events = match keygate_billing::receive_request(provider, &request, &secrets, now) {
         Ok(events) => events,
