@@ -90,7 +90,7 @@ impl WriteBatch {
 /// A write transaction. SQLite takes the write lock at BEGIN (IMMEDIATE), waiting up to the busy
 /// timeout for another process (the CLI, a second server) to finish: a deferred transaction that
 /// read first could not upgrade after that process's commit and would fail at once.
-pub(crate) async fn begin_write(pool: &Pool<Db>) -> Result<sqlx::Transaction<'static, Db>> {
+async fn begin_write(pool: &Pool<Db>) -> Result<sqlx::Transaction<'static, Db>> {
     Ok(match BEGIN_WRITE {
         Some(statement) => pool.begin_with(statement).await?,
         None => pool.begin().await?,

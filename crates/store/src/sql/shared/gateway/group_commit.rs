@@ -3,7 +3,7 @@
 //! group, not once per delivery. PostgreSQL applies each delivery in its own transaction.
 
 use super::super::DbConn;
-use super::super::batch::{WriteBatch, begin_write};
+use super::super::batch::{WriteBatch, in_write_tx};
 use super::super::engine::{Db, FOR_UPDATE};
 use super::super::rows::LICENSE_COLS;
 use super::apply::apply_loaded;
@@ -110,51 +110,52 @@ pub(crate) async fn receive_together(
     write: &Pool<Db>,
     jobs: &[ReceiveJob],
 ) -> Result<Vec<Received>> {
-    let mut tx = begin_write(write).await?;
-    let mut results = Vec::with_capacity(jobs.len());
-    // Deliveries that touch nothing in common read together: their lookups travel in one
-    // round trip, and the run's writes in another. (Each round trip is one multi-statement
-    // query, prepared once per shape and then cached: the lookups of N deliveries, or the
-    // writes of a run.)
-    let mut batch = WriteBatch::new();
-    for run in independent_runs(jobs) {
-        let run = &jobs[run];
-        batch.flush(&mut tx).await?;
-        for job in run {
-            push_lookups(
-                &mut batch,
-                &job.integration,
-                Some(&job.event.provider_event_id),
-                &job.parsed,
-            );
-            if let Some(s) = prefetched_subscription(job) {
-                push_subscription_licenses(&mut batch, &job.integration, s);
-            }
-        }
-        // Per delivery: its lookups row, then (if prefetched) its subscription's licenses.
-        let rows = batch.fetch(&mut tx).await?;
-        let mut rows = rows.iter().peekable();
-        for job in run {
-            let row = rows
-                .next()
-                .ok_or_else(|| StoreError::Corrupt("the lookups answered no row".into()))?;
-            let mut lookups = parse_lookups(row, &job.parsed)?;
-            if prefetched_subscription(job).is_some() {
-                let mut licenses = Vec::new();
-                while let Some(r) = rows.next_if(|r| r.try_column("event_status").is_err()) {
-                    licenses.push(existing_from_row(r)?);
-                }
-                licenses.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-                if let Some(Some(stored)) = &mut lookups.subscription {
-                    stored.licenses = Some(licenses);
+    in_write_tx(write, async |tx| {
+        let mut results = Vec::with_capacity(jobs.len());
+        // Deliveries that touch nothing in common read together: their lookups travel in one
+        // round trip, and the run's writes in another. (Each round trip is one multi-statement
+        // query, prepared once per shape and then cached: the lookups of N deliveries, or the
+        // writes of a run.)
+        let mut batch = WriteBatch::new();
+        for run in independent_runs(jobs) {
+            let run = &jobs[run];
+            batch.flush(tx).await?;
+            for job in run {
+                push_lookups(
+                    &mut batch,
+                    &job.integration,
+                    Some(&job.event.provider_event_id),
+                    &job.parsed,
+                );
+                if let Some(s) = prefetched_subscription(job) {
+                    push_subscription_licenses(&mut batch, &job.integration, s);
                 }
             }
-            results.push(receive_in(&mut tx, &mut batch, job, lookups).await?);
+            // Per delivery: its lookups row, then (if prefetched) its subscription's licenses.
+            let rows = batch.fetch(tx).await?;
+            let mut rows = rows.iter().peekable();
+            for job in run {
+                let row = rows
+                    .next()
+                    .ok_or_else(|| StoreError::Corrupt("the lookups answered no row".into()))?;
+                let mut lookups = parse_lookups(row, &job.parsed)?;
+                if prefetched_subscription(job).is_some() {
+                    let mut licenses = Vec::new();
+                    while let Some(r) = rows.next_if(|r| r.try_column("event_status").is_err()) {
+                        licenses.push(existing_from_row(r)?);
+                    }
+                    licenses.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+                    if let Some(Some(stored)) = &mut lookups.subscription {
+                        stored.licenses = Some(licenses);
+                    }
+                }
+                results.push(receive_in(tx, &mut batch, job, lookups).await?);
+            }
         }
-    }
-    batch.flush(&mut tx).await?;
-    tx.commit().await?;
-    Ok(results)
+        batch.flush(tx).await?;
+        Ok(results)
+    })
+    .await
 }
 
 /// The subscription whose licenses are read with the lookups. Only on SQLite: PostgreSQL
