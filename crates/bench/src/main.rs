@@ -448,6 +448,7 @@ async fn gateway_setup(store: &Arc<dyn Store>) -> (String, String) {
                 provider: "stripe".into(),
                 name: "stripe".into(),
                 sealed_secrets: Some((sealed, 1)),
+                sealed_api_credentials: None,
                 options: serde_json::json!({}),
                 mappings: Some(vec![keygate_store::gateway::Mapping {
                     external_id: "price_pro".into(),

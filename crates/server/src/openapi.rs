@@ -342,6 +342,8 @@ pub fn schemas() -> Map<String, Value> {
     );
     let integration_options = json!({"type": "object", "description": "renewal: extend | new_license; grace_seconds; platform settings: PayPal webhook_id and certificate_pem, tolerance_seconds",
         "properties": {"renewal": {"type": "string", "enum": ["extend", "new_license"]}, "grace_seconds": int()}});
+    let api_credentials = json!({"type": "object", "additionalProperties": string(),
+        "description": "platform API credentials by name (stripe secret_key; paypal client_id, client_secret; ...); stored sealed, never shown"});
     put("Mapping", mapping);
     put(
         "IntegrationInput",
@@ -349,14 +351,16 @@ pub fn schemas() -> Map<String, Value> {
             &["provider"],
             json!({"provider": {"type": "string", "enum": keygate_billing::names()},
             "name": string(), "secrets": {"type": "array", "items": string(), "description": "webhook secrets; several during a rotation; stored sealed, never shown (Chargebee: \"username:password\")"},
-            "options": integration_options.clone(), "mappings": {"type": "array", "items": r("Mapping")}}),
+            "options": integration_options.clone(), "mappings": {"type": "array", "items": r("Mapping")},
+            "api_credentials": api_credentials.clone()}),
         ),
     );
     put(
         "IntegrationPatch",
         obj(
             &[],
-            json!({"name": string(), "secrets": {"type": "array", "items": string()}, "options": integration_options.clone(), "mappings": {"type": "array", "items": r("Mapping")}}),
+            json!({"name": string(), "secrets": {"type": "array", "items": string()}, "options": integration_options.clone(), "mappings": {"type": "array", "items": r("Mapping")},
+            "api_credentials": api_credentials}),
         ),
     );
     put(
@@ -366,6 +370,7 @@ pub fn schemas() -> Map<String, Value> {
             json!({"id": string(), "provider": string(), "name": string(),
             "webhook_url": {"type": "string", "description": "configure this URL on the platform"},
             "mappings": {"type": "array", "items": r("Mapping")}, "options": integration_options, "secrets_count": int(),
+            "api_credentials": {"type": "array", "items": string(), "description": "the names of the API credentials set (values never shown)"},
             "created_at": time(), "updated_at": time()}),
         ),
     );

@@ -14,6 +14,7 @@ use keygate_store::gateway::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -144,6 +145,9 @@ struct IntegrationInput {
     options: Option<Value>,
     #[serde(default)]
     mappings: Vec<MappingInput>,
+    /// Platform API credentials by name (sealed; answers show only the names set).
+    #[serde(default)]
+    api_credentials: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -158,6 +162,9 @@ struct IntegrationPatch {
     options: Option<Value>,
     #[serde(default)]
     mappings: Option<Vec<MappingInput>>,
+    /// Replaces the API credentials (`{}` removes them).
+    #[serde(default)]
+    api_credentials: Option<BTreeMap<String, String>>,
 }
 
 fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -227,6 +234,57 @@ fn open_secrets(state: &AppState, sealed: &str) -> ApiResult<Vec<String>> {
     Ok(serde_json::from_str(&state.signer.open_text(sealed)?).unwrap_or_default())
 }
 
+/// `api_credentials` as the platform names them (`keygate_billing::api::CREDENTIAL_NAMES`),
+/// sealed like the secrets; the names set are kept in clear to be shown.
+fn seal_api_credentials(
+    state: &AppState,
+    provider: &str,
+    credentials: &BTreeMap<String, String>,
+) -> ApiResult<(String, Vec<String>)> {
+    let allowed = keygate_billing::api::credential_names(provider);
+    for (name, value) in credentials {
+        if !allowed.contains(&name.as_str()) {
+            let expected = if allowed.is_empty() {
+                format!("`{provider}` takes no API credentials")
+            } else {
+                format!("`{provider}` takes {}", allowed.join(", "))
+            };
+            return Err(invalid(
+                "UNKNOWN_API_CREDENTIAL",
+                format!("`api_credentials.{name}`: {expected}"),
+            ));
+        }
+        if value.trim().is_empty() {
+            return Err(invalid(
+                "INVALID_FIELD",
+                format!("`api_credentials.{name}` is empty"),
+            ));
+        }
+    }
+    if credentials.is_empty() {
+        return Ok((String::new(), Vec::new()));
+    }
+    let sealed = state
+        .signer
+        .seal_text(&serde_json::to_string(credentials).unwrap_or_default());
+    Ok((sealed, credentials.keys().cloned().collect()))
+}
+
+/// `options.api_base_url`: https, or loopback http when private addresses are allowed.
+fn check_api_base_url(state: &AppState, options: &Value) -> ApiResult<()> {
+    let Some(url) = options.get("api_base_url") else {
+        return Ok(());
+    };
+    let Some(url) = url.as_str() else {
+        return Err(invalid(
+            "OPTION_INVALID",
+            "`options.api_base_url` must be a URL",
+        ));
+    };
+    keygate_billing::api::check_api_base_url(url, state.config.outbound_allow_private)
+        .map_err(|e| invalid(e.code(), e.to_string()))
+}
+
 fn seal_secrets(state: &AppState, secrets: &[String]) -> (String, i64) {
     let usable: Vec<&String> = secrets.iter().filter(|s| !s.trim().is_empty()).collect();
     (
@@ -264,7 +322,13 @@ async fn create(
     };
     let options = input.options.unwrap_or_else(|| json!({}));
     check_options(&options)?;
+    check_api_base_url(&state, &options)?;
     check_platform_settings(provider, &input.secrets, &options)?;
+    let sealed_api_credentials = input
+        .api_credentials
+        .as_ref()
+        .map(|c| seal_api_credentials(&state, &input.provider, c))
+        .transpose()?;
     let integration = state
         .store
         .create_integration(
@@ -273,6 +337,7 @@ async fn create(
                 name: input.name.unwrap_or_else(|| input.provider.clone()),
                 provider: input.provider,
                 sealed_secrets: Some(seal_secrets(&state, &input.secrets)),
+                sealed_api_credentials,
                 options,
                 mappings: Some(mappings(input.mappings)),
             },
@@ -306,6 +371,12 @@ async fn update(
     let settings_changed = patch.secrets.is_some() || patch.options.is_some();
     let options = patch.options.unwrap_or(current.options);
     check_options(&options)?;
+    check_api_base_url(&state, &options)?;
+    let sealed_api_credentials = patch
+        .api_credentials
+        .as_ref()
+        .map(|c| seal_api_credentials(&state, &current.provider, c))
+        .transpose()?;
     // Only a change of secrets or options is checked, so a mapping change never fails on
     // settings stored before these checks existed.
     if settings_changed && let Some(provider) = keygate_billing::provider(&current.provider) {
@@ -324,6 +395,7 @@ async fn update(
                 provider: current.provider,
                 name: patch.name.unwrap_or(current.name),
                 sealed_secrets: patch.secrets.map(|s| seal_secrets(&state, &s)),
+                sealed_api_credentials,
                 options,
                 mappings: patch.mappings.map(mappings),
             },

@@ -11,7 +11,8 @@ on_both_engines!(
     refused_and_unmapped_deliveries,
     concurrent_and_duplicate_deliveries,
     webhook_get_answers_as_before,
-    platform_settings_checked_at_creation
+    platform_settings_checked_at_creation,
+    api_credentials_are_sealed_and_named
 );
 
 mod crash_between_store_and_apply {
@@ -917,4 +918,104 @@ async fn platform_settings_checked_at_creation(app: &TestApp) {
         .patch(&path, &api, json!({"secrets": ["whsec_rotated"]}))
         .await;
     assert_eq!((r.status, r.body["secrets_count"].as_i64()), (200, Some(1)));
+}
+
+/// Platform API credentials: only the platform's names, sealed, answers show the names set.
+async fn api_credentials_are_sealed_and_named(app: &TestApp) {
+    let api = app.account("Shop").await;
+    let value = "sk_test_api_credential_value_never_shown";
+    let r = app
+        .post(
+            "/v1/integrations",
+            &api,
+            json!({"provider": "stripe", "secrets": [SECRET],
+                   "api_credentials": {"secret_key": value},
+                   "options": {"api_base_url": "https://api.stripe.test"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["api_credentials"], json!(["secret_key"]));
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/integrations/{id}");
+    for reply in [
+        r,
+        app.get(&path, &api).await,
+        app.get("/v1/integrations", &api).await,
+        app.get("/v1/audit", &api).await,
+    ] {
+        assert!(
+            !reply
+                .raw
+                .windows(value.len())
+                .any(|w| w == value.as_bytes()),
+            "{}",
+            reply.body
+        );
+    }
+    for (body, code) in [
+        (
+            json!({"provider": "stripe", "secrets": [SECRET], "api_credentials": {"api_key": "x"}}),
+            "UNKNOWN_API_CREDENTIAL",
+        ),
+        (
+            json!({"provider": "generic", "secrets": ["whsec_AAAA"], "api_credentials": {"token": "x"}}),
+            "UNKNOWN_API_CREDENTIAL",
+        ),
+        (
+            json!({"provider": "stripe", "secrets": [SECRET], "api_credentials": {"secret_key": " "}}),
+            "INVALID_FIELD",
+        ),
+        (
+            json!({"provider": "stripe", "secrets": [SECRET], "options": {"api_base_url": "http://api.stripe.test"}}),
+            "OPTION_INVALID",
+        ),
+        (
+            json!({"provider": "stripe", "secrets": [SECRET], "options": {"api_base_url": "http://127.0.0.1:9"}}),
+            "OPTION_INVALID",
+        ),
+        (
+            json!({"provider": "stripe", "secrets": [SECRET], "options": {"api_base_url": 7}}),
+            "OPTION_INVALID",
+        ),
+    ] {
+        let r = app.post("/v1/integrations", &api, body.clone()).await;
+        assert_eq!((r.status, r.code()), (422, code), "{body}: {}", r.body);
+    }
+    let chargebee = app
+        .post(
+            "/v1/integrations",
+            &api,
+            json!({"provider": "chargebee", "secrets": ["hooks:pw"],
+                   "api_credentials": {"site": "acme-test", "api_key": "cb_key"}}),
+        )
+        .await;
+    assert_eq!(
+        chargebee.body["api_credentials"],
+        json!(["api_key", "site"])
+    );
+    // PATCH: other fields keep the credentials; `{}` removes them.
+    let r = app.patch(&path, &api, json!({"name": "renamed"})).await;
+    assert_eq!(
+        r.body["api_credentials"],
+        json!(["secret_key"]),
+        "{}",
+        r.body
+    );
+    let r = app
+        .patch(
+            &path,
+            &api,
+            json!({"api_credentials": {"secret_key": "sk_rotated"}}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.body["api_credentials"]),
+        (200, &json!(["secret_key"]))
+    );
+    let r = app.patch(&path, &api, json!({"api_credentials": {}})).await;
+    assert_eq!(r.body["api_credentials"], json!([]), "{}", r.body);
+    let r = app
+        .patch(&path, &api, json!({"api_credentials": {"client_id": "x"}}))
+        .await;
+    assert_eq!((r.status, r.code()), (422, "UNKNOWN_API_CREDENTIAL"));
 }
