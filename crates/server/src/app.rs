@@ -131,6 +131,7 @@ pub fn router(store: Arc<dyn Store>, config: Config) -> (Router, AppState) {
     }
     let router = router
         .fallback(fallback)
+        .layer(middleware::from_fn(crate::text_guard::uri_guard))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state.clone());

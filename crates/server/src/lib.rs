@@ -15,6 +15,7 @@ pub mod outbound;
 pub mod routes;
 pub mod signing;
 pub mod telemetry;
+pub mod text_guard;
 
 pub use app::{AppState, Server};
 pub use config::Config;

@@ -347,7 +347,7 @@ async fn webhook(
             return Err(ApiError::new(status, e.code(), e.to_string()));
         }
     };
-    let raw = String::from_utf8_lossy(&body).into_owned();
+    let (events, raw) = crate::text_guard::scrub_webhook(events, &body);
     let mut receipts = Vec::new();
     for event in events {
         let ignored = event.kind == keygate_domain::billing::BillingEventKind::Ignored;

@@ -11,5 +11,6 @@ mod gateway_platforms;
 mod lifecycle;
 mod ops;
 mod outbound;
+mod poison;
 mod resources;
 mod signing;
