@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod outbound;
 pub mod routes;
+pub mod secret_guard;
 pub mod signing;
 pub mod telemetry;
 pub mod text_guard;

@@ -104,27 +104,15 @@ struct EndpointPatchInput {
 }
 
 /// A URL Keygate may post to: http(s), no credentials, and (unless the operator allows private
-/// addresses) no literal private, loopback or link-local address. Host names are checked again
-/// at every delivery, on the addresses they resolve to then.
-fn check_url(state: &AppState, url: &str) -> ApiResult<String> {
+/// addresses) no host that is or resolves only to a private, loopback or link-local address,
+/// read exactly as delivery reads it ([`http::check_destination`]). Names are checked again at
+/// every delivery, on the addresses they resolve to then.
+async fn check_url(state: &AppState, url: &str) -> ApiResult<String> {
     let url = url.trim();
-    let target = http::parse_url(url).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "INVALID_URL",
-            e.to_string(),
-        )
-    })?;
-    if !state.config.outbound_allow_private && http::literal_forbidden(&target.host) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "PRIVATE_ADDRESS",
-            format!(
-                "`{}` is a private, loopback or link-local address: refused unless the operator sets KEYGATE_OUTBOUND_ALLOW_PRIVATE",
-                target.host
-            ),
-        ));
-    }
+    http::check_destination(url, state.config.outbound_allow_private)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))?;
+    crate::secret_guard::refuse_secret_in_text("url", url)?;
     Ok(url.to_string())
 }
 
@@ -139,7 +127,10 @@ async fn create(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<EndpointInput>,
 ) -> ApiResult<impl IntoResponse> {
-    let url = check_url(&state, &input.url)?;
+    let url = check_url(&state, &input.url).await?;
+    if let Some(d) = &input.description {
+        crate::secret_guard::refuse_secret_in_text("description", d)?;
+    }
     let secret = outbound::generate_secret();
     let endpoint = state
         .store
@@ -193,11 +184,13 @@ async fn update(
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<EndpointPatchInput>,
 ) -> ApiResult<impl IntoResponse> {
-    let url = patch
-        .url
-        .as_deref()
-        .map(|u| check_url(&state, u))
-        .transpose()?;
+    let url = match patch.url.as_deref() {
+        Some(u) => Some(check_url(&state, u).await?),
+        None => None,
+    };
+    if let Some(Some(d)) = &patch.description {
+        crate::secret_guard::refuse_secret_in_text("description", d)?;
+    }
     let endpoint = state
         .store
         .update_endpoint(

@@ -177,17 +177,7 @@ fn check_options(options: &Value) -> ApiResult<()> {
             "`options.grace_seconds` must be a number of seconds",
         ));
     }
-    for secret in ["password", "secret", "api_key", "secrets"] {
-        if map.contains_key(secret) {
-            return Err(invalid(
-                "SECRET_IN_OPTIONS",
-                format!(
-                    "`options.{secret}` would be stored in clear and shown: put credentials in `secrets` (Chargebee: \"username:password\")"
-                ),
-            ));
-        }
-    }
-    Ok(())
+    crate::secret_guard::refuse_credentials_in_options(options)
 }
 
 fn seal_secrets(state: &AppState, secrets: &[String]) -> (String, i64) {

@@ -14,3 +14,4 @@ mod outbound;
 mod poison;
 mod resources;
 mod signing;
+mod ssrf;
