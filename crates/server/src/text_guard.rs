@@ -38,13 +38,9 @@ pub fn scrub(text: &str) -> std::borrow::Cow<'_, str> {
 /// Replaces refused characters in every string and key of `value`; true if any was found.
 pub fn scrub_value(value: &mut Value) -> bool {
     match value {
-        Value::String(s) => {
-            if holds_refused(s) {
-                *s = scrub(s).into_owned();
-                true
-            } else {
-                false
-            }
+        Value::String(s) if holds_refused(s) => {
+            *s = scrub(s).into_owned();
+            true
         }
         Value::Array(items) => items
             .iter_mut()

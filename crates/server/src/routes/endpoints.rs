@@ -5,6 +5,7 @@ use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::outbound::{self, http};
+use crate::signing::{Purpose, Scope};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -116,6 +117,12 @@ async fn check_url(state: &AppState, url: &str) -> ApiResult<String> {
     Ok(url.to_string())
 }
 
+/// Where an endpoint's secrets are sealed: its account, one purpose for the current and the
+/// previous secret (a rotation moves the sealed value from one column to the other).
+pub fn endpoint_scope(account_id: &str) -> Scope<'_> {
+    Scope::new(account_id, Purpose::EndpointSecret)
+}
+
 fn with_secret(endpoint: &WebhookEndpoint, secret: &str) -> Value {
     let mut v = serde_json::to_value(endpoint).unwrap_or_default();
     v["secret"] = json!(secret);
@@ -141,7 +148,9 @@ async fn create(
                 description: input.description,
                 event_types: input.event_types,
                 enabled: input.enabled,
-                sealed_secret: state.signer.seal_text(&secret),
+                sealed_secret: state
+                    .signer
+                    .seal_text(&endpoint_scope(&who.account_id), &secret),
             },
         )
         .await?;
@@ -227,7 +236,9 @@ async fn rotate(
         .rotate_endpoint_secret(
             &who,
             &id,
-            state.signer.seal_text(&secret),
+            state
+                .signer
+                .seal_text(&endpoint_scope(&who.account_id), &secret),
             Timestamp::now().plus_seconds(outbound::PREVIOUS_SECRET_SECONDS),
         )
         .await?;

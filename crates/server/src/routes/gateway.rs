@@ -4,6 +4,7 @@ use crate::app::AppState;
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::signing::{Purpose, Scope};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -180,12 +181,17 @@ fn check_options(options: &Value) -> ApiResult<()> {
     crate::secret_guard::refuse_credentials_in_options(options)
 }
 
-fn seal_secrets(state: &AppState, secrets: &[String]) -> (String, i64) {
+fn secrets_scope(account_id: &str) -> Scope<'_> {
+    Scope::new(account_id, Purpose::IntegrationSecrets)
+}
+
+fn seal_secrets(state: &AppState, account_id: &str, secrets: &[String]) -> (String, i64) {
     let usable: Vec<&String> = secrets.iter().filter(|s| !s.trim().is_empty()).collect();
     (
-        state
-            .signer
-            .seal_text(&serde_json::to_string(&usable).unwrap_or_default()),
+        state.signer.seal_text(
+            &secrets_scope(account_id),
+            &serde_json::to_string(&usable).unwrap_or_default(),
+        ),
         usable.len() as i64,
     )
 }
@@ -224,7 +230,7 @@ async fn create(
             IntegrationWrite {
                 name: input.name.unwrap_or_else(|| input.provider.clone()),
                 provider: input.provider,
-                sealed_secrets: Some(seal_secrets(&state, &input.secrets)),
+                sealed_secrets: Some(seal_secrets(&state, &who.account_id, &input.secrets)),
                 options,
                 mappings: Some(mappings(input.mappings)),
             },
@@ -265,7 +271,9 @@ async fn update(
             IntegrationWrite {
                 provider: current.provider,
                 name: patch.name.unwrap_or(current.name),
-                sealed_secrets: patch.secrets.map(|s| seal_secrets(&state, &s)),
+                sealed_secrets: patch
+                    .secrets
+                    .map(|s| seal_secrets(&state, &who.account_id, &s)),
                 options,
                 mappings: patch.mappings.map(mappings),
             },
@@ -312,7 +320,12 @@ async fn webhook(
     let secrets: Vec<String> = if sealed.is_empty() {
         Vec::new()
     } else {
-        serde_json::from_str(&state.signer.open_text(&sealed)?).unwrap_or_default()
+        serde_json::from_str(
+            &state
+                .signer
+                .open_text(&secrets_scope(&integration.account_id), &sealed)?,
+        )
+        .unwrap_or_default()
     };
     let mut platform_headers = keygate_billing::Headers::new();
     for (name, value) in &headers {

@@ -13,5 +13,6 @@ mod ops;
 mod outbound;
 mod poison;
 mod resources;
+mod sealing;
 mod signing;
 mod ssrf;
