@@ -587,6 +587,16 @@ fn state_limits(schemas: &mut Map<String, Value>) {
         ));
     }
     rules.push((
+        "ActivateInput",
+        &["name"],
+        json!({"maxLength": MAX_NAME_CHARS}),
+    ));
+    rules.push((
+        "ActivateInput",
+        &["platform"],
+        json!({"maxLength": MAX_NAME_CHARS}),
+    ));
+    rules.push((
         "SeatInput",
         &["session"],
         json!({"minLength": 1, "maxLength": 255}),

@@ -542,6 +542,13 @@ async fn limits_are_enforced(app: &TestApp) {
         )
         .await;
     assert_eq!((r.status, r.code()), (422, "INVALID_FIELD"), "{}", r.body);
+    let r = app
+        .client(
+            "/v1/licenses/activate",
+            json!({"key": license["key"], "fingerprint": "m1", "name": "n".repeat(201)}),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (422, "INVALID_FIELD"), "{}", r.body);
     // The document states the limits.
     let doc = app.send("GET", "/openapi.json", None, None, &[]).await.body;
     let schemas = &doc["components"]["schemas"];
