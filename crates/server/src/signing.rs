@@ -65,12 +65,14 @@ pub enum Purpose {
 }
 
 impl Purpose {
+    /// Part of the associated data of every value sealed for this purpose: a label never
+    /// changes once released (even if its column is renamed), or those values stop opening.
     fn label(self) -> &'static str {
         match self {
             Purpose::SigningKey => "signing_keys.private_key",
             Purpose::IntegrationSecrets => "integrations.secrets",
             Purpose::EndpointSecret => "webhook_endpoints.secret",
-            Purpose::IdempotentAnswer => "idempotency_keys.response_body",
+            Purpose::IdempotentAnswer => "idempotency_keys.body",
         }
     }
 }
