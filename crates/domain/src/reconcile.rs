@@ -1757,6 +1757,31 @@ mod tests {
     }
 
     #[test]
+    fn a_quantity_that_is_no_seat_count_fails_the_whole_plan() {
+        for quantity in [0, -5, crate::limits::MAX_QUANTITY + 1, i64::MAX] {
+            let mut w = World::new(RenewalMode::Extend);
+            let err = w
+                .deliver(&activated(&[("price_pro", quantity)]))
+                .unwrap_err();
+            assert_eq!(
+                err,
+                ReconcileError::InvalidQuantity {
+                    external_id: "price_pro".into(),
+                    quantity
+                }
+            );
+            assert_eq!(err.code(), "INVALID_QUANTITY");
+            assert!(err.to_string().contains(&quantity.to_string()), "{err}");
+            assert!(w.licenses.is_empty(), "no license with {quantity} seats");
+        }
+        let mut w = World::new(RenewalMode::Extend);
+        assert!(
+            w.deliver(&activated(&[("price_pro", crate::limits::MAX_QUANTITY)]))
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn one_time_orders_license_each_mapped_line_once() {
         let paid = BillingEvent {
             order: Some(OrderRef {
