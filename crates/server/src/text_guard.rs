@@ -249,6 +249,25 @@ mod tests {
     }
 
     #[test]
+    fn scrubs_platform_payloads() {
+        let body = br#"{"name":"A\u0000nn"}"#;
+        let events = vec![json!({"name": "A\u{0}nn", "id": "evt"})];
+        let (events, raw) = scrub_webhook(events, body);
+        assert_eq!(events[0]["name"], "A\u{FFFD}nn");
+        assert_eq!(
+            raw, r#"{"name":"A\u0000nn"}"#,
+            "the JSON escape is text already"
+        );
+        // A raw NUL byte (a form or binary body) is replaced in the stored text too.
+        let (events, raw) = scrub_webhook(vec![json!({"v": "x\u{0}"})], b"v=x\0&w=%00");
+        assert_eq!(events[0]["v"], "x\u{FFFD}");
+        assert_eq!(raw, "v=x\u{FFFD}&w=%00");
+        // Nothing that could decode to a NUL: the events are passed through untouched.
+        let (events, _) = scrub_webhook(vec![json!({"v": "plain"})], b"{\"v\":\"plain\"}");
+        assert_eq!(events[0]["v"], "plain");
+    }
+
+    #[test]
     fn checks_uris() {
         let code = |u: &str| {
             check_uri(&u.parse().unwrap())
