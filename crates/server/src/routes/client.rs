@@ -214,13 +214,13 @@ async fn activate(
     for (field, value) in [("name", &input.name), ("platform", &input.platform)] {
         if value
             .as_ref()
-            .is_some_and(|v| v.len() > keygate_domain::limits::MAX_NAME_CHARS)
+            .is_some_and(|v| v.chars().count() > keygate_domain::limits::MAX_NAME_CHARS)
         {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "INVALID_FIELD",
                 format!(
-                    "`{field}` must be at most {} bytes",
+                    "`{field}` must be at most {} characters",
                     keygate_domain::limits::MAX_NAME_CHARS
                 ),
             ));

@@ -580,3 +580,53 @@ async fn limits_are_enforced(app: &TestApp) {
         (json!(1), json!(200))
     );
 }
+
+mod deep_payload_stored_before_the_cap {
+    use crate::harness::TestApp;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let app = TestApp::sqlite_with(|c| c.outbound_worker = false).await;
+        super::deep_payload_stored_before_the_cap(&app).await;
+        app.finish().await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let app = TestApp::postgres_with(|c| c.outbound_worker = false).await;
+        super::deep_payload_stored_before_the_cap(&app).await;
+        app.finish().await;
+    }
+}
+
+/// F5: a delivery whose payload nests deeper than the parser reads (possible for rows
+/// written before metadata depth was capped) no longer makes the delivery log answer 500.
+async fn deep_payload_stored_before_the_cap(app: &TestApp) {
+    let api = app.account("Deep").await;
+    let endpoint = app
+        .post(
+            "/v1/endpoints",
+            &api,
+            json!({"url": "https://hooks.example.com/deep", "event_types": ["*"]}),
+        )
+        .await;
+    assert_eq!(endpoint.status, 201, "{}", endpoint.body);
+    let id = endpoint.body["id"].as_str().unwrap();
+    app.license(&api, json!({})).await;
+    let deep = format!("{}1{}", "{\"a\":".repeat(130), "}".repeat(130));
+    let updated = crate::sealing::sql(
+        app,
+        "UPDATE outbound_deliveries SET payload = $1 WHERE endpoint_id = $2 RETURNING id",
+        &[&deep, id],
+    )
+    .await;
+    assert!(!updated.is_empty(), "a delivery was queued");
+    let r = app
+        .get(&format!("/v1/endpoints/{id}/deliveries"), &api)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let shown = &r.body["data"][0]["payload"];
+    assert_eq!(
+        shown.as_str(),
+        Some(deep.as_str()),
+        "shown as its stored text"
+    );
+}

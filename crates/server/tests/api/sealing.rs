@@ -41,7 +41,8 @@ fn legacy_seal(secret: &str) -> String {
     )
 }
 
-async fn sql(app: &TestApp, query: &str, binds: &[&str]) -> Vec<String> {
+/// Runs one statement on the app's database directly (either engine) and returns its text column.
+pub(crate) async fn sql(app: &TestApp, query: &str, binds: &[&str]) -> Vec<String> {
     match &app.db {
         Db::Sqlite(_) => {
             let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&app.database_url)
