@@ -4,6 +4,7 @@ use crate::app::AppState;
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::signing::{Purpose, Scope};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -185,17 +186,7 @@ fn check_options(options: &Value) -> ApiResult<()> {
             "`options.grace_seconds` must be a number of seconds",
         ));
     }
-    for secret in ["password", "secret", "api_key", "secrets"] {
-        if map.contains_key(secret) {
-            return Err(invalid(
-                "SECRET_IN_OPTIONS",
-                format!(
-                    "`options.{secret}` would be stored in clear and shown: put credentials in `secrets` (Chargebee: \"username:password\")"
-                ),
-            ));
-        }
-    }
-    Ok(())
+    crate::secret_guard::refuse_credentials_in_options(options)
 }
 
 /// The platform's own check of its secrets and options: 422 with the code naming what is
@@ -214,25 +205,34 @@ fn check_platform_settings(
 
 /// An integration's secrets, unsealed (empty when none are stored).
 async fn stored_secrets(state: &AppState, integration_id: &str) -> ApiResult<Vec<String>> {
-    let Some((_, sealed)) = state.store.integration_for_webhook(integration_id).await? else {
+    let Some((integration, sealed)) = state.store.integration_for_webhook(integration_id).await?
+    else {
         return Ok(Vec::new());
     };
-    open_secrets(state, &sealed)
+    open_secrets(state, &integration.account_id, &sealed)
 }
 
-fn open_secrets(state: &AppState, sealed: &str) -> ApiResult<Vec<String>> {
+fn open_secrets(state: &AppState, account_id: &str, sealed: &str) -> ApiResult<Vec<String>> {
     if sealed.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(serde_json::from_str(&state.signer.open_text(sealed)?).unwrap_or_default())
+    Ok(
+        serde_json::from_str(&state.signer.open_text(&secrets_scope(account_id), sealed)?)
+            .unwrap_or_default(),
+    )
 }
 
-fn seal_secrets(state: &AppState, secrets: &[String]) -> (String, i64) {
+fn secrets_scope(account_id: &str) -> Scope<'_> {
+    Scope::new(account_id, Purpose::IntegrationSecrets)
+}
+
+fn seal_secrets(state: &AppState, account_id: &str, secrets: &[String]) -> (String, i64) {
     let usable: Vec<&String> = secrets.iter().filter(|s| !s.trim().is_empty()).collect();
     (
-        state
-            .signer
-            .seal_text(&serde_json::to_string(&usable).unwrap_or_default()),
+        state.signer.seal_text(
+            &secrets_scope(account_id),
+            &serde_json::to_string(&usable).unwrap_or_default(),
+        ),
         usable.len() as i64,
     )
 }
@@ -272,7 +272,7 @@ async fn create(
             IntegrationWrite {
                 name: input.name.unwrap_or_else(|| input.provider.clone()),
                 provider: input.provider,
-                sealed_secrets: Some(seal_secrets(&state, &input.secrets)),
+                sealed_secrets: Some(seal_secrets(&state, &who.account_id, &input.secrets)),
                 options,
                 mappings: Some(mappings(input.mappings)),
             },
@@ -323,7 +323,9 @@ async fn update(
             IntegrationWrite {
                 provider: current.provider,
                 name: patch.name.unwrap_or(current.name),
-                sealed_secrets: patch.secrets.map(|s| seal_secrets(&state, &s)),
+                sealed_secrets: patch
+                    .secrets
+                    .map(|s| seal_secrets(&state, &who.account_id, &s)),
                 options,
                 mappings: patch.mappings.map(mappings),
             },
@@ -366,8 +368,9 @@ async fn webhook_integration(
     if integration.provider != provider_name {
         return Err(unknown_integration());
     }
-    let secrets = keygate_billing::Secrets::new(open_secrets(state, &sealed)?)
-        .with_options(integration.options.clone());
+    let secrets =
+        keygate_billing::Secrets::new(open_secrets(state, &integration.account_id, &sealed)?)
+            .with_options(integration.options.clone());
     Ok((integration, secrets))
 }
 
@@ -426,7 +429,7 @@ async fn webhook(
         Ok(events) => events,
         Err(e) => return Err(refuse(&state, &integration, e).await),
     };
-    let raw = String::from_utf8_lossy(&body).into_owned();
+    let (events, raw) = crate::text_guard::scrub_webhook(events, &body);
     let mut receipts = Vec::new();
     for event in events {
         let ignored = event.kind == keygate_domain::billing::BillingEventKind::Ignored;
