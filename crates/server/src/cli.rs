@@ -104,12 +104,15 @@ pub async fn run(cli: Cli) -> Result<()> {
                     master_key,
                 },
         } => {
+            if let Some(key) = master_key.as_deref().filter(|k| !k.is_empty()) {
+                crate::signing::check_master_key(key)?;
+            }
             let store = keygate_store::connect(&db.database_url).await?;
             store.migrate().await?;
             let (account, _key, secret) = store.create_account(&name).await?;
             let signer = crate::signing::Signer::new(master_key.as_deref());
             store
-                .ensure_signing_key(&account.id, signer.new_record())
+                .ensure_signing_key(&account.id, signer.new_record(&account.id))
                 .await?;
             if json {
                 println!(

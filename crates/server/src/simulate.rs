@@ -98,7 +98,11 @@ pub async fn run(args: SimulateArgs) -> Result<Outcome> {
         if sealed.is_empty() {
             Vec::new()
         } else {
-            let text = signer.open_text(&sealed).map_err(|_| {
+            let scope = crate::signing::Scope::new(
+                &integration.account_id,
+                crate::signing::Purpose::IntegrationSecrets,
+            );
+            let text = signer.open_text(&scope, &sealed).map_err(|_| {
                 "cannot open the integration's secrets: run with the server's KEYGATE_MASTER_KEY, or pass --secret"
             })?;
             serde_json::from_str(&text)?

@@ -4,6 +4,7 @@ use crate::app::AppState;
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::signing::{Purpose, Scope};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -192,17 +193,7 @@ fn check_options(options: &Value) -> ApiResult<()> {
             "`options.grace_seconds` must be a number of seconds",
         ));
     }
-    for secret in ["password", "secret", "api_key", "secrets"] {
-        if map.contains_key(secret) {
-            return Err(invalid(
-                "SECRET_IN_OPTIONS",
-                format!(
-                    "`options.{secret}` would be stored in clear and shown: put credentials in `secrets` (Chargebee: \"username:password\")"
-                ),
-            ));
-        }
-    }
-    Ok(())
+    crate::secret_guard::refuse_credentials_in_options(options)
 }
 
 /// The platform's own check of its secrets and options: 422 with the code naming what is
@@ -221,23 +212,28 @@ fn check_platform_settings(
 
 /// An integration's secrets, unsealed (empty when none are stored).
 async fn stored_secrets(state: &AppState, integration_id: &str) -> ApiResult<Vec<String>> {
-    let Some((_, sealed)) = state.store.integration_for_webhook(integration_id).await? else {
+    let Some((integration, sealed)) = state.store.integration_for_webhook(integration_id).await?
+    else {
         return Ok(Vec::new());
     };
-    open_secrets(state, &sealed)
+    open_secrets(state, &integration.account_id, &sealed)
 }
 
-fn open_secrets(state: &AppState, sealed: &str) -> ApiResult<Vec<String>> {
+fn open_secrets(state: &AppState, account_id: &str, sealed: &str) -> ApiResult<Vec<String>> {
     if sealed.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(serde_json::from_str(&state.signer.open_text(sealed)?).unwrap_or_default())
+    Ok(
+        serde_json::from_str(&state.signer.open_text(&secrets_scope(account_id), sealed)?)
+            .unwrap_or_default(),
+    )
 }
 
 /// `api_credentials` as the platform names them (`keygate_billing::api::CREDENTIAL_NAMES`),
 /// sealed like the secrets; the names set are kept in clear to be shown.
 fn seal_api_credentials(
     state: &AppState,
+    account_id: &str,
     provider: &str,
     credentials: &BTreeMap<String, String>,
 ) -> ApiResult<(String, Vec<String>)> {
@@ -264,9 +260,10 @@ fn seal_api_credentials(
     if credentials.is_empty() {
         return Ok((String::new(), Vec::new()));
     }
-    let sealed = state
-        .signer
-        .seal_text(&serde_json::to_string(credentials).unwrap_or_default());
+    let sealed = state.signer.seal_text(
+        &Scope::new(account_id, Purpose::ApiCredentials),
+        &serde_json::to_string(credentials).unwrap_or_default(),
+    );
     Ok((sealed, credentials.keys().cloned().collect()))
 }
 
@@ -285,12 +282,17 @@ fn check_api_base_url(state: &AppState, options: &Value) -> ApiResult<()> {
         .map_err(|e| invalid(e.code(), e.to_string()))
 }
 
-fn seal_secrets(state: &AppState, secrets: &[String]) -> (String, i64) {
+fn secrets_scope(account_id: &str) -> Scope<'_> {
+    Scope::new(account_id, Purpose::IntegrationSecrets)
+}
+
+fn seal_secrets(state: &AppState, account_id: &str, secrets: &[String]) -> (String, i64) {
     let usable: Vec<&String> = secrets.iter().filter(|s| !s.trim().is_empty()).collect();
     (
-        state
-            .signer
-            .seal_text(&serde_json::to_string(&usable).unwrap_or_default()),
+        state.signer.seal_text(
+            &secrets_scope(account_id),
+            &serde_json::to_string(&usable).unwrap_or_default(),
+        ),
         usable.len() as i64,
     )
 }
@@ -327,7 +329,7 @@ async fn create(
     let sealed_api_credentials = input
         .api_credentials
         .as_ref()
-        .map(|c| seal_api_credentials(&state, &input.provider, c))
+        .map(|c| seal_api_credentials(&state, &who.account_id, &input.provider, c))
         .transpose()?;
     let integration = state
         .store
@@ -336,7 +338,7 @@ async fn create(
             IntegrationWrite {
                 name: input.name.unwrap_or_else(|| input.provider.clone()),
                 provider: input.provider,
-                sealed_secrets: Some(seal_secrets(&state, &input.secrets)),
+                sealed_secrets: Some(seal_secrets(&state, &who.account_id, &input.secrets)),
                 sealed_api_credentials,
                 options,
                 mappings: Some(mappings(input.mappings)),
@@ -375,7 +377,7 @@ async fn update(
     let sealed_api_credentials = patch
         .api_credentials
         .as_ref()
-        .map(|c| seal_api_credentials(&state, &current.provider, c))
+        .map(|c| seal_api_credentials(&state, &who.account_id, &current.provider, c))
         .transpose()?;
     // Only a change of secrets or options is checked, so a mapping change never fails on
     // settings stored before these checks existed.
@@ -394,7 +396,9 @@ async fn update(
             IntegrationWrite {
                 provider: current.provider,
                 name: patch.name.unwrap_or(current.name),
-                sealed_secrets: patch.secrets.map(|s| seal_secrets(&state, &s)),
+                sealed_secrets: patch
+                    .secrets
+                    .map(|s| seal_secrets(&state, &who.account_id, &s)),
                 sealed_api_credentials,
                 options,
                 mappings: patch.mappings.map(mappings),
@@ -438,8 +442,9 @@ async fn webhook_integration(
     if integration.provider != provider_name {
         return Err(unknown_integration());
     }
-    let secrets = keygate_billing::Secrets::new(open_secrets(state, &sealed)?)
-        .with_options(integration.options.clone());
+    let secrets =
+        keygate_billing::Secrets::new(open_secrets(state, &integration.account_id, &sealed)?)
+            .with_options(integration.options.clone());
     Ok((integration, secrets))
 }
 
@@ -498,7 +503,7 @@ async fn webhook(
         Ok(events) => events,
         Err(e) => return Err(refuse(&state, &integration, e).await),
     };
-    let raw = String::from_utf8_lossy(&body).into_owned();
+    let (events, raw) = crate::text_guard::scrub_webhook(events, &body);
     let mut receipts = Vec::new();
     for event in events {
         let ignored = event.kind == keygate_domain::billing::BillingEventKind::Ignored;

@@ -11,5 +11,8 @@ mod lifecycle;
 mod ops;
 mod outbound;
 mod platforms;
+mod poison;
 mod resources;
+mod sealing;
 mod signing;
+mod ssrf;
