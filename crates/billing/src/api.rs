@@ -1,10 +1,9 @@
 //! Platform API access, designed once for every platform whose webhooks are too thin to act on
 //! (Recurly, Shopify contracts, Authorize.Net, Billwerk, FastSpring without Webhook Expansion,
-//! PayPal renewals, ...). **Design stage**: the types and the contract are here and tested; the
-//! server does not fetch yet, and integrations do not store `api_credentials` yet (that needs
-//! the store: a sealed column beside `secrets`).
+//! PayPal renewals, Stripe Checkout line items, ...). The server's side is
+//! `keygate_server::platform_api`; Stripe is the first platform that uses it.
 //!
-//! How it is meant to run, with no platform-specific code in the server:
+//! How it runs, with no platform-specific code in the server:
 //! 1. An integration holds `api_credentials` (`{name: value}`, the names below), sealed at rest
 //!    like `secrets` and never returned (answers list only the names set), and may set
 //!    `options.api_base_url` (checked with [`check_api_base_url`]).
@@ -14,7 +13,8 @@
 //!    no private addresses except the configured base URL), authenticated per [`ApiSpec::auth`],
 //!    and hands the JSON back to [`Provider::complete`](crate::Provider::complete).
 //! 4. A fetch that fails leaves the event `pending` (the worker retries it), never `applied`
-//!    with half the facts.
+//!    with half the facts; no credentials (or refused ones) leave it `failed` with
+//!    `API_CREDENTIALS_REQUIRED` (`API_CREDENTIALS_REJECTED`), replayable once configured.
 
 use crate::ConfigError;
 

@@ -70,8 +70,8 @@ pub trait Provider: Sync {
         Ack::receipt(receipts)
     }
 
-    /// The platform's API, for events too thin to act on (design stage, see [`api`]): `None`
-    /// for every platform registered today.
+    /// The platform's API, for events too thin to act on (see [`api`]): `None` for a platform
+    /// whose deliveries always say enough.
     fn api(&self) -> Option<api::ApiSpec> {
         None
     }

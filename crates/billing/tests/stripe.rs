@@ -431,17 +431,89 @@ fn checkout_refund_dispute_and_unknown() {
             ..Expect::default()
         },
     );
+    // A real delivery never carries `line_items`: the event asks for them from the API.
+    let payment = parse("checkout.session.completed.payment.json");
     check(
         "checkout payment",
-        &parse("checkout.session.completed.payment.json"),
+        &payment,
         Kind::OrderPaid,
         Expect {
             order_id: Some("pi_once"),
-            items: Some(vec![("price_lifetime", 1)]),
+            items: Some(vec![]),
             email: Some("eve@example.com"),
             ..Expect::default()
         },
     );
+    assert_eq!(
+        payment.needs_fetch,
+        ["/v1/checkout/sessions/cs_test_a1b2c3PaymentLifetime/line_items?limit=100"]
+    );
+    let stripe = keygate_billing::provider("stripe").unwrap();
+    let fetches = stripe.fetches(&payment);
+    assert_eq!(fetches.len(), 1);
+    // `GET /v1/checkout/sessions/{id}/line_items` as the API reference shows it.
+    let answer = serde_json::json!({
+        "object": "list", "url": "/v1/checkout/sessions/cs_test_a1b2c3PaymentLifetime/line_items",
+        "has_more": false, "data": [{
+            "id": "li_1", "object": "item", "amount_discount": 0, "amount_subtotal": 9900,
+            "amount_tax": 0, "amount_total": 9900, "currency": "usd", "description": "Lifetime",
+            "price": {"id": "price_lifetime", "object": "price", "active": true,
+                      "product": "prod_lifetime", "type": "one_time", "unit_amount": 9900},
+            "quantity": 2}]});
+    let completed = stripe
+        .complete(payment.clone(), &[(fetches[0].clone(), answer.clone())])
+        .unwrap();
+    assert!(completed.needs_fetch.is_empty());
+    assert!(stripe.fetches(&completed).is_empty());
+    let lines: Vec<_> = completed
+        .order
+        .as_ref()
+        .unwrap()
+        .lines
+        .iter()
+        .map(|l| {
+            (
+                l.external_id.as_str(),
+                l.product_external_id.as_deref(),
+                l.quantity,
+            )
+        })
+        .collect();
+    assert_eq!(lines, [("price_lifetime", Some("prod_lifetime"), 2)]);
+    let mut more = answer.clone();
+    more["has_more"] = true.into();
+    assert!(
+        stripe
+            .complete(payment.clone(), &[(fetches[0].clone(), more)])
+            .is_err()
+    );
+    assert!(
+        stripe
+            .complete(
+                payment.clone(),
+                &[(fetches[0].clone(), serde_json::json!({"error": {}}))]
+            )
+            .is_err()
+    );
+    // A free checkout (`no_payment_required`) is a purchase too; an unpaid one is not yet.
+    let mut free: serde_json::Value = serde_json::from_slice(&fixture(
+        "stripe",
+        "checkout.session.completed.payment.json",
+    ))
+    .unwrap();
+    free["data"]["object"]["payment_status"] = "no_payment_required".into();
+    let stripe_events = |v: &serde_json::Value| {
+        stripe
+            .parse(&keygate_billing::Request::post(
+                &Headers::new(),
+                v.to_string().as_bytes(),
+            ))
+            .unwrap()
+            .remove(0)
+    };
+    assert_eq!(stripe_events(&free).kind, Kind::OrderPaid);
+    free["data"]["object"]["payment_status"] = "unpaid".into();
+    assert_eq!(stripe_events(&free).kind, Kind::Ignored);
     check(
         "refund",
         &parse("charge.refunded.json"),

@@ -288,6 +288,11 @@ pub struct BillingEvent {
     /// `resource_version`); `None` where the platform has none: order by `occurred_at`.
     #[serde(default)]
     pub ordering_version: Option<i64>,
+    /// Platform API paths whose objects this event still needs before it can be applied
+    /// (Stripe Checkout's line items, which a delivery never carries): the server fetches them
+    /// and the platform module completes the event, which empties this list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs_fetch: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -312,6 +317,7 @@ impl BillingEvent {
             subscription: None,
             order: None,
             ordering_version: None,
+            needs_fetch: Vec::new(),
         }
     }
 

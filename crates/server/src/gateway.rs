@@ -2,18 +2,69 @@
 //! crash left pending. Applying is idempotent: it reconciles licenses from the subscription
 //! state, so applying an event twice changes nothing.
 use crate::app::AppState;
+use crate::platform_api::Incomplete;
 use std::time::Duration;
 
 /// Applies one stored event; returns its status afterwards (`applied`, `failed`, ...).
-/// Failures are recorded on the event itself, never lost.
+/// Failures are recorded on the event itself, never lost. An event the platform sent too thin
+/// is first completed from the platform's API: until that succeeds it is not applied at all
+/// (`pending` when the fetch may pass later, `failed` when the vendor must configure something).
 pub async fn apply(state: &AppState, account_id: &str, event_id: &str) -> String {
-    match state.store.apply_event(account_id, event_id).await {
+    match complete_then_apply(state, account_id, event_id).await {
         Ok(status) => status,
         Err(e) => {
             tracing::warn!(event_id, error = %e, "applying a billing event failed; it stays pending for the worker");
             "pending".to_string()
         }
     }
+}
+
+async fn complete_then_apply(
+    state: &AppState,
+    account_id: &str,
+    event_id: &str,
+) -> Result<String, keygate_store::StoreError> {
+    let stored = state.store.get_event(account_id, event_id).await?;
+    let thin = serde_json::from_value::<keygate_billing::BillingEvent>(stored.event.clone())
+        .ok()
+        .filter(|event| stored.status != "ignored" && !event.needs_fetch.is_empty());
+    if let (Some(event), Some(provider)) = (thin, keygate_billing::provider(&stored.provider)) {
+        let integration = state
+            .store
+            .get_integration(account_id, &stored.integration_id)
+            .await?;
+        match crate::platform_api::complete(state, &integration, provider, event).await {
+            Ok(completed) => {
+                // The API's answer is as untrusted as a delivery: storable on both engines.
+                let mut normalized = serde_json::to_value(&completed).unwrap_or_default();
+                crate::text_guard::scrub_value(&mut normalized);
+                state
+                    .store
+                    .complete_event(account_id, event_id, normalized)
+                    .await?;
+            }
+            Err(Incomplete::Configure { code, message }) => {
+                state
+                    .store
+                    .hold_event(account_id, event_id, "failed", code, &message)
+                    .await?;
+                return Ok("failed".to_string());
+            }
+            Err(Incomplete::Retry { code, message }) => {
+                tracing::info!(
+                    event_id,
+                    code,
+                    "completing a billing event from the platform's API failed; the worker tries again"
+                );
+                state
+                    .store
+                    .hold_event(account_id, event_id, "pending", code, &message)
+                    .await?;
+                return Ok("pending".to_string());
+            }
+        }
+    }
+    state.store.apply_event(account_id, event_id).await
 }
 
 /// Applies events left `pending` (process killed between storing and applying, or a

@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod outbound;
+pub mod platform_api;
 pub mod routes;
 pub mod secret_guard;
 pub mod signing;

@@ -153,6 +153,12 @@ pub trait IntegrationStore: Send + Sync {
     ) -> Result<Integration>;
     /// The integration a webhook URL names, with its sealed secrets (no account known yet).
     async fn integration_for_webhook(&self, id: &str) -> Result<Option<(Integration, String)>>;
+    /// The integration's sealed platform API credentials (empty: none set).
+    async fn sealed_api_credentials(
+        &self,
+        account_id: &str,
+        integration_id: &str,
+    ) -> Result<String>;
 
     async fn record_webhook_failure(
         &self,
@@ -194,6 +200,23 @@ pub trait InboxStore: Send + Sync {
     /// Applies a stored event (newer-wins on the subscription, then reconcile its licenses), in
     /// one transaction; records the outcome on the event. Returns the event's new status.
     async fn apply_event(&self, account_id: &str, event_id: &str) -> Result<String>;
+    /// Replaces a stored event's normalized form by the one completed from the platform's API.
+    async fn complete_event(
+        &self,
+        account_id: &str,
+        event_id: &str,
+        normalized: serde_json::Value,
+    ) -> Result<()>;
+    /// Records why a stored event is not applied yet: `pending` (the worker tries again) or
+    /// `failed` (until replayed), with a code and a message.
+    async fn hold_event(
+        &self,
+        account_id: &str,
+        event_id: &str,
+        status: &'static str,
+        code: &str,
+        message: &str,
+    ) -> Result<()>;
     /// Events stored but not applied (e.g. the process died in between), oldest first.
     async fn pending_events(&self, limit: i64) -> Result<Vec<(String, String)>>;
 

@@ -11,6 +11,7 @@
 //! `parent.subscription_details.subscription` (basil) or `subscription` (before), the new
 //! paid-through date from the subscription lines' `period.end`.
 
+use crate::api::{ApiSpec, Auth, Fetch, ObjectKind};
 use crate::json::{
     array, at, bool_at, id_at, int_at, parse_object, required, str_at, unix_seconds_at,
 };
@@ -74,7 +75,58 @@ impl Provider for Stripe {
         let event = parse_object(body)?;
         Ok(vec![parse_event(&event)?])
     }
+
+    fn api(&self) -> Option<ApiSpec> {
+        Some(ApiSpec {
+            default_base_url: "https://api.stripe.com",
+            auth: Auth::Bearer("secret_key"),
+        })
+    }
+
+    fn fetches(&self, event: &BillingEvent) -> Vec<Fetch> {
+        event
+            .needs_fetch
+            .iter()
+            .map(|path| Fetch {
+                object: ObjectKind::Order,
+                path: path.clone(),
+            })
+            .collect()
+    }
+
+    /// The Checkout Session's line items (`GET /v1/checkout/sessions/{id}/line_items`, a list
+    /// of `item` objects with their `price`) become the order's lines.
+    fn complete(
+        &self,
+        mut event: BillingEvent,
+        fetched: &[(Fetch, Value)],
+    ) -> Result<BillingEvent, BillingError> {
+        for (fetch, list) in fetched {
+            if str_at(list, "/object").as_deref() != Some("list") {
+                return Err(BillingError::malformed(format!(
+                    "`{}` did not answer a list",
+                    fetch.path
+                )));
+            }
+            if bool_at(list, "/has_more") == Some(true) {
+                return Err(BillingError::malformed(format!(
+                    "`{}` has more than {CHECKOUT_LINE_ITEMS_PAGE} line items",
+                    fetch.path
+                )));
+            }
+            if let Some(order) = &mut event.order {
+                order
+                    .lines
+                    .extend(array(list, "/data").iter().filter_map(price_item));
+            }
+        }
+        event.needs_fetch.clear();
+        Ok(event)
+    }
 }
+
+/// Line items asked for at once: Stripe's largest page (a Checkout Session holds fewer).
+const CHECKOUT_LINE_ITEMS_PAGE: u32 = 100;
 
 fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
     let event_id = required(event, "/id")?;
@@ -379,7 +431,9 @@ fn invoice_paid(out: &mut BillingEvent, invoice: &Value) {
 }
 
 /// Checkout: a subscription checkout tells who the customer is (subscription events carry
-/// no email); a paid one-time checkout is an order (line items only when expanded).
+/// no email); a paid one-time checkout is an order. Its line items are never in a delivery
+/// (only when the session is retrieved with `expand[]=line_items`), so the event asks for
+/// them from the API unless they are there.
 fn checkout_session(out: &mut BillingEvent, session: &Value) {
     let customer = CustomerRef {
         external_id: id_at(session, "/customer"),
@@ -388,23 +442,40 @@ fn checkout_session(out: &mut BillingEvent, session: &Value) {
         name: str_at(session, "/customer_details/name"),
     };
     let customer = (!customer.is_empty()).then_some(customer);
+    // `no_payment_required`: a free or fully discounted purchase is still a purchase.
+    let paid = matches!(
+        str_at(session, "/payment_status").as_deref(),
+        Some("paid" | "no_payment_required")
+    );
     match str_at(session, "/mode").as_deref() {
         Some("subscription") => {
             out.kind = Kind::CustomerUpserted;
             out.customer = customer;
             out.subscription = id_at(session, "/subscription").map(SubscriptionSnapshot::partial);
         }
-        Some("payment") if str_at(session, "/payment_status").as_deref() == Some("paid") => {
+        Some("payment") if paid => {
             out.kind = Kind::OrderPaid;
             out.customer = customer;
-            let external_id = id_at(session, "/payment_intent").or_else(|| str_at(session, "/id"));
-            out.order = external_id.map(|external_id| OrderRef {
+            // The id goes into an API path: Stripe's ids are `cs_` and alphanumerics.
+            let Some(session_id) = str_at(session, "/id")
+                .filter(|id| id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            else {
+                return;
+            };
+            let external_id = id_at(session, "/payment_intent").unwrap_or(session_id.clone());
+            let expanded = at(session, "/line_items/data").is_some();
+            out.order = Some(OrderRef {
                 external_id,
                 lines: array(session, "/line_items/data")
                     .iter()
                     .filter_map(price_item)
                     .collect(),
             });
+            if !expanded {
+                out.needs_fetch.push(format!(
+                    "/v1/checkout/sessions/{session_id}/line_items?limit={CHECKOUT_LINE_ITEMS_PAGE}"
+                ));
+            }
         }
         _ => {}
     }

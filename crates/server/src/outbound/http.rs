@@ -353,8 +353,11 @@ pub async fn check_destination(url: &str, allow_private: bool) -> Result<Target,
 pub struct Answer {
     pub status: u16,
     pub retry_after: Option<String>,
-    /// The start of the body (at most [`BODY_LOG_LIMIT`] bytes, lossy UTF-8).
+    /// The start of the body (at most what was asked to keep: [`BODY_LOG_LIMIT`] bytes for a
+    /// delivery; lossy UTF-8).
     pub body: String,
+    /// Whether the body was longer than what was kept.
+    pub truncated: bool,
 }
 
 static TLS: LazyLock<TlsConnector> = LazyLock::new(|| {
@@ -379,22 +382,58 @@ pub async fn post(
     body: Bytes,
     timeout: Duration,
 ) -> Result<Answer, SendError> {
-    match tokio::time::timeout(
-        timeout,
-        post_inner(target, allow_private, headers, body, timeout),
-    )
-    .await
-    {
+    let request = Outgoing {
+        method: hyper::Method::POST,
+        headers,
+        body,
+        keep: BODY_LOG_LIMIT,
+        user_agent: concat!("Keygate-Webhooks/", env!("CARGO_PKG_VERSION")),
+    };
+    within(timeout, send(target, allow_private, request, timeout)).await
+}
+
+/// GETs the target (a platform's API), within `timeout` in all, keeping up to `keep` bytes
+/// of the answer's body.
+pub async fn get(
+    target: &Target,
+    allow_private: bool,
+    headers: &[(&str, String)],
+    keep: usize,
+    timeout: Duration,
+) -> Result<Answer, SendError> {
+    let request = Outgoing {
+        method: hyper::Method::GET,
+        headers,
+        body: Bytes::new(),
+        keep,
+        user_agent: concat!("Keygate/", env!("CARGO_PKG_VERSION")),
+    };
+    within(timeout, send(target, allow_private, request, timeout)).await
+}
+
+async fn within(
+    timeout: Duration,
+    exchange: impl std::future::Future<Output = Result<Answer, SendError>>,
+) -> Result<Answer, SendError> {
+    match tokio::time::timeout(timeout, exchange).await {
         Ok(result) => result,
         Err(_) => Err(SendError::Timeout(timeout)),
     }
 }
 
-async fn post_inner(
+struct Outgoing<'a> {
+    method: hyper::Method,
+    headers: &'a [(&'a str, String)],
+    body: Bytes,
+    /// How much of the answer's body to keep.
+    keep: usize,
+    user_agent: &'static str,
+}
+
+async fn send(
     target: &Target,
     allow_private: bool,
-    headers: &[(&str, String)],
-    body: Bytes,
+    outgoing: Outgoing<'_>,
     timeout: Duration,
 ) -> Result<Answer, SendError> {
     let addresses = vet(target, allow_private).await?;
@@ -417,19 +456,21 @@ async fn post_inner(
     }
     let stream = stream.ok_or_else(|| SendError::Connect(last_error.unwrap_or_default()))?;
     let _ = stream.set_nodelay(true);
-    let mut request = Request::post(target.path_and_query.as_str())
+    let mut request = Request::builder()
+        .method(outgoing.method)
+        .uri(target.path_and_query.as_str())
         .header(hyper::header::HOST, target.authority.as_str())
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(
-            hyper::header::USER_AGENT,
-            concat!("Keygate-Webhooks/", env!("CARGO_PKG_VERSION")),
-        );
-    for (name, value) in headers {
+        .header(hyper::header::USER_AGENT, outgoing.user_agent);
+    if !outgoing.body.is_empty() {
+        request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    for (name, value) in outgoing.headers {
         request = request.header(*name, value.as_str());
     }
     let request = request
-        .body(Full::new(body))
+        .body(Full::new(outgoing.body))
         .map_err(|e| SendError::Http(e.to_string()))?;
+    let keep = outgoing.keep;
     if target.https {
         let name = rustls::pki_types::ServerName::try_from(target.host.clone())
             .map_err(|e| SendError::InvalidUrl(format!("`{}`: {e}", target.host)))?;
@@ -437,13 +478,17 @@ async fn post_inner(
             .connect(name, stream)
             .await
             .map_err(|e| SendError::Tls(e.to_string()))?;
-        exchange(TokioIo::new(tls), request).await
+        exchange(TokioIo::new(tls), request, keep).await
     } else {
-        exchange(TokioIo::new(stream), request).await
+        exchange(TokioIo::new(stream), request, keep).await
     }
 }
 
-async fn exchange<T>(io: TokioIo<T>, request: Request<Full<Bytes>>) -> Result<Answer, SendError>
+async fn exchange<T>(
+    io: TokioIo<T>,
+    request: Request<Full<Bytes>>,
+    keep: usize,
+) -> Result<Answer, SendError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -464,12 +509,12 @@ where
             let mut body = response.into_body();
             let mut kept = Vec::new();
             let mut read = 0usize;
-            while read < BODY_READ_LIMIT {
+            while read < BODY_READ_LIMIT.max(keep) {
                 match body.frame().await {
                     Some(Ok(frame)) => {
                         if let Some(data) = frame.data_ref() {
                             read += data.len();
-                            let room = BODY_LOG_LIMIT.saturating_sub(kept.len());
+                            let room = keep.saturating_sub(kept.len());
                             kept.extend_from_slice(&data[..data.len().min(room)]);
                         }
                     }
@@ -480,6 +525,7 @@ where
             Ok(Answer {
                 status,
                 retry_after,
+                truncated: read > kept.len(),
                 body: String::from_utf8_lossy(&kept).into_owned(),
             })
         }

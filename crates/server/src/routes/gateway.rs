@@ -507,22 +507,28 @@ async fn webhook(
     let mut receipts = Vec::new();
     for event in events {
         let ignored = event.kind == keygate_domain::billing::BillingEventKind::Ignored;
-        let inserted = state
-            .store
-            .receive_event(
-                &integration,
-                NewWebhookEvent {
-                    provider_event_id: event.event_id.clone(),
-                    event_type: event.event_type.clone(),
-                    kind: event.kind.as_str().to_string(),
-                    occurred_at: event.occurred_at,
-                    raw_body: raw.clone(),
-                    normalized: serde_json::to_value(&event).unwrap_or_default(),
-                    verified: true,
-                    status: if ignored { "ignored" } else { "pending" },
-                },
-            )
-            .await?;
+        let new_event = NewWebhookEvent {
+            provider_event_id: event.event_id.clone(),
+            event_type: event.event_type.clone(),
+            kind: event.kind.as_str().to_string(),
+            occurred_at: event.occurred_at,
+            raw_body: raw.clone(),
+            normalized: serde_json::to_value(&event).unwrap_or_default(),
+            verified: true,
+            status: if ignored { "ignored" } else { "pending" },
+        };
+        let inserted = if !ignored && !event.needs_fetch.is_empty() {
+            // Too thin to apply: stored first (so a slow platform API loses nothing), then
+            // completed from the API and applied, or left for the worker or a replay.
+            let mut inserted = state.store.insert_event(&integration, new_event).await?;
+            if inserted.new {
+                inserted.status =
+                    crate::gateway::apply(&state, &integration.account_id, &inserted.id).await;
+            }
+            inserted
+        } else {
+            state.store.receive_event(&integration, new_event).await?
+        };
         receipts.push(keygate_billing::Receipt {
             id: inserted.id,
             provider_event_id: event.event_id,

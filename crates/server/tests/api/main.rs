@@ -10,6 +10,7 @@ mod gateway;
 mod lifecycle;
 mod ops;
 mod outbound;
+mod platform_api;
 mod platforms;
 mod poison;
 mod resources;

@@ -222,6 +222,51 @@ impl InboxStore for SqlStore {
         Ok(status)
     }
 
+    async fn complete_event(
+        &self,
+        account_id: &str,
+        event_id: &str,
+        normalized: serde_json::Value,
+    ) -> Result<()> {
+        self.write_tx(async |tx| {
+            sqlx::query(
+                "UPDATE webhook_events SET normalized = $3 WHERE account_id = $1 AND id = $2",
+            )
+            .bind(account_id)
+            .bind(event_id)
+            .bind(normalized.to_string())
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn hold_event(
+        &self,
+        account_id: &str,
+        event_id: &str,
+        status: &'static str,
+        code: &str,
+        message: &str,
+    ) -> Result<()> {
+        self.write_tx(async |tx| {
+            sqlx::query(
+                "UPDATE webhook_events SET status = $3, error_code = $4, error = $5, \
+                 attempts = attempts + 1 WHERE account_id = $1 AND id = $2",
+            )
+            .bind(account_id)
+            .bind(event_id)
+            .bind(status)
+            .bind(code)
+            .bind(message.chars().take(1000).collect::<String>())
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn pending_events(&self, limit: i64) -> Result<Vec<(String, String)>> {
         let rows = sqlx::query(&format!(
             "SELECT account_id, id FROM webhook_events WHERE status = 'pending' ORDER BY id \

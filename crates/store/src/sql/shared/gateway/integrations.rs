@@ -251,6 +251,24 @@ impl IntegrationStore for SqlStore {
         Ok(found)
     }
 
+    async fn sealed_api_credentials(
+        &self,
+        account_id: &str,
+        integration_id: &str,
+    ) -> Result<String> {
+        let row = sqlx::query(
+            "SELECT api_credentials FROM integrations WHERE account_id = $1 AND id = $2",
+        )
+        .bind(account_id)
+        .bind(integration_id)
+        .fetch_optional(&self.read)
+        .await?
+        .ok_or(StoreError::NotFound("integration"))?;
+        Ok(row
+            .try_get::<Option<String>, _>("api_credentials")?
+            .unwrap_or_default())
+    }
+
     async fn record_webhook_failure(
         &self,
         integration: &Integration,

@@ -1,0 +1,300 @@
+//! Thin events completed from the platform's API: a local stand-in answers exactly as Stripe's
+//! documented API does (`GET /v1/checkout/sessions/{id}/line_items`, Bearer secret key).
+use crate::harness::{Reply, TestApp};
+use keygate_domain::Timestamp;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod checkout_line_items_fetched {
+    use crate::harness::TestApp;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let app = TestApp::sqlite_with(|c| c.outbound_allow_private = true).await;
+        super::checkout_line_items_fetched(&app).await;
+        app.finish().await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let app = TestApp::postgres_with(|c| c.outbound_allow_private = true).await;
+        super::checkout_line_items_fetched(&app).await;
+        app.finish().await;
+    }
+}
+
+const SECRET: &str = "whsec_test_secret";
+const SECRET_KEY: &str = "sk_test_standin_key";
+
+/// What the stand-in answers next, and what it was asked.
+#[derive(Default)]
+struct StandIn {
+    /// Answer 503 to this many requests before answering normally.
+    unavailable: usize,
+    /// `(request line, authorization header)` of every request.
+    seen: Vec<(String, String)>,
+}
+
+/// A local stand-in for `api.stripe.com`: line items of known sessions, 401 without the
+/// right key, 404 for unknown sessions (Stripe's error shape).
+async fn stand_in() -> (String, Arc<Mutex<StandIn>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = Arc::new(Mutex::new(StandIn::default()));
+    let shared = state.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let state = shared.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request).into_owned();
+                let line = text.lines().next().unwrap_or("").to_string();
+                let auth = text
+                    .lines()
+                    .find_map(|l| {
+                        l.split_once(':')
+                            .filter(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+                            .map(|(_, v)| v.trim().to_string())
+                    })
+                    .unwrap_or_default();
+                let (status, body) = {
+                    let mut s = state.lock().unwrap();
+                    s.seen.push((line.clone(), auth.clone()));
+                    if s.unavailable > 0 {
+                        s.unavailable -= 1;
+                        (
+                            503,
+                            json!({"error": {"type": "api_error", "message": "unavailable"}}),
+                        )
+                    } else {
+                        answer(&line, &auth)
+                    }
+                };
+                let body = body.to_string();
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nrequest-id: req_standin\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    (base, state)
+}
+
+fn answer(line: &str, auth: &str) -> (u16, Value) {
+    if auth != format!("Bearer {SECRET_KEY}") {
+        return (
+            401,
+            json!({"error": {"type": "invalid_request_error",
+                   "message": "Invalid API Key provided: sk_test_***"}}),
+        );
+    }
+    let path = line.split(' ').nth(1).unwrap_or("");
+    let Some(session) = path
+        .strip_prefix("/v1/checkout/sessions/")
+        .and_then(|rest| rest.strip_suffix("/line_items?limit=100"))
+    else {
+        return (404, json!({"error": {"type": "invalid_request_error"}}));
+    };
+    let quantity = match session {
+        "cs_test_one" => 1,
+        "cs_test_two" => 3,
+        _ => {
+            return (
+                404,
+                json!({"error": {"code": "resource_missing", "type": "invalid_request_error",
+                       "message": format!("No such checkout.session: '{session}'")}}),
+            );
+        }
+    };
+    (
+        200,
+        json!({"object": "list", "url": format!("/v1/checkout/sessions/{session}/line_items"),
+            "has_more": false, "data": [{
+                "id": format!("li_{session}"), "object": "item", "amount_discount": 0,
+                "amount_subtotal": 9900 * quantity, "amount_tax": 0,
+                "amount_total": 9900 * quantity, "currency": "usd", "description": "Lifetime",
+                "price": {"id": "price_lifetime", "object": "price", "active": true,
+                    "billing_scheme": "per_unit", "currency": "usd", "livemode": false,
+                    "product": "prod_lifetime", "type": "one_time", "unit_amount": 9900},
+                "quantity": quantity}]}),
+    )
+}
+
+/// `checkout.session.completed` for a one-time payment, as Stripe sends it: no `line_items`.
+fn checkout(event_id: &str, session: &str, payment_intent: &str) -> Value {
+    json!({"id": event_id, "object": "event", "api_version": "2025-03-31.basil",
+        "created": Timestamp::now().millis() / 1000, "livemode": false,
+        "pending_webhooks": 1, "request": {"id": null, "idempotency_key": null},
+        "type": "checkout.session.completed", "data": {"object": {
+            "id": session, "object": "checkout.session", "mode": "payment",
+            "status": "complete", "payment_status": "paid", "amount_total": 9900,
+            "currency": "usd", "customer": null,
+            "customer_details": {"email": "eve@example.com", "name": "Eve"},
+            "payment_intent": payment_intent, "subscription": null, "invoice": null,
+            "metadata": {}, "livemode": false}}})
+}
+
+async fn deliver(app: &TestApp, integration: &Value, event: &Value) -> Reply {
+    let body = event.to_string();
+    let t = Timestamp::now().millis() / 1000;
+    let signature =
+        keygate_billing::providers::stripe::SCHEME.sign(SECRET.as_bytes(), t, body.as_bytes());
+    let url = integration["webhook_url"].as_str().unwrap();
+    let path = &url[url.find("/v1/").unwrap()..];
+    app.send(
+        "POST",
+        path,
+        None,
+        Some(Value::String(body)),
+        &[("stripe-signature", &signature)],
+    )
+    .await
+}
+
+async fn event_of(app: &TestApp, api: &str, reply: &Reply) -> Value {
+    let id = reply.body["events"][0]["id"]
+        .as_str()
+        .or_else(|| reply.body["data"][0]["id"].as_str())
+        .unwrap_or_else(|| panic!("no event id: {}", reply.body));
+    app.get(&format!("/v1/events/{id}"), api).await.body
+}
+
+async fn licenses(app: &TestApp, api: &str) -> Vec<Value> {
+    app.get("/v1/licenses", api).await.body["data"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn checkout_line_items_fetched(app: &TestApp) {
+    let (base, stand_in) = stand_in().await;
+    let api = app.account("Shop").await;
+    let policy = app
+        .policy(&api, json!({"max_activations": 1}))
+        .await;
+    let created = app
+        .post(
+            "/v1/integrations",
+            &api,
+            json!({"provider": "stripe", "secrets": [SECRET],
+                   "options": {"api_base_url": base},
+                   "mappings": [{"external_id": "price_lifetime", "policy_id": policy}]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let integration = created.body;
+    let path = format!("/v1/integrations/{}", integration["id"].as_str().unwrap());
+
+    // No API credentials: failed with what to configure, nothing granted, nothing asked.
+    let r = deliver(
+        app,
+        &integration,
+        &checkout("evt_one", "cs_test_one", "pi_one"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let event = event_of(app, &api, &r).await;
+    assert_eq!(event["status"], "failed", "{event}");
+    assert_eq!(
+        event["error"]["code"], "API_CREDENTIALS_REQUIRED",
+        "{event}"
+    );
+    assert!(licenses(app, &api).await.is_empty());
+    assert!(stand_in.lock().unwrap().seen.is_empty());
+
+    // Credentials set, the event replayed: the line items fetched, the mapped price licensed.
+    let r = app
+        .patch(
+            &path,
+            &api,
+            json!({"api_credentials": {"secret_key": SECRET_KEY}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let event_id = event["id"].as_str().unwrap();
+    let replayed = app
+        .post(&format!("/v1/events/{event_id}/replay"), &api, json!({}))
+        .await;
+    assert_eq!(replayed.body["status"], "applied", "{}", replayed.body);
+    assert_eq!(
+        stand_in.lock().unwrap().seen,
+        [(
+            "GET /v1/checkout/sessions/cs_test_one/line_items?limit=100 HTTP/1.1".to_string(),
+            format!("Bearer {SECRET_KEY}")
+        )]
+    );
+    let granted = licenses(app, &api).await;
+    assert_eq!(granted.len(), 1, "{granted:?}");
+    assert_eq!(granted[0]["policy_id"], policy.as_str());
+    // Replaying the completed event asks the API nothing more and grants nothing more.
+    app.post(&format!("/v1/events/{event_id}/replay"), &api, json!({}))
+        .await;
+    assert_eq!(stand_in.lock().unwrap().seen.len(), 1);
+    assert_eq!(licenses(app, &api).await.len(), 1);
+
+    // The platform's API down: a few tries, then `pending`, never `applied` with no items;
+    // the worker completes it once the API answers again.
+    stand_in.lock().unwrap().unavailable = 3;
+    let r = deliver(
+        app,
+        &integration,
+        &checkout("evt_two", "cs_test_two", "pi_two"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let event = event_of(app, &api, &r).await;
+    assert_eq!(event["status"], "pending", "{event}");
+    assert_eq!(event["error"]["code"], "API_FETCH_FAILED", "{event}");
+    assert_eq!(stand_in.lock().unwrap().seen.len(), 4, "three tries");
+    assert_eq!(licenses(app, &api).await.len(), 1);
+    let two = event["id"].as_str().unwrap().to_string();
+    let mut status = String::new();
+    for _ in 0..60 {
+        status = app.get(&format!("/v1/events/{two}"), &api).await.body["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if status == "applied" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(status, "applied");
+    let granted = licenses(app, &api).await;
+    assert_eq!(granted.len(), 2, "{granted:?}");
+
+    // A key the platform refuses: failed with the code that says so, not retried forever.
+    app.patch(
+        &path,
+        &api,
+        json!({"api_credentials": {"secret_key": "sk_test_revoked"}}),
+    )
+    .await;
+    let r = deliver(
+        app,
+        &integration,
+        &checkout("evt_three", "cs_test_one", "pi_three"),
+    )
+    .await;
+    let event = event_of(app, &api, &r).await;
+    assert_eq!(event["status"], "failed", "{event}");
+    assert_eq!(
+        event["error"]["code"], "API_CREDENTIALS_REJECTED",
+        "{event}"
+    );
+    assert_eq!(licenses(app, &api).await.len(), 2);
+}
