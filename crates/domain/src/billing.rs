@@ -293,6 +293,10 @@ pub struct BillingEvent {
     /// and the platform module completes the event, which empties this list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs_fetch: Vec<String>,
+    /// Other ids the platform gives the order's payment (Stripe: an invoice's payment intent
+    /// and charge), so a refund or dispute naming any of them reaches the same subscription.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub order_aliases: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -318,6 +322,7 @@ impl BillingEvent {
             order: None,
             ordering_version: None,
             needs_fetch: Vec::new(),
+            order_aliases: Vec::new(),
         }
     }
 
@@ -327,6 +332,13 @@ impl BillingEvent {
 
     pub fn order_id(&self) -> Option<&str> {
         self.order.as_ref().map(|o| o.external_id.as_str())
+    }
+
+    /// The order's id and its aliases (none without an order).
+    pub fn order_ids(&self) -> impl Iterator<Item = &str> {
+        self.order_id()
+            .into_iter()
+            .chain(self.order_aliases.iter().map(String::as_str))
     }
 
     /// The bought items: the subscription's, else the order's lines.

@@ -364,10 +364,10 @@ pub fn apply_event(
         ),
     };
     next.ever_entitled |= entitled;
-    if let Some(order) = event.order_id()
-        && let Err(index) = next.order_ids.binary_search_by(|o| o.as_str().cmp(order))
-    {
-        next.order_ids.insert(index, order.to_owned());
+    for order in event.order_ids() {
+        if let Err(index) = next.order_ids.binary_search_by(|o| o.as_str().cmp(order)) {
+            next.order_ids.insert(index, order.to_owned());
+        }
     }
 
     // Payment outcomes.

@@ -34,6 +34,11 @@ pub const SQLITE: &[Migration] = &[
         name: "api_credentials",
         sql: include_str!("../migrations/sqlite/0005_api_credentials.sql"),
     },
+    Migration {
+        version: 6,
+        name: "subscription_orders",
+        sql: include_str!("../migrations/sqlite/0006_subscription_orders.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -61,5 +66,10 @@ pub const POSTGRES: &[Migration] = &[
         version: 5,
         name: "api_credentials",
         sql: include_str!("../migrations/postgres/0005_api_credentials.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "subscription_orders",
+        sql: include_str!("../migrations/postgres/0006_subscription_orders.sql"),
     },
 ];

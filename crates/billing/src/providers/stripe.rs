@@ -193,7 +193,26 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
                 out.kind = Kind::PaymentFailed;
                 out.subscription = Some(snapshot);
                 out.order = invoice_order(object, false);
+                out.order_aliases = invoice_payment_ids(object);
                 out.customer = invoice_customer(object);
+            }
+        }
+        // Basil (2025-03-31) removed `payment_intent` and `charge` from invoices: this event
+        // is where an invoice's payment is named, so a later refund of it finds the invoice.
+        "invoice_payment.paid" => {
+            if let Some(invoice) = id_at(object, "/invoice") {
+                out.kind = Kind::SubscriptionUpdated;
+                out.order = Some(OrderRef {
+                    external_id: invoice,
+                    lines: Vec::new(),
+                });
+                out.order_aliases = [
+                    id_at(object, "/payment/payment_intent"),
+                    id_at(object, "/payment/charge"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
             }
         }
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
@@ -206,15 +225,32 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
                 Kind::Refunded
             };
             // Pre-basil charges name their invoice; otherwise the payment intent is what the
-            // paid order was recorded under (one-time checkout), else the charge itself.
-            let order_id = id_at(object, "/invoice")
-                .or_else(|| id_at(object, "/payment_intent"))
-                .or_else(|| id_at(object, "/charge"))
-                .or_else(|| str_at(object, "/id"));
-            out.order = order_id.map(|external_id| OrderRef {
+            // paid order was recorded under (one-time checkout), else the charge itself. The
+            // other ids go along: a subscription's invoice knows its payment intent and charge
+            // (pre-basil invoice fields, basil `invoice_payment.paid`), not the other way round.
+            let charge_id = (str_at(object, "/object").as_deref() == Some("charge"))
+                .then(|| str_at(object, "/id"));
+            let mut ids: Vec<String> = [
+                id_at(object, "/invoice"),
+                id_at(object, "/payment_intent"),
+                id_at(object, "/charge"),
+                charge_id.flatten(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            ids.dedup();
+            if ids.is_empty()
+                && let Some(id) = str_at(object, "/id")
+            {
+                ids.push(id);
+            }
+            let mut ids = ids.into_iter();
+            out.order = ids.next().map(|external_id| OrderRef {
                 external_id,
                 lines: Vec::new(),
             });
+            out.order_aliases = ids.collect();
             let customer = CustomerRef {
                 external_id: id_at(object, "/customer"),
                 email: str_at(object, "/billing_details/email")
@@ -428,6 +464,16 @@ fn invoice_paid(out: &mut BillingEvent, invoice: &Value) {
     };
     out.subscription = Some(snapshot);
     out.order = invoice_order(invoice, false);
+    out.order_aliases = invoice_payment_ids(invoice);
+}
+
+/// The payment intent and charge of an invoice (before basil; basil tells them in
+/// `invoice_payment.paid`).
+fn invoice_payment_ids(invoice: &Value) -> Vec<String> {
+    [id_at(invoice, "/payment_intent"), id_at(invoice, "/charge")]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Checkout: a subscription checkout tells who the customer is (subscription events carry

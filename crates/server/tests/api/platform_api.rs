@@ -23,6 +23,8 @@ mod checkout_line_items_fetched {
     }
 }
 
+crate::on_both_engines!(subscription_refunds_reach_licenses_on_every_api_version);
+
 const SECRET: &str = "whsec_test_secret";
 const SECRET_KEY: &str = "sk_test_standin_key";
 
@@ -183,9 +185,7 @@ async fn licenses(app: &TestApp, api: &str) -> Vec<Value> {
 async fn checkout_line_items_fetched(app: &TestApp) {
     let (base, stand_in) = stand_in().await;
     let api = app.account("Shop").await;
-    let policy = app
-        .policy(&api, json!({"max_activations": 1}))
-        .await;
+    let policy = app.policy(&api, json!({"max_activations": 1})).await;
     let created = app
         .post(
             "/v1/integrations",
@@ -297,4 +297,132 @@ async fn checkout_line_items_fetched(app: &TestApp) {
         "{event}"
     );
     assert_eq!(licenses(app, &api).await.len(), 2);
+}
+
+fn stripe_event(id: &str, kind: &str, api_version: &str, object: Value) -> Value {
+    json!({"id": id, "object": "event", "api_version": api_version,
+        "created": Timestamp::now().millis() / 1000, "livemode": true, "type": kind,
+        "data": {"object": object}})
+}
+
+fn subscription_created(sub: &str, api_version: &str) -> Value {
+    let now = Timestamp::now().millis() / 1000;
+    stripe_event(
+        &format!("evt_created_{sub}"),
+        "customer.subscription.created",
+        api_version,
+        json!({
+        "id": sub, "object": "subscription", "customer": "cus_ann", "status": "active",
+        "cancel_at": null, "cancel_at_period_end": false, "canceled_at": null, "ended_at": null,
+        "trial_end": null, "pause_collection": null, "current_period_end": now + 30 * 86400,
+        "items": {"object": "list", "has_more": false, "data": [{
+            "id": format!("si_{sub}"), "object": "subscription_item", "quantity": 1,
+            "current_period_end": now + 30 * 86400, "subscription": sub,
+            "price": {"id": "price_pro", "object": "price", "product": "prod_pro"}}]}}),
+    )
+}
+
+/// A renewal invoice: pre-basil it names its payment intent and charge, basil does not.
+fn renewal_paid(sub: &str, invoice: &str, api_version: &str, pre_basil: bool) -> Value {
+    let now = Timestamp::now().millis() / 1000;
+    let mut object = json!({
+        "id": invoice, "object": "invoice", "billing_reason": "subscription_cycle",
+        "status": "paid", "amount_paid": 5000, "customer": "cus_ann",
+        "lines": {"object": "list", "has_more": false, "data": [{
+            "id": "il_1", "object": "line_item", "amount": 5000, "quantity": 1,
+            "period": {"start": now, "end": now + 60 * 86400},
+            "type": "subscription", "proration": false, "subscription": sub,
+            "price": {"id": "price_pro", "product": "prod_pro"}}]}});
+    if pre_basil {
+        object["subscription"] = sub.into();
+        object["payment_intent"] = format!("pi_{invoice}").into();
+        object["charge"] = format!("ch_{invoice}").into();
+    } else {
+        object["parent"] = json!({"type": "subscription_details",
+            "subscription_details": {"metadata": {}, "subscription": sub}});
+    }
+    stripe_event(
+        &format!("evt_paid_{invoice}"),
+        "invoice.paid",
+        api_version,
+        object,
+    )
+}
+
+async fn state_of(app: &TestApp, api: &str) -> (String, String) {
+    let list = licenses(app, api).await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    let v = app.validate(json!({"key": list[0]["key"]})).await;
+    (
+        list[0]["status"].as_str().unwrap_or("").to_string(),
+        v.body["code"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+/// A refund or dispute naming only the payment intent or the charge of a renewal reaches the
+/// subscription's licenses, before basil (the invoice names them) and after (the
+/// `invoice_payment.paid` event does).
+async fn subscription_refunds_reach_licenses_on_every_api_version(app: &TestApp) {
+    for (version, pre_basil) in [("2024-06-20", true), ("2025-03-31.basil", false)] {
+        let api = app.account(&format!("Shop {version}")).await;
+        let policy = app
+            .policy(
+                &api,
+                json!({"expiry": "subscription", "max_activations": 1}),
+            )
+            .await;
+        let integration = app
+            .post(
+                "/v1/integrations",
+                &api,
+                json!({"provider": "stripe", "secrets": [SECRET],
+                       "mappings": [{"external_id": "price_pro", "policy_id": policy}]}),
+            )
+            .await
+            .body;
+        let sub = format!("sub_{}", if pre_basil { "old" } else { "new" });
+        let invoice = format!("in_{}", if pre_basil { "old" } else { "new" });
+        for event in [
+            subscription_created(&sub, version),
+            renewal_paid(&sub, &invoice, version, pre_basil),
+        ] {
+            let r = deliver(app, &integration, &event).await;
+            assert_eq!(r.body["events"][0]["status"], "applied", "{}", r.body);
+        }
+        if !pre_basil {
+            let link = stripe_event(
+                "evt_inpay",
+                "invoice_payment.paid",
+                version,
+                json!({
+                "id": "inpay_1", "object": "invoice_payment", "amount_paid": 5000,
+                "currency": "usd", "invoice": invoice, "is_default": true, "livemode": true,
+                "payment": {"type": "payment_intent", "payment_intent": format!("pi_{invoice}")},
+                "status": "paid", "status_transitions": {"canceled_at": null, "paid_at": 1}}),
+            );
+            let r = deliver(app, &integration, &link).await;
+            assert_eq!(r.body["events"][0]["status"], "applied", "{}", r.body);
+        }
+        assert_eq!(state_of(app, &api).await.1, "VALID");
+        // Basil refunds and disputes carry `payment_intent` and `charge`, never `invoice`.
+        let dispute = stripe_event(
+            "evt_dispute",
+            "charge.dispute.created",
+            version,
+            json!({
+            "id": "dp_1", "object": "dispute", "amount": 5000, "currency": "usd",
+            "charge": format!("ch_{invoice}"),
+            "payment_intent": if pre_basil { Value::Null } else { format!("pi_{invoice}").into() },
+            "reason": "fraudulent", "status": "needs_response", "is_charge_refundable": false}),
+        );
+        let r = deliver(app, &integration, &dispute).await;
+        let event = event_of(app, &api, &r).await;
+        assert_eq!(event["status"], "applied", "{event}");
+        let (status, code) = state_of(app, &api).await;
+        assert_eq!(
+            (status.as_str(), code.as_str()),
+            ("revoked", "REVOKED"),
+            "{version}: {event}"
+        );
+    }
 }

@@ -4,15 +4,13 @@
 use super::super::DbConn;
 use super::super::batch::WriteBatch;
 use super::super::outbound::enqueue_outbound_into;
-use super::super::rows::parse_json;
 use super::lookups::{Lookups, upsert_customer};
 use super::subscriptions::{ApplyContext, apply_to_order, apply_to_subscription};
 use crate::gateway::Integration;
 use crate::{Result, now};
 use keygate_domain::billing::BillingEvent;
-use keygate_domain::reconcile::{IntegrationOptions, SubscriptionState};
+use keygate_domain::reconcile::IntegrationOptions;
 use keygate_domain::{Actor, Policy};
-use sqlx::Row;
 use std::collections::HashMap;
 
 /// What applying one event did, recorded on the event (`actions`).
@@ -54,25 +52,38 @@ pub(crate) async fn apply_loaded(
         &actor,
         &mut applied,
     );
-    // A subscription event; or an order event about an invoice of a known subscription
-    // (Stripe refunds name only the invoice); or a one-time order.
+    // A subscription event; or an order event about a payment of a known subscription
+    // (Stripe refunds and disputes name only the invoice, payment intent or charge), found in
+    // the index of the ids each subscription's events named; or a one-time order.
     let mut subscription_id = event.subscription.as_ref().map(|s| s.external_id.clone());
     let mut looked_up = lookups.subscription.clone();
-    if subscription_id.is_none()
-        && let Some(order) = &event.order
-    {
-        let rows =
-            sqlx::query("SELECT external_id, state FROM subscriptions WHERE integration_id = $1")
-                .bind(&integration.id)
-                .fetch_all(&mut *tx)
-                .await?;
-        for r in rows {
-            let state: SubscriptionState = parse_json(r.try_get::<&str, _>("state")?)?;
-            if state.has_order(&order.external_id) {
-                subscription_id = Some(r.try_get("external_id")?);
+    if subscription_id.is_none() && event.order.is_some() {
+        for order_id in event.order_ids() {
+            let found: Option<String> = sqlx::query_scalar(
+                "SELECT subscription_external_id FROM subscription_orders \
+                 WHERE integration_id = $1 AND order_id = $2",
+            )
+            .bind(&integration.id)
+            .bind(order_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if found.is_some() {
+                subscription_id = found;
                 looked_up = None;
                 break;
             }
+        }
+    }
+    if let Some(sub) = &subscription_id {
+        for order_id in event.order_ids() {
+            batch
+                .push(
+                    "INSERT INTO subscription_orders (integration_id, order_id, \
+                     subscription_external_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(integration.id.clone())
+                .bind(order_id.to_string())
+                .bind(sub.clone());
         }
     }
     let outcome = match (&subscription_id, &event.order) {
