@@ -259,10 +259,11 @@ fn subscription_updated_variants() {
             Status::Active,
             5,
         ),
+        // S-3: `pause_collection` stops collecting, the subscription stays active (access kept).
         (
             "customer.subscription.updated.pause_collection.json",
-            Kind::SubscriptionPaused,
-            Status::Paused,
+            Kind::SubscriptionUpdated,
+            Status::Active,
             5,
         ),
     ];
@@ -329,6 +330,57 @@ fn subscription_deleted_paused_resumed() {
             period_end: Some(secs(1_771_718_400)),
             ..Expect::default()
         },
+    );
+}
+
+#[test]
+fn invoice_lines_with_more_pages_do_not_tell_the_items() {
+    let mut invoice: serde_json::Value =
+        serde_json::from_slice(&fixture("stripe", "invoice.paid.cycle.json")).unwrap();
+    invoice["data"]["object"]["lines"]["has_more"] = true.into();
+    let stripe = keygate_billing::provider("stripe").unwrap();
+    let e = stripe
+        .parse(&keygate_billing::Request::post(
+            &Headers::new(),
+            invoice.to_string().as_bytes(),
+        ))
+        .unwrap()
+        .remove(0);
+    let snapshot = e.subscription.unwrap();
+    assert!(snapshot.items.is_empty(), "{:?}", snapshot.items);
+    assert_eq!(snapshot.current_period_end, Some(secs(1_772_323_200)));
+}
+
+#[test]
+fn refunds_and_disputes_say_their_size_and_stage() {
+    use keygate_billing::BillingEvent;
+    use keygate_domain::billing::Reversal;
+    let stripe = keygate_billing::provider("stripe").unwrap();
+    let parse_value = |v: &serde_json::Value| -> BillingEvent {
+        stripe
+            .parse(&keygate_billing::Request::post(
+                &Headers::new(),
+                v.to_string().as_bytes(),
+            ))
+            .unwrap()
+            .remove(0)
+    };
+    let mut refund: serde_json::Value =
+        serde_json::from_slice(&fixture("stripe", "charge.refunded.json")).unwrap();
+    refund["data"]["object"]["amount"] = 5000.into();
+    refund["data"]["object"]["amount_refunded"] = 5000.into();
+    assert_eq!(parse_value(&refund).reversal, Some(Reversal::FullRefund));
+    refund["data"]["object"]["amount_refunded"] = 100.into();
+    refund["data"]["object"]["refunded"] = false.into();
+    assert_eq!(parse_value(&refund).reversal, Some(Reversal::PartialRefund));
+    let mut dispute: serde_json::Value =
+        serde_json::from_slice(&fixture("stripe", "charge.dispute.created.json")).unwrap();
+    dispute["data"]["object"]["status"] = "needs_response".into();
+    assert_eq!(parse_value(&dispute).reversal, Some(Reversal::Chargeback));
+    dispute["data"]["object"]["status"] = "warning_needs_response".into();
+    assert_eq!(
+        parse_value(&dispute).reversal,
+        Some(Reversal::DisputeInquiry)
     );
 }
 

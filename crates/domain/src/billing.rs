@@ -297,6 +297,45 @@ pub struct BillingEvent {
     /// and charge), so a refund or dispute naming any of them reaches the same subscription.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub order_aliases: Vec<String>,
+    /// What a refund or dispute is, where the platform says (`None`: a full refund or a
+    /// chargeback, as the kind says). The integration's `options.refunds` decides from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reversal: Option<Reversal>,
+}
+
+/// The size and stage of a refund or dispute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reversal {
+    /// Everything paid was refunded.
+    FullRefund,
+    /// Part of the payment was refunded.
+    PartialRefund,
+    /// Only tax was refunded.
+    TaxOnlyRefund,
+    /// A refund whose size the event does not tell (Stripe `refund.created`: the charge's
+    /// `charge.refunded` tells it).
+    RefundOfUnknownSize,
+    /// A refund asked for but not done yet.
+    RefundInitiated,
+    /// A dispute opened as a chargeback: the money is taken back.
+    Chargeback,
+    /// A dispute opened as an inquiry (Stripe `warning_*`, PayPal INQUIRY): no money moved.
+    DisputeInquiry,
+}
+
+impl Reversal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reversal::FullRefund => "full_refund",
+            Reversal::PartialRefund => "partial_refund",
+            Reversal::TaxOnlyRefund => "tax_only_refund",
+            Reversal::RefundOfUnknownSize => "refund_of_unknown_size",
+            Reversal::RefundInitiated => "refund_initiated",
+            Reversal::Chargeback => "chargeback",
+            Reversal::DisputeInquiry => "dispute_inquiry",
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -323,6 +362,7 @@ impl BillingEvent {
             ordering_version: None,
             needs_fetch: Vec::new(),
             order_aliases: Vec::new(),
+            reversal: None,
         }
     }
 

@@ -103,6 +103,52 @@ pub struct IntegrationOptions {
     /// Overrides the policy's `grace_seconds` for payment failures.
     #[serde(default)]
     pub grace_seconds: Option<i64>,
+    /// Which refunds and disputes revoke (`options.refunds`).
+    #[serde(default)]
+    pub refunds: RefundPolicy,
+}
+
+/// `options.refunds`: which refunds and disputes revoke the licenses they reach.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundPolicy {
+    /// A full refund or a chargeback revokes; a partial, tax-only or only initiated refund and
+    /// a dispute inquiry change nothing.
+    #[default]
+    Full,
+    /// Any refund done (of any size) or chargeback revokes.
+    Any,
+    /// Nothing revokes: refunds and disputes are only recorded.
+    Never,
+}
+
+impl RefundPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundPolicy::Full => "full",
+            RefundPolicy::Any => "any",
+            RefundPolicy::Never => "never",
+        }
+    }
+}
+
+/// Whether a refund or dispute event revokes under the integration's policy (`false` for any
+/// other event): when not, it changes nothing and is only recorded in the event's actions.
+pub fn reversal_revokes(event: &BillingEvent, options: &IntegrationOptions) -> bool {
+    use crate::billing::Reversal as R;
+    if !matches!(
+        event.kind,
+        BillingEventKind::Refunded | BillingEventKind::Chargeback
+    ) {
+        return false;
+    }
+    match (options.refunds, event.reversal) {
+        (RefundPolicy::Never, _) => false,
+        (_, None | Some(R::FullRefund | R::Chargeback)) => true,
+        (_, Some(R::RefundInitiated | R::DisputeInquiry)) => false,
+        (RefundPolicy::Any, Some(_)) => true,
+        (RefundPolicy::Full, Some(_)) => false,
+    }
 }
 
 /// Where an event sits in a subscription's history. Ordered by `occurred_at`, then the
@@ -1057,7 +1103,7 @@ mod tests {
                 licenses: Vec::new(),
                 options: IntegrationOptions {
                     renewal,
-                    grace_seconds: None,
+                    ..IntegrationOptions::default()
                 },
                 mappings: mappings(),
             }

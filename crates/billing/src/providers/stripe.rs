@@ -19,7 +19,7 @@ use crate::scheme::{Layout, TimestampedHmac, Unit, Window};
 use crate::{BillingError, ConfigError, Provider, Request, Secrets};
 use keygate_domain::Timestamp;
 use keygate_domain::billing::{
-    BillingEvent, BillingEventKind as Kind, BillingItem, CustomerRef, OrderRef,
+    BillingEvent, BillingEventKind as Kind, BillingItem, CustomerRef, OrderRef, Reversal,
     SubscriptionSnapshot, SubscriptionStatus as Status,
 };
 use serde_json::Value;
@@ -224,6 +224,31 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
             } else {
                 Kind::Refunded
             };
+            out.reversal = Some(match event_type.as_str() {
+                // `warning_*`: an inquiry, no money taken back (yet).
+                "charge.dispute.created"
+                    if str_at(object, "/status").is_some_and(|s| s.starts_with("warning_")) =>
+                {
+                    Reversal::DisputeInquiry
+                }
+                "charge.dispute.created" => Reversal::Chargeback,
+                // A Charge: full when everything captured was refunded (`charge.refunded`
+                // fires for partial refunds too).
+                "charge.refunded" => match (
+                    int_at(object, "/amount_refunded"),
+                    int_at(object, "/amount"),
+                ) {
+                    (Some(refunded), Some(amount)) if refunded >= amount => Reversal::FullRefund,
+                    (Some(_), Some(_)) => Reversal::PartialRefund,
+                    _ if bool_at(object, "/refunded") == Some(true) => Reversal::FullRefund,
+                    _ => Reversal::RefundOfUnknownSize,
+                },
+                // A Refund names its own amount, not the charge's: `charge.refunded` decides.
+                _ if str_at(object, "/status").as_deref() == Some("pending") => {
+                    Reversal::RefundInitiated
+                }
+                _ => Reversal::RefundOfUnknownSize,
+            });
             // Pre-basil charges name their invoice; otherwise the payment intent is what the
             // paid order was recorded under (one-time checkout), else the charge itself. The
             // other ids go along: a subscription's invoice knows its payment intent and charge
@@ -283,13 +308,6 @@ fn updated_kind(object: &Value, previous: Option<&Value>, snapshot: &Subscriptio
     }
     let prev = previous.as_object();
     let changed = |key: &str| prev.is_some_and(|p| p.contains_key(key));
-    if changed("pause_collection") {
-        return if at(object, "/pause_collection").is_some() {
-            Kind::SubscriptionPaused
-        } else {
-            Kind::SubscriptionResumed
-        };
-    }
     if (changed("cancel_at_period_end") || changed("cancel_at")) && snapshot.cancel_at_period_end {
         return Kind::SubscriptionCancelScheduled;
     }
@@ -312,11 +330,10 @@ fn status(raw: &str) -> Option<Status> {
 /// A full snapshot from a Subscription object (either payload generation).
 fn subscription(object: &Value) -> Result<SubscriptionSnapshot, BillingError> {
     let external_id = required(object, "/id")?;
-    let mut status = str_at(object, "/status").and_then(|s| status(&s));
-    // `pause_collection` keeps Stripe's status `active` while nothing is collected.
-    if status == Some(Status::Active) && at(object, "/pause_collection").is_some() {
-        status = Some(Status::Paused);
-    }
+    // `pause_collection` only stops collecting: "the subscription remains active" and the
+    // customer keeps the service (Stripe, pause payment collection), so access stays. Status
+    // `paused` (a trial ended without a payment method) is what suspends.
+    let status = str_at(object, "/status").and_then(|s| status(&s));
     let item_values = array(object, "/items/data");
     let items = item_values.iter().filter_map(price_item).collect();
     let current_period_end = unix_seconds_at(object, "/current_period_end").or_else(|| {
@@ -449,7 +466,11 @@ fn invoice_paid(out: &mut BillingEvent, invoice: &Value) {
         .collect();
     let mut snapshot = SubscriptionSnapshot::partial(sub_id);
     snapshot.current_period_end = period_lines.iter().filter_map(|l| l.period_end).max();
-    snapshot.items = period_lines.into_iter().map(|l| l.item).collect();
+    // A page of the lines only (`has_more`): the items are not told, so the ones not on it
+    // are not taken for removed.
+    if bool_at(invoice, "/lines/has_more") != Some(true) {
+        snapshot.items = period_lines.into_iter().map(|l| l.item).collect();
+    }
     snapshot.status = Some(Status::Active);
     out.kind = match reason.as_str() {
         "subscription_cycle" => Kind::SubscriptionRenewed,

@@ -185,6 +185,14 @@ fn check_options(options: &Value) -> ApiResult<()> {
             "`options.renewal` must be `extend` or `new_license`",
         ));
     }
+    if let Some(r) = map.get("refunds")
+        && !matches!(r.as_str(), Some("full" | "any" | "never"))
+    {
+        return Err(invalid(
+            "INVALID_FIELD",
+            "`options.refunds` must be `full`, `any` or `never`",
+        ));
+    }
     if let Some(g) = map.get("grace_seconds")
         && g.as_i64().is_none_or(|g| g < 0)
     {

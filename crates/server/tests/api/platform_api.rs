@@ -23,7 +23,10 @@ mod checkout_line_items_fetched {
     }
 }
 
-crate::on_both_engines!(subscription_refunds_reach_licenses_on_every_api_version);
+crate::on_both_engines!(
+    subscription_refunds_reach_licenses_on_every_api_version,
+    refund_policy_revokes_only_what_it_says
+);
 
 const SECRET: &str = "whsec_test_secret";
 const SECRET_KEY: &str = "sk_test_standin_key";
@@ -425,4 +428,102 @@ async fn subscription_refunds_reach_licenses_on_every_api_version(app: &TestApp)
             "{version}: {event}"
         );
     }
+}
+
+fn charge_refunded(id: &str, invoice: &str, amount_refunded: i64) -> Value {
+    stripe_event(
+        id,
+        "charge.refunded",
+        "2024-06-20",
+        json!({
+        "id": format!("ch_{invoice}"), "object": "charge", "amount": 5000,
+        "amount_refunded": amount_refunded, "refunded": amount_refunded >= 5000,
+        "customer": "cus_ann", "invoice": invoice, "payment_intent": format!("pi_{invoice}")}),
+    )
+}
+
+/// `options.refunds`: `full` (the default) revokes on a full refund or a chargeback only,
+/// `any` on any refund, `never` on nothing; what does not revoke is recorded.
+async fn refund_policy_revokes_only_what_it_says(app: &TestApp) {
+    for (policy_option, partial_revokes, full_revokes) in [
+        (None, false, true),
+        (Some("any"), true, true),
+        (Some("never"), false, false),
+    ] {
+        let api = app.account(&format!("Shop {policy_option:?}")).await;
+        let policy = app
+            .policy(
+                &api,
+                json!({"expiry": "subscription", "max_activations": 1}),
+            )
+            .await;
+        let mut options = json!({});
+        if let Some(p) = policy_option {
+            options["refunds"] = p.into();
+        }
+        let integration = app
+            .post(
+                "/v1/integrations",
+                &api,
+                json!({"provider": "stripe", "secrets": [SECRET], "options": options,
+                       "mappings": [{"external_id": "price_pro", "policy_id": policy}]}),
+            )
+            .await
+            .body;
+        for event in [
+            subscription_created("sub_p", "2024-06-20"),
+            renewal_paid("sub_p", "in_p", "2024-06-20", true),
+        ] {
+            deliver(app, &integration, &event).await;
+        }
+        // An inquiry never revokes: recorded in the event's actions.
+        let inquiry = stripe_event(
+            "evt_inquiry",
+            "charge.dispute.created",
+            "2024-06-20",
+            json!({
+            "id": "dp_w", "object": "dispute", "amount": 5000, "charge": "ch_in_p",
+            "payment_intent": "pi_in_p", "status": "warning_needs_response"}),
+        );
+        let event = event_of(app, &api, &deliver(app, &integration, &inquiry).await).await;
+        assert_eq!(event["status"], "applied", "{event}");
+        assert!(
+            event["actions"].to_string().contains("dispute_inquiry"),
+            "{event}"
+        );
+        assert_eq!(state_of(app, &api).await.1, "VALID");
+
+        let partial = charge_refunded("evt_partial", "in_p", 500);
+        let event = event_of(app, &api, &deliver(app, &integration, &partial).await).await;
+        assert_eq!(event["status"], "applied", "{event}");
+        let (status, _) = state_of(app, &api).await;
+        assert_eq!(
+            status == "revoked",
+            partial_revokes,
+            "{policy_option:?}: {event}"
+        );
+        if !partial_revokes {
+            assert!(
+                event["actions"].to_string().contains("partial_refund"),
+                "{event}"
+            );
+        }
+        let full = charge_refunded("evt_full", "in_p", 5000);
+        let event = event_of(app, &api, &deliver(app, &integration, &full).await).await;
+        let (status, _) = state_of(app, &api).await;
+        assert_eq!(
+            status == "revoked",
+            full_revokes,
+            "{policy_option:?}: {event}"
+        );
+    }
+    let api = app.account("Bad option").await;
+    let r = app
+        .post(
+            "/v1/integrations",
+            &api,
+            json!({"provider": "stripe", "secrets": [SECRET], "options": {"refunds": "some"}}),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (422, "INVALID_FIELD"), "{}", r.body);
 }

@@ -86,7 +86,24 @@ pub(crate) async fn apply_loaded(
                 .bind(sub.clone());
         }
     }
+    // A refund or dispute the integration's `options.refunds` does not revoke on changes
+    // nothing: recorded, not applied.
+    let kept = matches!(
+        event.kind,
+        keygate_domain::billing::BillingEventKind::Refunded
+            | keygate_domain::billing::BillingEventKind::Chargeback
+    ) && !keygate_domain::reconcile::reversal_revokes(event, &options);
+    if kept {
+        applied.actions.push(serde_json::json!({
+            "action": "reversal_recorded",
+            "reversal": event.reversal.map_or(event.kind.as_str(), |r| r.as_str()),
+            "refunds": options.refunds.as_str(),
+            "subscription": subscription_id,
+            "order": event.order_id(),
+        }));
+    }
     let outcome = match (&subscription_id, &event.order) {
+        _ if kept => Ok(()),
         (Some(sub), _) => {
             let mut event = event.clone();
             if event.subscription.is_none() {
