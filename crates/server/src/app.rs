@@ -139,8 +139,7 @@ pub fn router(store: Arc<dyn Store>, config: Config) -> (Router, AppState) {
 
 async fn fallback() -> crate::error::ApiError {
     crate::error::ApiError::new(
-        axum::http::StatusCode::NOT_FOUND,
-        "ROUTE_NOT_FOUND",
+        crate::error::ErrorCode::RouteNotFound,
         "no such endpoint: see /openapi.json",
     )
 }

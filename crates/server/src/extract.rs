@@ -1,5 +1,5 @@
 //! Extractors that turn every kind of bad input into the contract error shape.
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
@@ -17,12 +17,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "PAYLOAD_TOO_LARGE",
+                    ErrorCode::PayloadTooLarge,
                     "the request body is larger than 1 MiB",
                 )
             } else {
-                ApiError::bad_request("BAD_BODY", rejection.body_text())
+                ApiError::new(ErrorCode::BadBody, rejection.body_text())
             }
         })?;
         parse_json(&bytes).map(ApiJson)
@@ -31,18 +30,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "MALFORMED_JSON",
+        return Err(ApiError::new(
+            ErrorCode::MalformedJson,
             "the request body is empty: a JSON object is expected",
         ));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
-            Category::Data => ApiError::bad_request("INVALID_BODY", e.to_string()),
-            _ => {
-                ApiError::bad_request("MALFORMED_JSON", format!("the body is not valid JSON: {e}"))
-            }
+            Category::Data => ApiError::new(ErrorCode::InvalidBody, e.to_string()),
+            _ => ApiError::new(
+                ErrorCode::MalformedJson,
+                format!("the body is not valid JSON: {e}"),
+            ),
         }
     })
 }
@@ -57,6 +57,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))
-            .map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))
+            .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.body_text()))
     }
 }

@@ -42,7 +42,7 @@ impl StoreError {
 impl From<DomainError> for StoreError {
     fn from(e: DomainError) -> Self {
         StoreError::Invalid {
-            code: e.code,
+            code: e.code.as_str(),
             message: e.message,
         }
     }

@@ -2,7 +2,7 @@
 use super::{PAGE_QUERY, Route};
 use crate::app::AppState;
 use crate::auth::Admin;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::outbound::{self, http};
 use axum::extract::{Path, State};
@@ -108,17 +108,11 @@ struct EndpointPatchInput {
 /// at every delivery, on the addresses they resolve to then.
 fn check_url(state: &AppState, url: &str) -> ApiResult<String> {
     let url = url.trim();
-    let target = http::parse_url(url).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "INVALID_URL",
-            e.to_string(),
-        )
-    })?;
+    let target =
+        http::parse_url(url).map_err(|e| ApiError::new(ErrorCode::InvalidUrl, e.to_string()))?;
     if !state.config.outbound_allow_private && http::literal_forbidden(&target.host) {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "PRIVATE_ADDRESS",
+            ErrorCode::PrivateAddress,
             format!(
                 "`{}` is a private, loopback or link-local address: refused unless the operator sets KEYGATE_OUTBOUND_ALLOW_PRIVATE",
                 target.host

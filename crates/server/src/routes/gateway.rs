@@ -2,7 +2,7 @@
 use super::{PAGE_QUERY, PageQuery, Route};
 use crate::app::AppState;
 use crate::auth::Admin;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiQuery};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -152,20 +152,23 @@ struct IntegrationPatch {
     mappings: Option<Vec<MappingInput>>,
 }
 
-fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+fn invalid(code: ErrorCode, message: impl Into<String>) -> ApiError {
+    ApiError::new(code, message)
 }
 
 /// Options Keygate reads, checked; the platform-specific rest is kept as given.
 fn check_options(options: &Value) -> ApiResult<()> {
     let Some(map) = options.as_object() else {
-        return Err(invalid("INVALID_FIELD", "`options` must be a JSON object"));
+        return Err(invalid(
+            ErrorCode::InvalidField,
+            "`options` must be a JSON object",
+        ));
     };
     if let Some(r) = map.get("renewal")
         && !matches!(r.as_str(), Some("extend" | "new_license"))
     {
         return Err(invalid(
-            "INVALID_FIELD",
+            ErrorCode::InvalidField,
             "`options.renewal` must be `extend` or `new_license`",
         ));
     }
@@ -173,14 +176,14 @@ fn check_options(options: &Value) -> ApiResult<()> {
         && g.as_i64().is_none_or(|g| g < 0)
     {
         return Err(invalid(
-            "INVALID_FIELD",
+            ErrorCode::InvalidField,
             "`options.grace_seconds` must be a number of seconds",
         ));
     }
     for secret in ["password", "secret", "api_key", "secrets"] {
         if map.contains_key(secret) {
             return Err(invalid(
-                "SECRET_IN_OPTIONS",
+                ErrorCode::SecretInOptions,
                 format!(
                     "`options.{secret}` would be stored in clear and shown: put credentials in `secrets` (Chargebee: \"username:password\")"
                 ),
@@ -217,7 +220,7 @@ async fn create(
 ) -> ApiResult<impl IntoResponse> {
     if keygate_billing::provider(&input.provider).is_none() {
         return Err(invalid(
-            "UNKNOWN_PROVIDER",
+            ErrorCode::UnknownProvider,
             format!(
                 "no provider `{}`: use one of {}",
                 input.provider,
@@ -305,8 +308,7 @@ async fn webhook(
 ) -> ApiResult<impl IntoResponse> {
     let unknown = || {
         ApiError::new(
-            StatusCode::NOT_FOUND,
-            "INTEGRATION_NOT_FOUND",
+            ErrorCode::IntegrationNotFound,
             "no integration of this provider has this id",
         )
     };
@@ -338,13 +340,12 @@ async fn webhook(
             // Nothing enters the inbox; the attempt goes to the bounded failure log.
             if let Err(log_error) = state
                 .store
-                .record_webhook_failure(&integration, e.code(), &e.to_string())
+                .record_webhook_failure(&integration, e.code().as_str(), &e.to_string())
                 .await
             {
                 tracing::warn!(error = %log_error, "could not record a refused webhook");
             }
-            let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-            return Err(ApiError::new(status, e.code(), e.to_string()));
+            return Err(ApiError::new(e.code(), e.to_string()));
         }
     };
     let raw = String::from_utf8_lossy(&body).into_owned();
@@ -445,8 +446,7 @@ async fn replay(
     let event = state.store.get_event(&who.account_id, &id).await?;
     if event.status == "ignored" {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "EVENT_IGNORED",
+            ErrorCode::EventIgnored,
             "Keygate does not act on this event type",
         ));
     }

@@ -1,9 +1,9 @@
 //! Operations: liveness, readiness, metrics, the OpenAPI document.
 use super::Route;
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::json;
 
@@ -38,8 +38,7 @@ async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "DATABASE_UNAVAILABLE",
+                ErrorCode::DatabaseUnavailable,
                 "the database does not answer",
             ))
         }
