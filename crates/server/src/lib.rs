@@ -9,10 +9,12 @@ pub mod error;
 pub mod extract;
 pub mod gateway;
 pub mod idempotency;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod outbound;
 pub mod routes;
+pub mod serve;
 pub mod signing;
 pub mod telemetry;
 
