@@ -39,6 +39,7 @@ error_codes! {
         InvalidBody = "INVALID_BODY",
         InvalidQuery = "INVALID_QUERY",
         BadBody = "BAD_BODY",
+        BadRequest = "BAD_REQUEST",
         InvalidIdempotencyKey = "INVALID_IDEMPOTENCY_KEY",
         MalformedPayload = "MALFORMED_PAYLOAD",
     ],

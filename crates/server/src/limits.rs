@@ -113,7 +113,7 @@ fn in_envelope(response: Response) -> Response {
             ErrorCode::Internal,
             "an internal error occurred; it has been logged",
         ),
-        _ => (ErrorCode::BadBody, "the request could not be read"),
+        _ => (ErrorCode::BadRequest, "the request could not be read"),
     };
     let (mut parts, _) = response.into_parts();
     let rewritten = ApiError::new(code, message).into_response();

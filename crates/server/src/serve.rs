@@ -205,7 +205,8 @@ async fn watchdog(activity: &Activity, limits: &Limits) -> ConnectionEvent {
             return event;
         }
         let wait = deadline.saturating_sub(now).max(Duration::from_millis(5));
-        tokio::time::sleep(wait).await;
+        // A change (a request starts or ends, a head starts) moves the deadline: look again.
+        let _ = tokio::time::timeout(wait, activity.changed.notified()).await;
     }
 }
 
@@ -230,6 +231,7 @@ struct Activity {
     idle_since_us: AtomicU64,
     /// When the first byte of the next request arrived; `u64::MAX` = none yet.
     head_since_us: AtomicU64,
+    changed: tokio::sync::Notify,
 }
 
 const NO_HEAD: u64 = u64::MAX;
@@ -241,6 +243,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             idle_since_us: AtomicU64::new(0),
             head_since_us: AtomicU64::new(NO_HEAD),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -255,11 +258,13 @@ impl Activity {
     fn request_started(&self) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.head_since_us.store(NO_HEAD, Ordering::Release);
+        self.changed.notify_one();
     }
 
     fn request_finished(&self) {
         self.idle_since_us.store(self.stamp(), Ordering::Release);
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.changed.notify_one();
     }
 
     fn bytes_arrived(&self) {
@@ -267,6 +272,7 @@ impl Activity {
             && self.head_since_us.load(Ordering::Acquire) == NO_HEAD
         {
             self.head_since_us.store(self.stamp(), Ordering::Release);
+            self.changed.notify_one();
         }
     }
 
