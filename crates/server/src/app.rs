@@ -121,18 +121,19 @@ pub fn router(store: Arc<dyn Store>, config: Config) -> (Router, AppState) {
                 state.clone(),
                 crate::idempotency::middleware,
             ))
-        } else if r.path.starts_with("/v1/webhooks/") {
-            r.handler.layer(middleware::from_fn_with_state(
-                state.clone(),
-                crate::limits::per_integration,
-            ))
-        } else if r.auth == routes::Auth::Public && r.path.starts_with("/v1/") {
-            r.handler.layer(middleware::from_fn_with_state(
-                state.clone(),
-                crate::limits::per_client_address,
-            ))
         } else {
-            r.handler
+            match r.rate_limit() {
+                Some(routes::RateLimit::Integration) => r.handler.layer(
+                    middleware::from_fn_with_state(state.clone(), crate::limits::per_integration),
+                ),
+                Some(routes::RateLimit::ClientAddress) => {
+                    r.handler.layer(middleware::from_fn_with_state(
+                        state.clone(),
+                        crate::limits::per_client_address,
+                    ))
+                }
+                None => r.handler,
+            }
         };
         let merged = match by_path.remove(r.path) {
             Some(existing) => existing.merge(handler),
