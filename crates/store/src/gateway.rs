@@ -131,8 +131,9 @@ pub struct Inserted {
 /// How many refused deliveries are kept per integration.
 pub const FAILURE_LOG_SIZE: i64 = 100;
 
+/// Platform connections: integrations, their mappings, and the log of refused deliveries.
 #[async_trait]
-pub trait GatewayStore: Send + Sync {
+pub trait IntegrationStore: Send + Sync {
     async fn create_integration(
         &self,
         who: &Principal,
@@ -160,7 +161,12 @@ pub trait GatewayStore: Send + Sync {
         account_id: &str,
         integration_id: &str,
     ) -> Result<Vec<WebhookFailure>>;
+}
 
+/// The webhook inbox (stored deliveries and applying them) and the platform subscriptions
+/// the deliveries keep up to date.
+#[async_trait]
+pub trait InboxStore: Send + Sync {
     /// Stores a delivery in the inbox, unique on (integration, platform event id).
     async fn insert_event(
         &self,
