@@ -38,33 +38,15 @@ impl ApiError {
     pub fn not_found(what: &str) -> Self {
         Self::new(ErrorCode::NotFound, format!("{what} not found"))
     }
-
-    /// A code the store refused with, as text (until the store speaks [`ErrorCode`]): the
-    /// code's own status when it is a known one, else the status of the kind of refusal.
-    fn from_store_code(code: &'static str, fallback: StatusCode, message: String) -> Self {
-        match ErrorCode::parse(code) {
-            Some(known) => Self::new(known, message),
-            None => {
-                tracing::warn!(code, "a store error code missing from ErrorCode");
-                ApiError {
-                    status: fallback,
-                    code,
-                    message,
-                }
-            }
-        }
-    }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => ApiError::not_found(what),
-            StoreError::Conflict { code, message } => {
-                ApiError::from_store_code(code, StatusCode::CONFLICT, message)
-            }
-            StoreError::Invalid { code, message } => {
-                ApiError::from_store_code(code, StatusCode::UNPROCESSABLE_ENTITY, message)
+            // The code says the status (409 for a conflict, 422 for an invalid input).
+            StoreError::Conflict { code, message } | StoreError::Invalid { code, message } => {
+                ApiError::new(code, message)
             }
             StoreError::LicenseRefused(code) => ApiError::license_refused(code),
             StoreError::Database(sqlx_error) if is_overload(&sqlx_error) => {

@@ -442,9 +442,15 @@ async fn rate_limits_answer_429_with_retry_after() {
         1.0
     );
     let doc = app.send("GET", "/openapi.json", None, None, &[]).await.body;
-    for path in ["/v1/licenses/validate", "/v1/webhooks/{provider}/{integration_id}"] {
+    for path in [
+        "/v1/licenses/validate",
+        "/v1/webhooks/{provider}/{integration_id}",
+    ] {
         let limited = &doc["paths"][path]["post"]["responses"]["429"];
-        assert!(limited["headers"]["Retry-After"].is_object(), "{path}: {limited}");
+        assert!(
+            limited["headers"]["Retry-After"].is_object(),
+            "{path}: {limited}"
+        );
     }
     assert!(doc["paths"]["/v1/products"]["get"]["responses"]["429"].is_null());
     app.finish().await;

@@ -11,6 +11,7 @@ use crate::gateway::{
 };
 use crate::{Principal, Result, StoreError, now};
 use async_trait::async_trait;
+use keygate_domain::ErrorCode;
 use keygate_domain::new_id;
 use sqlx::Row;
 
@@ -89,13 +90,13 @@ async fn write_mappings(
         validate_text("mappings[].external_id", &m.external_id, 255)?;
         if !seen.insert(m.external_id.as_str()) {
             return Err(StoreError::invalid(
-                "INVALID_FIELD",
+                ErrorCode::InvalidField,
                 format!("`{}` is mapped twice", m.external_id),
             ));
         }
         if load_policy(conn, account_id, &m.policy_id).await?.is_none() {
             return Err(StoreError::invalid(
-                "POLICY_NOT_FOUND",
+                ErrorCode::PolicyNotFound,
                 format!("no policy `{}` in this account", m.policy_id),
             ));
         }

@@ -8,6 +8,7 @@ use super::endpoints::load_endpoint;
 use crate::outbound::{Attempt, AttemptRecord, Delivery, DeliveryStore, DueDelivery, Outcome};
 use crate::{PageRequest, Result, StoreError, now};
 use async_trait::async_trait;
+use keygate_domain::ErrorCode;
 use keygate_domain::{Page, Timestamp, new_id};
 use sqlx::Row;
 use std::collections::HashMap;
@@ -96,7 +97,7 @@ impl DeliveryStore for SqlStore {
             }
             Some(other) => {
                 return Err(StoreError::invalid(
-                    "INVALID_FILTER",
+                    ErrorCode::InvalidFilter,
                     format!("`status` must be pending, succeeded or failed, not `{other}`"),
                 ));
             }
@@ -118,7 +119,7 @@ impl DeliveryStore for SqlStore {
             let endpoint = load_endpoint(tx, account_id, endpoint_id).await?;
             if !endpoint.enabled {
                 return Err(StoreError::conflict(
-                    "ENDPOINT_DISABLED",
+                    ErrorCode::EndpointDisabled,
                     "the endpoint is disabled: enable it first (PATCH enabled: true)",
                 ));
             }
