@@ -28,6 +28,8 @@ pub struct Shared {
     pub openapi: Arc<String>,
     pub signer: Arc<crate::signing::Signer>,
     pub rate_limits: crate::limits::RateLimits,
+    /// Refused webhook deliveries not written yet (see `failure_log`).
+    pub failure_log: crate::failure_log::FailureLog,
     /// Background workers of this process, stopped with it.
     pub background: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
@@ -78,6 +80,7 @@ pub async fn build(config: Config) -> anyhow_free::Result<(Router, AppState)> {
         }
     });
     let (router, state) = router(store, config);
+    state.spawn_background(crate::failure_log::flusher(state.clone()));
     state.spawn_background(crate::gateway::worker(
         state.clone(),
         std::time::Duration::from_secs(5),
@@ -106,6 +109,7 @@ pub fn router(store: Arc<dyn Store>, config: Config) -> (Router, AppState) {
         store,
         signer,
         rate_limits: crate::limits::RateLimits::from_config(&config),
+        failure_log: Default::default(),
         config: Arc::new(config),
         metrics: Arc::new(metrics),
         openapi: Arc::new(openapi),
@@ -286,6 +290,10 @@ impl Server {
             let _ = task.await;
         }
         self.state.stop_background();
+        self.state
+            .failure_log
+            .flush(self.state.store.as_ref())
+            .await;
     }
 }
 
@@ -308,6 +316,7 @@ pub async fn serve(config: Config) -> anyhow_free::Result<()> {
     }
     // An attempt cut short here is attempted again once its claim lapses: never lost.
     state.stop_background();
+    state.failure_log.flush(state.store.as_ref()).await;
     tracing::info!("keygate stopped");
     Ok(())
 }

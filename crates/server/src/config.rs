@@ -103,6 +103,10 @@ pub struct Config {
     /// How many webhook deliveries an integration accepts in a burst.
     #[arg(long, env = "KEYGATE_WEBHOOK_RATE_BURST", default_value_t = 2000)]
     pub webhook_rate_burst: u32,
+    /// How often refused webhook deliveries kept in memory are written to the failure log
+    /// (seconds; a clean stop writes them too).
+    #[arg(long, env = "KEYGATE_FAILURE_LOG_FLUSH_SECONDS", default_value_t = 5.0, value_parser = positive_seconds)]
+    pub failure_log_flush_seconds: f64,
     /// When set, `/metrics` asks for `Authorization: Bearer <this token>`.
     #[arg(long, env = "KEYGATE_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
@@ -192,6 +196,7 @@ impl Config {
             client_rate_burst: 200,
             webhook_rate_per_second: 100.0,
             webhook_rate_burst: 2000,
+            failure_log_flush_seconds: 5.0,
             metrics_token: None,
             metrics_addr: None,
         }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod failure_log;
 pub mod gateway;
 pub mod idempotency;
 pub mod limits;

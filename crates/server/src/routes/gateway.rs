@@ -292,10 +292,7 @@ async fn failures(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let data = state
-        .store
-        .list_webhook_failures(&who.account_id, &id)
-        .await?;
+    let data = crate::failure_log::list(&state, &who.account_id, &id).await?;
     Ok(axum::Json(json!({"data": data, "next_cursor": null})))
 }
 
@@ -337,14 +334,11 @@ async fn webhook(
     let events = match keygate_billing::receive(provider, &platform_headers, &body, &secrets, now) {
         Ok(events) => events,
         Err(e) => {
-            // Nothing enters the inbox; the attempt goes to the bounded failure log.
-            if let Err(log_error) = state
-                .store
-                .record_webhook_failure(&integration, e.code().as_str(), &e.to_string())
-                .await
-            {
-                tracing::warn!(error = %log_error, "could not record a refused webhook");
-            }
+            // Nothing enters the inbox; the attempt goes to the failure log, in memory first.
+            state.metrics.record_webhook_refusal(e.code());
+            state
+                .failure_log
+                .record(&integration, e.code(), &e.to_string());
             return Err(ApiError::new(e.code(), e.to_string()));
         }
     };

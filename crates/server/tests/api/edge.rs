@@ -669,3 +669,141 @@ async fn metrics_behind_a_token_or_on_its_own_listener() {
     );
     app.finish().await;
 }
+
+/// Refused webhook deliveries are listed at once but written in batches (by the flusher,
+/// and at a clean stop), never one write each; they are counted in /metrics, and the log
+/// keeps the newest 100.
+async fn refused_deliveries_are_batched(app: TestApp) -> TestApp {
+    let api = app.account("Refusals").await;
+    let integration = app
+        .post(
+            "/v1/integrations",
+            &api,
+            json!({"provider": "stripe", "secrets": ["whsec_edge"]}),
+        )
+        .await;
+    assert_eq!(integration.status, 201, "{}", integration.body);
+    let id = integration.body["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/webhooks/stripe/{id}");
+    let refuse = async |app: &TestApp, n: usize| {
+        for i in 0..n {
+            let r = app
+                .send(
+                    "POST",
+                    &path,
+                    None,
+                    Some(json!({"id": format!("evt_{i}")})),
+                    &[("stripe-signature", &format!("t=1,v1={}", "0".repeat(64)))],
+                )
+                .await;
+            assert_eq!(r.status, 401, "{}", r.body);
+        }
+    };
+
+    refuse(&app, 50).await;
+    let first = failure_ids(&app, &api, &id).await;
+    assert_eq!(first.len(), 50, "listed at once");
+    assert!(first.windows(2).all(|w| w[0] > w[1]), "newest first");
+    assert_eq!(failure_rows(&app, "").await, 0, "no write per refusal");
+    let text = String::from_utf8(
+        app.send("GET", "/metrics", None, None, &[])
+            .await
+            .raw
+            .to_vec(),
+    )
+    .unwrap();
+    assert_eq!(
+        metric(
+            &text,
+            "keygate_webhook_refusals_total{code=\"SIGNATURE_INVALID\"}"
+        ),
+        50.0
+    );
+
+    // A burst above the log's size: the newest 100 are kept; a clean stop writes them.
+    refuse(&app, 150).await;
+    let burst = failure_ids(&app, &api, &id).await;
+    assert_eq!(burst.len(), 100);
+    assert!(
+        burst.iter().all(|f| !first.contains(f)),
+        "the burst's newest 100"
+    );
+    assert_eq!(failure_rows(&app, "").await, 0);
+    let app = app
+        .restart_with(|c| c.failure_log_flush_seconds = 0.2)
+        .await;
+    assert_eq!(failure_rows(&app, "").await, 100);
+    assert_eq!(
+        failure_ids(&app, &api, &id).await,
+        burst,
+        "the same entries, once"
+    );
+
+    // The flusher writes new ones within its interval.
+    refuse(&app, 10).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while failure_rows(&app, &burst[0]).await < 10 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(failure_rows(&app, &burst[0]).await, 10);
+    assert_eq!(failure_rows(&app, "").await, 100, "bounded");
+    app
+}
+
+async fn failure_ids(app: &TestApp, api: &str, id: &str) -> Vec<String> {
+    let r = app
+        .get(&format!("/v1/integrations/{id}/failures"), api)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Rows in the failure log table with an id after `after` (all: "").
+async fn failure_rows(app: &TestApp, after: &str) -> i64 {
+    use keygate_store::sqlx::{self, Connection};
+    let count = "SELECT COUNT(*) FROM webhook_failures WHERE id > $1";
+    if app.database_url.starts_with("sqlite") {
+        let mut c = sqlx::SqliteConnection::connect(&app.database_url)
+            .await
+            .unwrap();
+        sqlx::query_scalar(count)
+            .bind(after)
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    } else {
+        let mut c = sqlx::PgConnection::connect(&app.database_url)
+            .await
+            .unwrap();
+        sqlx::query_scalar(count)
+            .bind(after)
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_deliveries_are_batched_sqlite() {
+    refused_deliveries_are_batched(
+        TestApp::sqlite_with(|c| c.failure_log_flush_seconds = 3600.0).await,
+    )
+    .await
+    .finish()
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_deliveries_are_batched_postgres() {
+    refused_deliveries_are_batched(
+        TestApp::postgres_with(|c| c.failure_log_flush_seconds = 3600.0).await,
+    )
+    .await
+    .finish()
+    .await;
+}
