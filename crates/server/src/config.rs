@@ -237,4 +237,43 @@ mod tests {
             Cli::try_parse_from(["keygate", "serve", "--outbound-retry-schedule", "5,-1"]).is_err()
         );
     }
+
+    #[test]
+    fn edge_limits_parse_and_refuse_nonsense() {
+        let cli = Cli::try_parse_from([
+            "keygate",
+            "serve",
+            "--max-connections",
+            "64",
+            "--max-connections-per-ip",
+            "0",
+            "--header-read-timeout-seconds",
+            "2.5",
+            "--client-rate-per-second",
+            "0",
+            "--metrics-addr",
+            "127.0.0.1:9090",
+        ])
+        .unwrap();
+        let Command::Serve(config) = cli.command else {
+            panic!("serve expected");
+        };
+        assert_eq!(
+            (config.max_connections, config.max_connections_per_ip),
+            (64, 0)
+        );
+        assert_eq!(config.header_read_timeout_seconds, 2.5);
+        assert_eq!(config.client_rate_per_second, 0.0);
+        assert_eq!(config.metrics_addr.as_deref(), Some("127.0.0.1:9090"));
+        for bad in [
+            ["--max-connections", "0"],
+            ["--header-read-timeout-seconds", "0"],
+            ["--idle-timeout-seconds", "-1"],
+            ["--body-read-timeout-seconds", "nan"],
+            ["--webhook-rate-per-second", "-5"],
+        ] {
+            let args = ["keygate", "serve", bad[0], bad[1]];
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
+    }
 }
