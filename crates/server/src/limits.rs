@@ -272,15 +272,20 @@ pub async fn per_client_address(
     next.run(request).await
 }
 
-/// Webhooks: a bucket per integration (the last path segment), checked before the delivery
-/// is verified, so junk sent to a known webhook URL is cut off as cheaply as possible.
+/// Webhooks: a bucket per integration (the last path segment) and sending address, checked
+/// before the delivery is verified, so junk sent to a known webhook URL is cut off as cheaply
+/// as possible, and junk from one address does not use up the platform's own allowance.
 pub async fn per_integration(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
     let integration = request.uri().path().rsplit('/').next().unwrap_or("");
-    if let Err(wait) = state.rate_limits.webhook.check(integration) {
+    let sender = request
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|ClientAddr(addr)| addr.ip());
+    if let Err(wait) = state.rate_limits.webhook.check((integration, sender)) {
         state.metrics.record_rate_limited("webhook");
         return too_many(wait, "for this integration");
     }

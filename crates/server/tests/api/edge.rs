@@ -428,6 +428,15 @@ async fn rate_limits_answer_429_with_retry_after() {
         404,
         "another integration's bucket"
     );
+    let from_elsewhere = exchange(
+        "127.0.0.6",
+        app.server.addr,
+        "POST /v1/webhooks/stripe/one HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(from_elsewhere.status, 404, "another sender's bucket");
 
     let text = String::from_utf8(
         app.send("GET", "/metrics", None, None, &[])
