@@ -10,10 +10,10 @@ pub use keygate_domain::ErrorCode;
 
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
+    status: StatusCode,
     /// An [`ErrorCode`]'s text, or a license's validation code (403, see `license_refused`).
-    pub code: &'static str,
-    pub message: String,
+    code: &'static str,
+    message: String,
 }
 
 impl ApiError {
