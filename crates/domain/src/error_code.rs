@@ -107,6 +107,9 @@ error_codes! {
         SecretInOptions = "SECRET_IN_OPTIONS",
         UnknownProvider = "UNKNOWN_PROVIDER",
         IdempotencyKeyReused = "IDEMPOTENCY_KEY_REUSED",
+        SecretInvalid = "SECRET_INVALID",
+        OptionNotConfigured = "OPTION_NOT_CONFIGURED",
+        OptionInvalid = "OPTION_INVALID",
     ],
     429 => [
         RateLimited = "RATE_LIMITED",

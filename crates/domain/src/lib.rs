@@ -7,6 +7,7 @@ pub mod entities;
 pub mod error;
 pub mod error_code;
 pub mod license;
+pub mod limits;
 pub mod policy;
 pub mod reconcile;
 pub mod time;

@@ -10,10 +10,10 @@ pub use keygate_domain::ErrorCode;
 
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
+    pub(crate) status: StatusCode,
     /// An [`ErrorCode`]'s text, or a license's validation code (403, see `license_refused`).
-    code: &'static str,
-    message: String,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
 }
 
 impl ApiError {
@@ -35,8 +35,25 @@ impl ApiError {
         }
     }
 
+    /// An integration's settings refused by the platform's own check when it is created or
+    /// changed: 422 whatever the code, which names what is missing or wrong (some of these
+    /// codes are the 401s a delivery would meet later, with the same meaning).
+    pub fn settings_refused(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: code.as_str(),
+            message: message.into(),
+        }
+    }
+
     pub fn not_found(what: &str) -> Self {
         Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+}
+
+impl From<keygate_domain::DomainError> for ApiError {
+    fn from(e: keygate_domain::DomainError) -> Self {
+        ApiError::new(e.code, e.message)
     }
 }
 

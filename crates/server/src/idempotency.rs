@@ -2,6 +2,7 @@
 //! answer again instead of creating a second object; the same key with another body is refused.
 use crate::app::{AppState, BODY_LIMIT};
 use crate::error::{ApiError, ErrorCode};
+use crate::signing::{Purpose, Scope};
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -62,6 +63,7 @@ async fn handle(
     let Some(principal) = principal else {
         return Ok(next.run(request).await);
     };
+    let answer_scope = Scope::new(&principal.account_id, Purpose::IdempotentAnswer);
     let (parts, body) = request.into_parts();
     let bytes = to_bytes(body, BODY_LIMIT).await.map_err(|_| {
         ApiError::new(
@@ -102,7 +104,7 @@ async fn handle(
         } else {
             state
                 .signer
-                .open_text(&stored.body)
+                .open_text(&answer_scope, &stored.body)
                 .map_err(IntoResponse::into_response)?
         };
         let mut response = (
@@ -134,7 +136,9 @@ async fn handle(
             IdempotentResponse {
                 request_hash,
                 status: parts.status.as_u16(),
-                body: state.signer.seal_text(&String::from_utf8_lossy(&bytes)),
+                body: state
+                    .signer
+                    .seal_text(&answer_scope, &String::from_utf8_lossy(&bytes)),
             },
         )
         .await;

@@ -4,10 +4,11 @@ use crate::app::AppState;
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::signing::{Purpose, Scope};
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use keygate_domain::Timestamp;
 use keygate_store::gateway::{
     EventFilter, Integration, IntegrationWrite, Mapping, NewWebhookEvent,
@@ -46,14 +47,7 @@ pub fn routes() -> Vec<Route> {
         )
         .tag("gateway")
         .returns(200, "WebhookFailureList"),
-        Route::post(
-            "/v1/webhooks/{provider}/{integration_id}",
-            "A payment platform's webhook (raw body, verified by the platform's scheme)",
-            webhook,
-        )
-        .tag("gateway")
-        .public()
-        .returns(200, "WebhookReceipt"),
+        webhook_route(),
         Route::get("/v1/events", "The webhook inbox", list_events)
             .tag("gateway")
             .query(&[
@@ -94,6 +88,21 @@ pub fn routes() -> Vec<Route> {
         .tag("gateway")
         .returns(200, "Subscription"),
     ]
+}
+
+/// The platform's endpoint. GETs reach the platform too (challenges); they are not in the
+/// OpenAPI document because no platform registered today answers them with anything but 405.
+fn webhook_route() -> Route {
+    let mut route = Route::post(
+        "/v1/webhooks/{provider}/{integration_id}",
+        "A payment platform's webhook (raw body, verified by the platform's scheme)",
+        webhook,
+    )
+    .tag("gateway")
+    .public()
+    .returns(200, "WebhookReceipt");
+    route.handler = route.handler.get(webhook_get);
+    route
 }
 
 /// The URL to configure on the platform's side.
@@ -180,25 +189,53 @@ fn check_options(options: &Value) -> ApiResult<()> {
             "`options.grace_seconds` must be a number of seconds",
         ));
     }
-    for secret in ["password", "secret", "api_key", "secrets"] {
-        if map.contains_key(secret) {
-            return Err(invalid(
-                ErrorCode::SecretInOptions,
-                format!(
-                    "`options.{secret}` would be stored in clear and shown: put credentials in `secrets` (Chargebee: \"username:password\")"
-                ),
-            ));
-        }
-    }
-    Ok(())
+    crate::secret_guard::refuse_credentials_in_options(options)
 }
 
-fn seal_secrets(state: &AppState, secrets: &[String]) -> (String, i64) {
+/// The platform's own check of its secrets and options: 422 with the code naming what is
+/// wrong, rather than a refused delivery later.
+fn check_platform_settings(
+    provider: &dyn keygate_billing::Provider,
+    secrets: &[String],
+    options: &Value,
+) -> ApiResult<()> {
+    let secrets =
+        keygate_billing::Secrets::new(secrets.iter().cloned()).with_options(options.clone());
+    provider
+        .check_config(&secrets, Timestamp::now())
+        .map_err(|e| ApiError::settings_refused(e.code(), e.to_string()))
+}
+
+/// An integration's secrets, unsealed (empty when none are stored).
+async fn stored_secrets(state: &AppState, integration_id: &str) -> ApiResult<Vec<String>> {
+    let Some((integration, sealed)) = state.store.integration_for_webhook(integration_id).await?
+    else {
+        return Ok(Vec::new());
+    };
+    open_secrets(state, &integration.account_id, &sealed)
+}
+
+fn open_secrets(state: &AppState, account_id: &str, sealed: &str) -> ApiResult<Vec<String>> {
+    if sealed.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(
+        serde_json::from_str(&state.signer.open_text(&secrets_scope(account_id), sealed)?)
+            .unwrap_or_default(),
+    )
+}
+
+fn secrets_scope(account_id: &str) -> Scope<'_> {
+    Scope::new(account_id, Purpose::IntegrationSecrets)
+}
+
+fn seal_secrets(state: &AppState, account_id: &str, secrets: &[String]) -> (String, i64) {
     let usable: Vec<&String> = secrets.iter().filter(|s| !s.trim().is_empty()).collect();
     (
-        state
-            .signer
-            .seal_text(&serde_json::to_string(&usable).unwrap_or_default()),
+        state.signer.seal_text(
+            &secrets_scope(account_id),
+            &serde_json::to_string(&usable).unwrap_or_default(),
+        ),
         usable.len() as i64,
     )
 }
@@ -218,18 +255,19 @@ async fn create(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<IntegrationInput>,
 ) -> ApiResult<impl IntoResponse> {
-    if keygate_billing::provider(&input.provider).is_none() {
+    let Some(provider) = keygate_billing::provider(&input.provider) else {
         return Err(invalid(
             ErrorCode::UnknownProvider,
             format!(
                 "no provider `{}`: use one of {}",
                 input.provider,
-                keygate_billing::PROVIDER_NAMES.join(", ")
+                keygate_billing::names().join(", ")
             ),
         ));
-    }
+    };
     let options = input.options.unwrap_or_else(|| json!({}));
     check_options(&options)?;
+    check_platform_settings(provider, &input.secrets, &options)?;
     let integration = state
         .store
         .create_integration(
@@ -237,7 +275,7 @@ async fn create(
             IntegrationWrite {
                 name: input.name.unwrap_or_else(|| input.provider.clone()),
                 provider: input.provider,
-                sealed_secrets: Some(seal_secrets(&state, &input.secrets)),
+                sealed_secrets: Some(seal_secrets(&state, &who.account_id, &input.secrets)),
                 options,
                 mappings: Some(mappings(input.mappings)),
             },
@@ -268,8 +306,18 @@ async fn update(
     ApiJson(patch): ApiJson<IntegrationPatch>,
 ) -> ApiResult<impl IntoResponse> {
     let current = state.store.get_integration(&who.account_id, &id).await?;
+    let settings_changed = patch.secrets.is_some() || patch.options.is_some();
     let options = patch.options.unwrap_or(current.options);
     check_options(&options)?;
+    // Only a change of secrets or options is checked, so a mapping change never fails on
+    // settings stored before these checks existed.
+    if settings_changed && let Some(provider) = keygate_billing::provider(&current.provider) {
+        let secrets = match &patch.secrets {
+            Some(secrets) => secrets.clone(),
+            None => stored_secrets(&state, &id).await?,
+        };
+        check_platform_settings(provider, &secrets, &options)?;
+    }
     let integration = state
         .store
         .update_integration(
@@ -278,7 +326,9 @@ async fn update(
             IntegrationWrite {
                 provider: current.provider,
                 name: patch.name.unwrap_or(current.name),
-                sealed_secrets: patch.secrets.map(|s| seal_secrets(&state, &s)),
+                sealed_secrets: patch
+                    .secrets
+                    .map(|s| seal_secrets(&state, &who.account_id, &s)),
                 options,
                 mappings: patch.mappings.map(mappings),
             },
@@ -296,53 +346,85 @@ async fn failures(
     Ok(axum::Json(json!({"data": data, "next_cursor": null})))
 }
 
-/// Verify → parse → store (durable, de-duplicated) → apply. 2xx only once stored.
-async fn webhook(
-    State(state): State<AppState>,
-    Path((provider_name, integration_id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<impl IntoResponse> {
-    let unknown = || {
-        ApiError::new(
-            ErrorCode::IntegrationNotFound,
-            "no integration of this provider has this id",
-        )
-    };
-    let provider = keygate_billing::provider(&provider_name).ok_or_else(unknown)?;
+fn unknown_integration() -> ApiError {
+    ApiError::new(
+        ErrorCode::IntegrationNotFound,
+        "no integration of this provider has this id",
+    )
+}
+
+/// The integration a webhook URL names, with its verification material.
+async fn webhook_integration(
+    state: &AppState,
+    provider_name: &str,
+    integration_id: &str,
+) -> ApiResult<(Integration, keygate_billing::Secrets)> {
     let (integration, sealed) = state
         .store
-        .integration_for_webhook(&integration_id)
+        .integration_for_webhook(integration_id)
         .await?
-        .ok_or_else(unknown)?;
+        .ok_or_else(unknown_integration)?;
     if integration.provider != provider_name {
-        return Err(unknown());
+        return Err(unknown_integration());
     }
-    let secrets: Vec<String> = if sealed.is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_str(&state.signer.open_text(&sealed)?).unwrap_or_default()
-    };
+    let secrets =
+        keygate_billing::Secrets::new(open_secrets(state, &integration.account_id, &sealed)?)
+            .with_options(integration.options.clone());
+    Ok((integration, secrets))
+}
+
+fn platform_headers(headers: &HeaderMap) -> keygate_billing::Headers {
     let mut platform_headers = keygate_billing::Headers::new();
-    for (name, value) in &headers {
+    for (name, value) in headers {
         if let Ok(v) = value.to_str() {
             platform_headers.insert(name.as_str(), v);
         }
     }
-    let secrets = keygate_billing::Secrets::new(secrets).with_options(integration.options.clone());
-    let now = Timestamp::now();
-    let events = match keygate_billing::receive(provider, &platform_headers, &body, &secrets, now) {
-        Ok(events) => events,
-        Err(e) => {
-            // Nothing enters the inbox; the attempt goes to the failure log, in memory first.
-            state.metrics.record_webhook_refusal(e.code());
-            state
-                .failure_log
-                .record(&integration, e.code(), &e.to_string());
-            return Err(ApiError::new(e.code(), e.to_string()));
-        }
+    platform_headers
+}
+
+fn answer(ack: keygate_billing::Ack) -> Response {
+    let status = StatusCode::from_u16(ack.status).unwrap_or(StatusCode::OK);
+    (status, [(header::CONTENT_TYPE, ack.content_type)], ack.body).into_response()
+}
+
+/// A refusal: nothing enters the inbox; the attempt goes to the failure log, in memory first.
+async fn refuse(
+    state: &AppState,
+    integration: &Integration,
+    e: keygate_billing::BillingError,
+) -> ApiError {
+    state.metrics.record_webhook_refusal(e.code());
+    state
+        .failure_log
+        .record(integration, e.code(), &e.to_string());
+    ApiError::new(e.code(), e.to_string())
+}
+
+/// Verify → parse → store (durable, de-duplicated) → apply → the platform's acknowledgement.
+/// 2xx only once stored.
+async fn webhook(
+    State(state): State<AppState>,
+    Path((provider_name, integration_id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let provider = keygate_billing::provider(&provider_name).ok_or_else(unknown_integration)?;
+    let (integration, secrets) =
+        webhook_integration(&state, &provider_name, &integration_id).await?;
+    let platform_headers = platform_headers(&headers);
+    let query = query.unwrap_or_default();
+    let request = keygate_billing::Request {
+        query: &query,
+        ..keygate_billing::Request::post(&platform_headers, &body)
     };
-    let raw = String::from_utf8_lossy(&body).into_owned();
+    let now = Timestamp::now();
+    let events = match keygate_billing::receive_request(provider, &request, &secrets, now) {
+        Ok(events) => events,
+        Err(e) => return Err(refuse(&state, &integration, e).await),
+    };
+    let (events, raw) = crate::text_guard::scrub_webhook(events, &body);
     let mut receipts = Vec::new();
     for event in events {
         let ignored = event.kind == keygate_domain::billing::BillingEventKind::Ignored;
@@ -362,31 +444,38 @@ async fn webhook(
                 },
             )
             .await?;
-        let status = inserted.status.clone();
-        receipts.push(json!({
-            "id": inserted.id,
-            "provider_event_id": event.event_id,
-            "type": event.event_type,
-            "status": status,
-            "duplicate": !inserted.new,
-        }));
+        receipts.push(keygate_billing::Receipt {
+            id: inserted.id,
+            provider_event_id: event.event_id,
+            event_type: event.event_type,
+            status: inserted.status,
+            duplicate: !inserted.new,
+        });
     }
-    // A batch (FastSpring) where only some events applied: 202 with what was processed.
-    let failed = receipts.iter().filter(|r| r["status"] == "failed").count();
-    let status = if failed > 0 && failed < receipts.len() {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
+    Ok(answer(provider.acknowledge(&request, &receipts)))
+}
+
+/// A GET on the webhook URL: the platform's challenge (Braintree), or, for the platforms that
+/// send none, what any POST-only endpoint answers (405, `Allow: POST`).
+async fn webhook_get(
+    State(state): State<AppState>,
+    Path((provider_name, integration_id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let Some(provider) = keygate_billing::provider(&provider_name).filter(|p| p.answers_get())
+    else {
+        return Ok((StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")]).into_response());
     };
-    let processed: Vec<&Value> = receipts
-        .iter()
-        .filter(|r| r["status"] != "failed")
-        .map(|r| &r["provider_event_id"])
-        .collect();
-    Ok((
-        status,
-        axum::Json(json!({"received": receipts.len(), "processed": processed, "events": receipts})),
-    ))
+    let (integration, secrets) =
+        webhook_integration(&state, &provider_name, &integration_id).await?;
+    let platform_headers = platform_headers(&headers);
+    let query = query.unwrap_or_default();
+    let request = keygate_billing::Request::get(&platform_headers, &query);
+    match provider.challenge(&request, &secrets) {
+        Ok(ack) => Ok(answer(ack)),
+        Err(e) => Err(refuse(&state, &integration, e).await),
+    }
 }
 
 #[derive(Deserialize)]
