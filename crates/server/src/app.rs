@@ -173,10 +173,15 @@ async fn fallback() -> crate::error::ApiError {
     )
 }
 
+/// One text for every 405, whoever answers it (the router, or a handler for a method it
+/// refuses), so they cannot be told apart.
+pub const METHOD_NOT_ALLOWED_MESSAGE: &str =
+    "this endpoint does not answer this method: see the Allow header and /openapi.json";
+
 async fn method_not_allowed() -> crate::error::ApiError {
     crate::error::ApiError::new(
         crate::error::ErrorCode::MethodNotAllowed,
-        "this endpoint does not answer this method: see /openapi.json",
+        METHOD_NOT_ALLOWED_MESSAGE,
     )
 }
 

@@ -91,7 +91,7 @@ fn in_envelope(response: Response) -> Response {
         ),
         StatusCode::METHOD_NOT_ALLOWED => (
             ErrorCode::MethodNotAllowed,
-            "this endpoint does not answer this method: see the Allow header and /openapi.json",
+            crate::app::METHOD_NOT_ALLOWED_MESSAGE,
         ),
         StatusCode::PAYLOAD_TOO_LARGE => (
             ErrorCode::PayloadTooLarge,
