@@ -89,7 +89,7 @@ pub async fn complete(
     {
         Some(url) => {
             keygate_billing::api::check_api_base_url(url, state.config.outbound_allow_private)
-                .map_err(|e| Incomplete::configure(e.code(), e.to_string()))?;
+                .map_err(|e| Incomplete::configure(e.code().as_str(), e.to_string()))?;
             (url.trim_end_matches('/').to_string(), true)
         }
         None => (
