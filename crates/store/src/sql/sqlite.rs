@@ -27,6 +27,8 @@ mod engine {
     pub const BEGIN_WRITE: Option<&str> = Some("BEGIN IMMEDIATE");
     /// Worker claims: the single writer already makes the claiming UPDATE atomic.
     pub const SKIP_LOCKED: &str = "";
+    /// SQLite has no advisory locks: `BEGIN IMMEDIATE` serializes the migrations.
+    pub const ADVISORY_LOCKS: bool = false;
     pub const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::SQLITE;
 
     /// Licenses kept in the validation cache (`KEYGATE_VALIDATION_CACHE`, 0 = off).
