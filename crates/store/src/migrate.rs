@@ -13,9 +13,10 @@ pub struct Migration {
 }
 
 impl Migration {
-    /// SHA-256 of the file, in hex.
+    /// SHA-256 of the file, in hex, with CRLF line ends read as LF: a checkout that converts
+    /// line ends does not make an applied migration look edited.
     pub fn checksum(&self) -> String {
-        Sha256::digest(self.sql.as_bytes())
+        Sha256::digest(self.sql.replace("\r\n", "\n").as_bytes())
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
@@ -98,5 +99,9 @@ mod tests {
             m.checksum(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+        let crlf = Migration { sql: "a\r\nb", ..m };
+        let lf = Migration { sql: "a\nb", ..m };
+        assert_eq!(crlf.checksum(), lf.checksum());
+        assert_ne!(lf.checksum(), m.checksum());
     }
 }
