@@ -8,6 +8,7 @@ mod cli;
 mod enforcement;
 mod gateway;
 mod gateway_platforms;
+mod idempotency;
 mod lifecycle;
 mod ops;
 mod outbound;
