@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use keygate_domain::Timestamp;
 use keygate_store::gateway::{
-    EventFilter, Integration, IntegrationWrite, Mapping, NewWebhookEvent,
+    EventFilter, InboxStatus, Integration, IntegrationWrite, Mapping, NewWebhookEvent,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -363,11 +363,15 @@ async fn webhook(
                     raw_body: raw.clone(),
                     normalized: serde_json::to_value(&event).unwrap_or_default(),
                     verified: true,
-                    status: if ignored { "ignored" } else { "pending" },
+                    status: if ignored {
+                        InboxStatus::Ignored
+                    } else {
+                        InboxStatus::Pending
+                    },
                 },
             )
             .await?;
-        let status = inserted.status.clone();
+        let status = inserted.status;
         receipts.push(json!({
             "id": inserted.id,
             "provider_event_id": event.event_id,
