@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod entities;
 pub mod error;
 pub mod license;
+pub mod limits;
 pub mod policy;
 pub mod reconcile;
 pub mod time;

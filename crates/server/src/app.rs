@@ -62,6 +62,9 @@ impl std::ops::Deref for AppState {
 
 /// Opens the database, migrates it, and builds the router.
 pub async fn build(config: Config) -> anyhow_free::Result<(Router, AppState)> {
+    if let Some(key) = config.master_key.as_deref().filter(|k| !k.is_empty()) {
+        crate::signing::check_master_key(key)?;
+    }
     let store = keygate_store::connect(&config.database_url).await?;
     store.migrate().await?;
     let warming = store.clone();
@@ -131,6 +134,7 @@ pub fn router(store: Arc<dyn Store>, config: Config) -> (Router, AppState) {
     }
     let router = router
         .fallback(fallback)
+        .layer(middleware::from_fn(crate::text_guard::uri_guard))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state.clone());

@@ -38,6 +38,12 @@ impl ApiError {
     }
 }
 
+impl From<keygate_domain::DomainError> for ApiError {
+    fn from(e: keygate_domain::DomainError) -> Self {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code, e.message)
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -36,7 +36,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the request body is empty: a JSON object is expected",
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
+    let parsed = serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
             Category::Data => ApiError::bad_request("INVALID_BODY", e.to_string()),
@@ -44,7 +44,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 ApiError::bad_request("MALFORMED_JSON", format!("the body is not valid JSON: {e}"))
             }
         }
-    })
+    })?;
+    crate::text_guard::check_json_body(bytes)?;
+    Ok(parsed)
 }
 
 /// Query parameters: 400 `INVALID_QUERY` when they do not fit.

@@ -8,6 +8,7 @@
 use crate::app::{AppState, BODY_LIMIT};
 use crate::auth::bearer_token;
 use crate::error::ApiError;
+use crate::signing::{Purpose, Scope};
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -72,6 +73,7 @@ async fn handle(
     let Some(principal) = principal else {
         return Ok(next.run(request).await);
     };
+    let answer_scope = Scope::new(&principal.account_id, Purpose::IdempotentAnswer);
     let (parts, body) = request.into_parts();
     let bytes = to_bytes(body, BODY_LIMIT).await.map_err(|_| {
         ApiError::new(
@@ -93,7 +95,7 @@ async fn handle(
         .map(|b| format!("{b:02x}"))
         .collect();
 
-    let account_id = principal.account_id;
+    let account_id = principal.account_id.clone();
     let stale_before = Timestamp::now().plus_seconds(-STALE_CLAIM_SECONDS);
     let claim = state
         .store
@@ -130,7 +132,7 @@ async fn handle(
         } else {
             state
                 .signer
-                .open_text(&stored.body)
+                .open_text(&answer_scope, &stored.body)
                 .map_err(IntoResponse::into_response)?
         };
         let mut response = (
@@ -165,7 +167,10 @@ async fn handle(
                 IdempotentResponse {
                     request_hash,
                     status: parts.status.as_u16(),
-                    body: state.signer.seal_text(&String::from_utf8_lossy(&bytes)),
+                    body: state.signer.seal_text(
+                        &Scope::new(&account_id, Purpose::IdempotentAnswer),
+                        &String::from_utf8_lossy(&bytes),
+                    ),
                 },
             )
             .await;

@@ -13,8 +13,11 @@ pub mod metrics;
 pub mod openapi;
 pub mod outbound;
 pub mod routes;
+pub mod secret_guard;
 pub mod signing;
+pub mod simulate;
 pub mod telemetry;
+pub mod text_guard;
 
 pub use app::{AppState, Server};
 pub use config::Config;

@@ -342,21 +342,25 @@ pub fn schemas() -> Map<String, Value> {
     );
     let integration_options = json!({"type": "object", "description": "renewal: extend | new_license; grace_seconds; platform settings: PayPal webhook_id and certificate_pem, tolerance_seconds",
         "properties": {"renewal": {"type": "string", "enum": ["extend", "new_license"]}, "grace_seconds": int()}});
+    let api_credentials = json!({"type": "object", "additionalProperties": string(),
+        "description": "platform API credentials by name (stripe secret_key; paypal client_id, client_secret; ...); stored sealed, never shown"});
     put("Mapping", mapping);
     put(
         "IntegrationInput",
         obj(
             &["provider"],
-            json!({"provider": {"type": "string", "enum": ["stripe", "paddle", "paypal", "chargebee", "fastspring", "lemonsqueezy", "generic"]},
+            json!({"provider": {"type": "string", "enum": keygate_billing::names()},
             "name": string(), "secrets": {"type": "array", "items": string(), "description": "webhook secrets; several during a rotation; stored sealed, never shown (Chargebee: \"username:password\")"},
-            "options": integration_options.clone(), "mappings": {"type": "array", "items": r("Mapping")}}),
+            "options": integration_options.clone(), "mappings": {"type": "array", "items": r("Mapping")},
+            "api_credentials": api_credentials.clone()}),
         ),
     );
     put(
         "IntegrationPatch",
         obj(
             &[],
-            json!({"name": string(), "secrets": {"type": "array", "items": string()}, "options": integration_options.clone(), "mappings": {"type": "array", "items": r("Mapping")}}),
+            json!({"name": string(), "secrets": {"type": "array", "items": string()}, "options": integration_options.clone(), "mappings": {"type": "array", "items": r("Mapping")},
+            "api_credentials": api_credentials}),
         ),
     );
     put(
@@ -366,6 +370,7 @@ pub fn schemas() -> Map<String, Value> {
             json!({"id": string(), "provider": string(), "name": string(),
             "webhook_url": {"type": "string", "description": "configure this URL on the platform"},
             "mappings": {"type": "array", "items": r("Mapping")}, "options": integration_options, "secrets_count": int(),
+            "api_credentials": {"type": "array", "items": string(), "description": "the names of the API credentials set (values never shown)"},
             "created_at": time(), "updated_at": time()}),
         ),
     );
@@ -491,7 +496,139 @@ pub fn schemas() -> Map<String, Value> {
                    "ttl_seconds": {"type": "integer", "description": "how long the file is valid offline (default 30 days), bounded by the license's expiry unless the policy has perpetual_offline"}}),
         ),
     );
+    state_limits(&mut map);
     map
+}
+
+/// The bounds the API enforces, stated where a client reads them (kept apart from the
+/// shapes above so each rule is listed once, next to the constant that enforces it).
+fn state_limits(schemas: &mut Map<String, Value>) {
+    use keygate_domain::limits::{
+        MAX_COUNT, MAX_DURATION_SECONDS, MAX_FEATURES, MAX_METADATA_BYTES, MAX_METADATA_DEPTH,
+        MAX_NAME_CHARS,
+    };
+    let name = json!({"minLength": 1, "maxLength": MAX_NAME_CHARS});
+    let duration = json!({"minimum": 1, "maximum": MAX_DURATION_SECONDS});
+    let count = json!({"minimum": 1, "maximum": MAX_COUNT});
+    let features = json!({"maxItems": MAX_FEATURES, "items": {"maxLength": 64}});
+    let metadata = json!({
+        "description": format!("free-form JSON object (at most {} KiB serialized, nested at most {MAX_METADATA_DEPTH} levels)", MAX_METADATA_BYTES / 1024)});
+    let mut rules: Vec<(&str, &[&str], Value)> = Vec::new();
+    for schema in [
+        "AccountInput",
+        "ApiKeyInput",
+        "ProductInput",
+        "ProductPatch",
+        "PolicyInput",
+        "PolicyPatch",
+        "CustomerInput",
+        "CustomerPatch",
+        "IntegrationInput",
+        "IntegrationPatch",
+    ] {
+        rules.push((schema, &["name"], name.clone()));
+    }
+    for schema in [
+        "ProductInput",
+        "ProductPatch",
+        "PolicyInput",
+        "PolicyPatch",
+        "CustomerInput",
+        "CustomerPatch",
+        "LicenseInput",
+        "LicensePatch",
+    ] {
+        rules.push((schema, &["metadata"], metadata.clone()));
+    }
+    for schema in ["ProductInput", "ProductPatch"] {
+        rules.push((
+            schema,
+            &["code"],
+            json!({"minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_.-]+$"}),
+        ));
+    }
+    for schema in ["PolicyInput", "PolicyPatch"] {
+        rules.push((schema, &["features"], features.clone()));
+        rules.push((schema, &["duration_seconds"], duration.clone()));
+        rules.push((schema, &["trial_seconds"], duration.clone()));
+        rules.push((
+            schema,
+            &["grace_seconds"],
+            json!({"minimum": 0, "maximum": MAX_DURATION_SECONDS}),
+        ));
+        rules.push((schema, &["max_activations"], count.clone()));
+        rules.push((schema, &["floating", "max_seats"], count.clone()));
+        rules.push((schema, &["floating", "lease_seconds"], duration.clone()));
+        rules.push((
+            schema,
+            &["quota", "limit"],
+            json!({"minimum": 0, "maximum": MAX_COUNT}),
+        ));
+        rules.push((schema, &["quota", "period_seconds"], duration.clone()));
+    }
+    for schema in ["LicenseInput", "LicensePatch"] {
+        rules.push((schema, &["overrides", "add_features"], features.clone()));
+        rules.push((schema, &["overrides", "remove_features"], features.clone()));
+        rules.push((schema, &["overrides", "max_activations"], count.clone()));
+        rules.push((schema, &["overrides", "max_seats"], count.clone()));
+        rules.push((
+            schema,
+            &["overrides", "quota_limit"],
+            json!({"minimum": 0, "maximum": MAX_COUNT}),
+        ));
+    }
+    rules.push((
+        "LicenseInput",
+        &["key"],
+        json!({"minLength": 16, "maxLength": 256}),
+    ));
+    rules.push(("ExtendInput", &["seconds"], duration.clone()));
+    rules.push(("ValidateInput", &["nonce"], json!({"maxLength": 256})));
+    for schema in ["ActivateInput", "DeactivateInput"] {
+        rules.push((
+            schema,
+            &["fingerprint"],
+            json!({"minLength": 1, "maxLength": 255}),
+        ));
+    }
+    rules.push((
+        "ActivateInput",
+        &["name"],
+        json!({"maxLength": MAX_NAME_CHARS}),
+    ));
+    rules.push((
+        "ActivateInput",
+        &["platform"],
+        json!({"maxLength": MAX_NAME_CHARS}),
+    ));
+    rules.push((
+        "SeatInput",
+        &["session"],
+        json!({"minLength": 1, "maxLength": 255}),
+    ));
+    rules.push((
+        "LicenseFileInput",
+        &["ttl_seconds"],
+        json!({"minimum": 60, "maximum": 315_360_000}),
+    ));
+    for schema in ["EndpointInput", "EndpointPatch"] {
+        rules.push((schema, &["url"], json!({"maxLength": 2048})));
+        rules.push((schema, &["description"], json!({"maxLength": 1000})));
+    }
+    for (schema, path, extra) in rules {
+        let mut at = &mut schemas[schema];
+        for part in path {
+            at = &mut at["properties"][*part];
+        }
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            match (at.get_mut(k), v) {
+                (Some(Value::Object(existing)), Value::Object(more)) => {
+                    existing.extend(more.clone());
+                }
+                _ => at[k] = v.clone(),
+            }
+        }
+    }
 }
 
 fn path_params(path: &str) -> Vec<Value> {
@@ -513,7 +650,12 @@ pub fn document(routes: &[Route]) -> Value {
         );
         let mut params = path_params(route.path);
         params.extend(route.query.iter().map(|(name, description)| {
-            json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
+            let schema = if *name == "limit" {
+                json!({"type": "integer", "minimum": crate::text_guard::LIMIT_RANGE.start(), "maximum": crate::text_guard::LIMIT_RANGE.end()})
+            } else {
+                json!({"type": "string"})
+            };
+            json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
         }));
         if route.method == "POST" && route.auth == Auth::ApiKey {
             params.push(json!({"name": "Idempotency-Key", "in": "header", "required": false,

@@ -20,6 +20,8 @@ pub struct Integration {
     pub mappings: Vec<Mapping>,
     pub options: serde_json::Value,
     pub secrets_count: i64,
+    /// The names of the platform API credentials set (the values are sealed, never shown).
+    pub api_credentials: Vec<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     #[serde(skip)]
@@ -37,6 +39,8 @@ pub struct IntegrationWrite {
     pub name: String,
     /// `None` on update = keep the stored secrets.
     pub sealed_secrets: Option<(String, i64)>,
+    /// `None` on update = keep the stored API credentials; else (sealed, names set).
+    pub sealed_api_credentials: Option<(String, Vec<String>)>,
     pub options: serde_json::Value,
     /// `None` on update = keep the stored mappings.
     pub mappings: Option<Vec<Mapping>>,

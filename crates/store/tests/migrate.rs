@@ -3,17 +3,19 @@
 use keygate_store::sqlx::{self, Connection, Executor};
 use sha2::{Digest, Sha256};
 
-const SQLITE_FILES: [&str; 4] = [
+const SQLITE_FILES: [&str; 5] = [
     include_str!("../migrations/sqlite/0001_core.sql"),
     include_str!("../migrations/sqlite/0002_signing.sql"),
     include_str!("../migrations/sqlite/0003_gateway.sql"),
     include_str!("../migrations/sqlite/0004_outbound.sql"),
+    include_str!("../migrations/sqlite/0005_api_credentials.sql"),
 ];
-const POSTGRES_FILES: [&str; 4] = [
+const POSTGRES_FILES: [&str; 5] = [
     include_str!("../migrations/postgres/0001_core.sql"),
     include_str!("../migrations/postgres/0002_signing.sql"),
     include_str!("../migrations/postgres/0003_gateway.sql"),
     include_str!("../migrations/postgres/0004_outbound.sql"),
+    include_str!("../migrations/postgres/0005_api_credentials.sql"),
 ];
 
 fn unique_name() -> String {
@@ -195,7 +197,7 @@ async fn upgrades_an_older_database(url: &str, files: &[&str]) {
     }
     migrate(url).await.expect("an older database upgrades");
     assert_eq!(recorded(url).await, expected(files));
-    // Migration 4 really ran: its table answers.
+    // Migrations 4 and 5 really ran: 4's table answers.
     execute(url, "SELECT count(*) FROM outbound_deliveries").await;
     // And a second start is a no-op.
     migrate(url).await.unwrap();

@@ -210,6 +210,22 @@ async fn activate(
     ApiJson(input): ApiJson<ActivateBody>,
 ) -> ApiResult<impl IntoResponse> {
     check_nonce(&input.nonce)?;
+    // Shown in every activation list and signed answer: bounded like names.
+    for (field, value) in [("name", &input.name), ("platform", &input.platform)] {
+        if value
+            .as_ref()
+            .is_some_and(|v| v.chars().count() > keygate_domain::limits::MAX_NAME_CHARS)
+        {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "INVALID_FIELD",
+                format!(
+                    "`{field}` must be at most {} characters",
+                    keygate_domain::limits::MAX_NAME_CHARS
+                ),
+            ));
+        }
+    }
     let (activation, created) = state
         .store
         .activate(ActivateInput {

@@ -69,7 +69,7 @@ async fn public_keys(
 async fn rotate(Admin(who): Admin, State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     state
         .store
-        .rotate_signing_key(&who, state.signer.new_record())
+        .rotate_signing_key(&who, state.signer.new_record(&who.account_id))
         .await?;
     state.signer.forget(&who.account_id);
     Ok(axum::Json(key_document(&state, &who.account_id).await?))

@@ -59,6 +59,7 @@ async fn create(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<LicenseInput>,
 ) -> ApiResult<impl IntoResponse> {
+    keygate_domain::limits::overrides(&input.overrides).map_err(ApiError::from)?;
     let license = state.store.create_license(&who, input).await?;
     Ok((StatusCode::CREATED, axum::Json(license)))
 }
@@ -117,6 +118,9 @@ async fn update(
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<LicensePatch>,
 ) -> ApiResult<impl IntoResponse> {
+    if let Some(o) = &patch.overrides {
+        keygate_domain::limits::overrides(o).map_err(ApiError::from)?;
+    }
     Ok(axum::Json(
         state.store.update_license(&who, &id, patch).await?,
     ))
@@ -145,13 +149,17 @@ async fn action(
         "reinstate" => LicenseAction::Reinstate,
         "revoke" => LicenseAction::Revoke,
         "renew" => LicenseAction::Renew,
-        "extend" => LicenseAction::Extend(input.seconds.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "INVALID_FIELD",
-                "extend needs {\"seconds\": N}",
-            )
-        })?),
+        "extend" => {
+            let seconds = input.seconds.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "INVALID_FIELD",
+                    "extend needs {\"seconds\": N}",
+                )
+            })?;
+            keygate_domain::limits::duration("seconds", Some(seconds)).map_err(ApiError::from)?;
+            LicenseAction::Extend(seconds)
+        }
         other => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,

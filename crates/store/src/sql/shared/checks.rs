@@ -6,7 +6,8 @@ use keygate_domain::Overrides;
 use keygate_domain::policy::validate_feature_code;
 
 pub(crate) fn validate_text(field: &str, value: &str, max: usize) -> Result<()> {
-    if value.trim().is_empty() || value.len() > max {
+    // Characters, as the OpenAPI `maxLength` counts them (not UTF-8 bytes).
+    if value.trim().is_empty() || value.chars().count() > max {
         return Err(StoreError::invalid(
             "INVALID_FIELD",
             format!("`{field}` must be 1-{max} characters"),

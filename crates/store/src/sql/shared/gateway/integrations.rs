@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use keygate_domain::new_id;
 use sqlx::Row;
 
-pub(crate) const INTEGRATION_COLS: &str =
-    "id, account_id, provider, name, secrets_count, options, created_at, updated_at";
+pub(crate) const INTEGRATION_COLS: &str = "id, account_id, provider, name, secrets_count, api_credential_names, options, created_at, \
+     updated_at";
 
 pub(crate) fn integration_from_row(row: &DbRow) -> Result<Integration> {
     Ok(Integration {
@@ -27,6 +27,7 @@ pub(crate) fn integration_from_row(row: &DbRow) -> Result<Integration> {
         mapped_policies: Vec::new(),
         options: parse_json(row.try_get::<&str, _>("options")?)?,
         secrets_count: row.try_get("secrets_count")?,
+        api_credentials: parse_json(row.try_get::<&str, _>("api_credential_names")?)?,
         created_at: ts(row.try_get("created_at")?),
         updated_at: ts(row.try_get("updated_at")?),
     })
@@ -121,12 +122,15 @@ impl IntegrationStore for SqlStore {
     ) -> Result<Integration> {
         validate_text("name", &input.name, 200)?;
         let (sealed, count) = input.sealed_secrets.unwrap_or_default();
+        let (sealed_api, api_names) = input.sealed_api_credentials.unwrap_or_default();
+        let api_names = serde_json::to_string(&api_names).unwrap_or_else(|_| "[]".into());
         let id = new_id();
         let at = now();
         self.write_tx(async |tx| {
             sqlx::query(
                 "INSERT INTO integrations (id, account_id, provider, name, secrets, secrets_count, \
-             options, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             options, created_at, updated_at, api_credentials, api_credential_names) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(&id)
             .bind(&who.account_id)
@@ -137,6 +141,8 @@ impl IntegrationStore for SqlStore {
             .bind(input.options.to_string())
             .bind(at.0)
             .bind(at.0)
+            .bind(&sealed_api)
+            .bind(&api_names)
             .execute(&mut *tx)
             .await?;
             let mappings = input.mappings.as_deref().unwrap_or_default();
@@ -199,6 +205,17 @@ impl IntegrationStore for SqlStore {
                     .bind(id)
                     .bind(sealed)
                     .bind(count)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if let Some((sealed, names)) = &input.sealed_api_credentials {
+                    sqlx::query(
+                        "UPDATE integrations SET api_credentials = $2, api_credential_names = $3 \
+                         WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(sealed)
+                    .bind(serde_json::to_string(names).unwrap_or_else(|_| "[]".into()))
                     .execute(&mut *tx)
                     .await?;
                 }

@@ -37,9 +37,17 @@ fn delivery_from_row(row: &DbRow) -> Result<Delivery> {
         last_attempt_at: row.try_get::<Option<i64>, _>("last_attempt_at")?.map(ts),
         created_at: ts(row.try_get("created_at")?),
         updated_at: ts(row.try_get("updated_at")?),
-        payload: parse_json(row.try_get::<&str, _>("payload")?)?,
+        payload: stored_payload(row.try_get::<&str, _>("payload")?),
         attempt_log: Vec::new(),
     })
+}
+
+/// The payload as JSON, or as its text when it cannot be read back: rows written before
+/// metadata depth was capped can nest deeper than the parser's recursion limit, and one such
+/// row must not make every page of the log that holds it fail (the worker sends the text
+/// as stored, unparsed).
+fn stored_payload(text: &str) -> serde_json::Value {
+    parse_json(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
 }
 
 /// Attaches every delivery's attempts (one query for the page).
