@@ -25,8 +25,10 @@ impl Migration {
 
 /// The PostgreSQL advisory lock every node takes around migration ("keygate" in ASCII), so
 /// any number of nodes may start together on an empty or older database.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub const ADVISORY_LOCK_KEY: i64 = 0x006b_6579_6761_7465;
 
+#[cfg(feature = "sqlite")]
 pub const SQLITE: &[Migration] = &[
     Migration {
         version: 1,
@@ -55,6 +57,7 @@ pub const SQLITE: &[Migration] = &[
     },
 ];
 
+#[cfg(feature = "postgres")]
 pub const POSTGRES: &[Migration] = &[
     Migration {
         version: 1,
@@ -88,6 +91,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(all(feature = "sqlite", feature = "postgres"))]
     fn versions_are_dense_and_the_same_on_both_engines() {
         for list in [SQLITE, POSTGRES] {
             for (i, m) in list.iter().enumerate() {

@@ -1,5 +1,6 @@
 //! The migration runner against real databases: a fresh SQLite file, a fresh PostgreSQL
 //! database on the machine's server (as the server's tests use).
+#![cfg(all(feature = "sqlite", feature = "postgres"))]
 use keygate_store::sqlx::{self, Connection, Executor};
 use sha2::{Digest, Sha256};
 
