@@ -7,7 +7,7 @@
 //! its own, so a client that hangs up does not cancel it between its commit and the stored answer.
 use crate::app::{AppState, BODY_LIMIT};
 use crate::auth::bearer_token;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::signing::{Purpose, Scope};
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -47,8 +47,8 @@ async fn handle(
         .ok()
         .filter(|k| !k.is_empty() && k.len() <= MAX_KEY)
         .ok_or_else(|| {
-            ApiError::bad_request(
-                "INVALID_IDEMPOTENCY_KEY",
+            ApiError::new(
+                ErrorCode::InvalidIdempotencyKey,
                 format!("the Idempotency-Key must be 1-{MAX_KEY} visible ASCII characters"),
             )
             .into_response()
@@ -77,8 +77,7 @@ async fn handle(
     let (parts, body) = request.into_parts();
     let bytes = to_bytes(body, BODY_LIMIT).await.map_err(|_| {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
+            ErrorCode::PayloadTooLarge,
             "the request body is larger than 1 MiB",
         )
         .into_response()
@@ -109,8 +108,7 @@ async fn handle(
                 return Err(reused());
             }
             let mut refused = ApiError::new(
-                StatusCode::CONFLICT,
-                "IDEMPOTENCY_IN_PROGRESS",
+                ErrorCode::IdempotencyInProgress,
                 "a request with this Idempotency-Key is still being processed: retry shortly",
             )
             .into_response();
@@ -186,20 +184,14 @@ async fn handle(
             tracing::error!(error = %e, "an idempotent request's handler failed");
             let (state, account_id, key) = held;
             release(&state, &account_id, &key).await;
-            Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL",
-                "the request failed: retry it",
-            )
-            .into_response())
+            Err(ApiError::new(ErrorCode::Internal, "the request failed: retry it").into_response())
         }
     }
 }
 
 fn reused() -> Response {
     ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "IDEMPOTENCY_KEY_REUSED",
+        ErrorCode::IdempotencyKeyReused,
         "this Idempotency-Key was used for a different request",
     )
     .into_response()

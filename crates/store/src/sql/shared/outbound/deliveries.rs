@@ -10,6 +10,7 @@ use crate::outbound::{
 };
 use crate::{PageRequest, Result, StoreError, now};
 use async_trait::async_trait;
+use keygate_domain::ErrorCode;
 use keygate_domain::{Page, Timestamp, new_id};
 use sqlx::Row;
 use std::collections::HashMap;
@@ -106,7 +107,7 @@ impl DeliveryStore for SqlStore {
             Some((_, Some(status))) => q.push("status = ?", status.as_str()),
             Some((other, None)) => {
                 return Err(StoreError::invalid(
-                    "INVALID_FILTER",
+                    ErrorCode::InvalidFilter,
                     format!("`status` must be pending, succeeded or failed, not `{other}`"),
                 ));
             }
@@ -128,7 +129,7 @@ impl DeliveryStore for SqlStore {
             let endpoint = load_endpoint(tx, account_id, endpoint_id).await?;
             if !endpoint.enabled {
                 return Err(StoreError::conflict(
-                    "ENDPOINT_DISABLED",
+                    ErrorCode::EndpointDisabled,
                     "the endpoint is disabled: enable it first (PATCH enabled: true)",
                 ));
             }
