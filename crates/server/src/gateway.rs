@@ -3,18 +3,19 @@
 //! state, so applying an event twice changes nothing.
 use crate::app::AppState;
 use crate::platform_api::Incomplete;
+use keygate_store::gateway::InboxStatus;
 use std::time::Duration;
 
 /// Applies one stored event; returns its status afterwards (`applied`, `failed`, ...).
 /// Failures are recorded on the event itself, never lost. An event the platform sent too thin
 /// is first completed from the platform's API: until that succeeds it is not applied at all
 /// (`pending` when the fetch may pass later, `failed` when the vendor must configure something).
-pub async fn apply(state: &AppState, account_id: &str, event_id: &str) -> String {
+pub async fn apply(state: &AppState, account_id: &str, event_id: &str) -> InboxStatus {
     match complete_then_apply(state, account_id, event_id).await {
         Ok(status) => status,
         Err(e) => {
             tracing::warn!(event_id, error = %e, "applying a billing event failed; it stays pending for the worker");
-            "pending".to_string()
+            InboxStatus::Pending
         }
     }
 }
@@ -23,11 +24,11 @@ async fn complete_then_apply(
     state: &AppState,
     account_id: &str,
     event_id: &str,
-) -> Result<String, keygate_store::StoreError> {
+) -> Result<InboxStatus, keygate_store::StoreError> {
     let stored = state.store.get_event(account_id, event_id).await?;
     let thin = serde_json::from_value::<keygate_billing::BillingEvent>(stored.event.clone())
         .ok()
-        .filter(|event| stored.status != "ignored" && !event.needs_fetch.is_empty());
+        .filter(|event| stored.status != InboxStatus::Ignored && !event.needs_fetch.is_empty());
     if let (Some(event), Some(provider)) = (thin, keygate_billing::provider(&stored.provider)) {
         let integration = state
             .store
@@ -46,9 +47,9 @@ async fn complete_then_apply(
             Err(Incomplete::Configure { code, message }) => {
                 state
                     .store
-                    .hold_event(account_id, event_id, "failed", code, &message)
+                    .hold_event(account_id, event_id, InboxStatus::Failed, code, &message)
                     .await?;
-                return Ok("failed".to_string());
+                return Ok(InboxStatus::Failed);
             }
             Err(Incomplete::Retry { code, message }) => {
                 tracing::info!(
@@ -58,9 +59,9 @@ async fn complete_then_apply(
                 );
                 state
                     .store
-                    .hold_event(account_id, event_id, "pending", code, &message)
+                    .hold_event(account_id, event_id, InboxStatus::Pending, code, &message)
                     .await?;
-                return Ok("pending".to_string());
+                return Ok(InboxStatus::Pending);
             }
         }
     }
