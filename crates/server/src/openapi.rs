@@ -43,8 +43,36 @@ fn opt_int() -> Value {
 fn strings() -> Value {
     json!({"type": "array", "items": {"type": "string"}})
 }
+// The limits the API enforces on input, stated in the schema. `text` counts characters where
+// the API counts UTF-8 bytes, so non-ASCII text reaches the API's limit sooner.
+fn text(max: usize) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": max})
+}
+fn code() -> Value {
+    json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$", "description": "1-64 letters, digits, _ - ."})
+}
+fn feature_codes() -> Value {
+    json!({"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+           "description": "feature codes: 1-64 letters, digits, _ - . :"})
+}
+fn at_least(min: i64, nullable: bool) -> Value {
+    let ty = if nullable {
+        json!(["integer", "null"])
+    } else {
+        json!("integer")
+    };
+    json!({"type": ty, "minimum": min})
+}
+fn with_description(mut schema: Value, description: &str) -> Value {
+    schema["description"] = json!(description);
+    schema
+}
 fn metadata() -> Value {
     json!({"type": "object", "description": "free-form JSON object (at most 16 KiB)"})
+}
+
+fn nonce() -> Value {
+    json!({"type": "string", "maxLength": 256, "description": "echoed inside the signed answer"})
 }
 
 fn event_type_names() -> Value {
@@ -89,6 +117,45 @@ pub fn schemas() -> Map<String, Value> {
         "perpetual_offline": {"type": "boolean", "description": "signed license files may outlive the license's expiry"},
         "metadata": metadata(),
     });
+    let mut policy_input = policy_props.clone();
+    for (k, v) in [
+        ("name", text(200)),
+        (
+            "duration_seconds",
+            with_description(at_least(1, true), "fixed term from issue; null = perpetual"),
+        ),
+        (
+            "trial_seconds",
+            with_description(at_least(1, true), "licenses start as trials of this length"),
+        ),
+        (
+            "grace_seconds",
+            with_description(
+                at_least(0, false),
+                "after expiry, validation still passes with GRACE_PERIOD",
+            ),
+        ),
+        (
+            "max_activations",
+            with_description(
+                at_least(1, true),
+                "node-locked: distinct machines; null = unlimited",
+            ),
+        ),
+        (
+            "floating",
+            json!({"type": ["object", "null"], "required": ["max_seats", "lease_seconds"],
+            "properties": {"max_seats": at_least(1, false), "lease_seconds": at_least(1, false)}}),
+        ),
+        (
+            "quota",
+            json!({"type": ["object", "null"], "properties": {"limit": at_least(0, true), "period_seconds": at_least(1, true)},
+            "description": "usage per period (null period = lifetime); null limit = pay-per-use"}),
+        ),
+        ("features", feature_codes()),
+    ] {
+        policy_input[k] = v;
+    }
     let mut policy = policy_props.clone();
     for (k, v) in [
         ("id", string()),
@@ -100,6 +167,10 @@ pub fn schemas() -> Map<String, Value> {
     let overrides = json!({"type": "object", "properties": {
         "add_features": strings(), "remove_features": strings(),
         "max_activations": opt_int(), "max_seats": opt_int(), "quota_limit": opt_int()
+    }});
+    let overrides_input = json!({"type": "object", "properties": {
+        "add_features": feature_codes(), "remove_features": feature_codes(),
+        "max_activations": at_least(1, true), "max_seats": at_least(1, true), "quota_limit": at_least(0, true)
     }});
     let license = obj(
         &[
@@ -171,7 +242,7 @@ pub fn schemas() -> Map<String, Value> {
             json!({"status": string(), "database": string()}),
         ),
     );
-    put("AccountInput", obj(&["name"], json!({"name": string()})));
+    put("AccountInput", obj(&["name"], json!({"name": text(200)})));
     put("Account", account);
     put(
         "AccountCreated",
@@ -180,7 +251,7 @@ pub fn schemas() -> Map<String, Value> {
             json!({"account": r("Account"), "api_key": {"type": "string", "description": "kg_sk_...; shown only once"}}),
         ),
     );
-    put("ApiKeyInput", obj(&["name"], json!({"name": string()})));
+    put("ApiKeyInput", obj(&["name"], json!({"name": text(200)})));
     let mut created_key = api_key.clone();
     created_key["properties"]["api_key"] =
         json!({"type": "string", "description": "shown only once"});
@@ -191,23 +262,23 @@ pub fn schemas() -> Map<String, Value> {
         "ProductInput",
         obj(
             &["code", "name"],
-            json!({"code": string(), "name": string(), "metadata": metadata()}),
+            json!({"code": code(), "name": text(200), "metadata": metadata()}),
         ),
     );
     put(
         "ProductPatch",
         obj(
             &[],
-            json!({"code": string(), "name": string(), "metadata": metadata()}),
+            json!({"code": code(), "name": text(200), "metadata": metadata()}),
         ),
     );
     put("Product", product);
     put("ProductList", list_of("Product"));
     put(
         "PolicyInput",
-        obj(&["product_id", "name"], policy_props.clone()),
+        obj(&["product_id", "name"], policy_input.clone()),
     );
-    put("PolicyPatch", obj(&[], policy_props));
+    put("PolicyPatch", obj(&[], policy_input));
     put(
         "Policy",
         obj(&["id", "product_id", "name", "expiry", "features"], policy),
@@ -224,8 +295,8 @@ pub fn schemas() -> Map<String, Value> {
         obj(
             &["policy_id"],
             json!({"policy_id": string(), "customer_id": opt_string(),
-                   "key": {"type": "string", "description": "bring your own key (16-256 chars); generated when absent"},
-                   "starts_at": time(), "expires_at": opt_time(), "overrides": overrides.clone(),
+                   "key": {"type": "string", "minLength": 16, "maxLength": 256, "description": "bring your own key (16-256 printable characters); generated when absent"},
+                   "starts_at": time(), "expires_at": opt_time(), "overrides": overrides_input.clone(),
                    "quantity": opt_int(), "metadata": metadata()}),
         ),
     );
@@ -234,7 +305,7 @@ pub fn schemas() -> Map<String, Value> {
         obj(
             &[],
             json!({"policy_id": string(), "customer_id": opt_string(), "expires_at": opt_time(),
-                   "overrides": overrides, "quantity": opt_int(), "metadata": metadata()}),
+                   "overrides": overrides_input, "quantity": opt_int(), "metadata": metadata()}),
         ),
     );
     put("License", license);
@@ -243,7 +314,7 @@ pub fn schemas() -> Map<String, Value> {
         "ExtendInput",
         obj(
             &[],
-            json!({"seconds": {"type": "integer", "description": "required for extend"}}),
+            json!({"seconds": with_description(at_least(1, false), "required for extend")}),
         ),
     );
     put("Activation", activation);
@@ -255,7 +326,7 @@ pub fn schemas() -> Map<String, Value> {
             json!({"key": string(), "fingerprint": string(),
                    "product": {"type": "string", "description": "product code or id the license must be for"},
                    "features": strings(),
-                   "nonce": {"type": "string", "description": "echoed inside the answer (at most 256 chars)"},
+                   "nonce": nonce(),
                    "session": {"type": "string", "description": "floating licenses: NO_SEAT_AVAILABLE unless this session holds a seat or one is free"}}),
         ),
     );
@@ -273,21 +344,21 @@ pub fn schemas() -> Map<String, Value> {
         "ActivateInput",
         obj(
             &["key", "fingerprint"],
-            json!({"key": string(), "fingerprint": string(), "name": string(), "platform": string()}),
+            json!({"key": string(), "fingerprint": text(255), "name": opt_string(), "platform": opt_string(), "nonce": nonce()}),
         ),
     );
     put(
         "DeactivateInput",
         obj(
             &["key", "fingerprint"],
-            json!({"key": string(), "fingerprint": string()}),
+            json!({"key": string(), "fingerprint": text(255)}),
         ),
     );
     put(
         "SeatInput",
         obj(
             &["key", "session"],
-            json!({"key": string(), "session": string()}),
+            json!({"key": string(), "session": text(255), "nonce": nonce()}),
         ),
     );
     put(
@@ -302,7 +373,7 @@ pub fn schemas() -> Map<String, Value> {
         "UsageInput",
         obj(
             &["key", "amount"],
-            json!({"key": string(), "feature": string(), "amount": int(),
+            json!({"key": string(), "feature": string(), "amount": at_least(1, false),
                    "mode": {"type": "string", "enum": ["prepay", "postpay"], "default": "prepay"}}),
         ),
     );
@@ -488,7 +559,7 @@ pub fn schemas() -> Map<String, Value> {
         obj(
             &["key"],
             json!({"key": string(), "fingerprint": {"type": "string", "description": "bind the file to this machine"},
-                   "ttl_seconds": {"type": "integer", "description": "how long the file is valid offline (default 30 days), bounded by the license's expiry unless the policy has perpetual_offline"}}),
+                   "ttl_seconds": {"type": "integer", "minimum": 60, "maximum": 315_360_000, "description": "how long the file is valid offline (default 30 days), bounded by the license's expiry unless the policy has perpetual_offline"}}),
         ),
     );
     map
@@ -499,6 +570,173 @@ fn path_params(path: &str) -> Vec<Value> {
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
         .collect()
+}
+
+/// Bodies of the routes that read their body raw instead of through a schema.
+fn raw_request_body(route: &Route) -> Option<Value> {
+    match (route.method, route.path) {
+        ("POST", "/v1/webhooks/{provider}/{integration_id}") => Some(json!({
+            "required": false,
+            "description": "the platform's payload exactly as sent (verified on these bytes by the platform's scheme)",
+            "content": {"application/json": {"schema": {}}}
+        })),
+        ("POST", "/v1/licenses/{id}/actions/{action}") => Some(json!({
+            "required": false,
+            "description": "only `extend` reads it: {\"seconds\": N}",
+            "content": {"application/json": {"schema": r("ExtendInput")}}
+        })),
+        _ => None,
+    }
+}
+
+fn json_answer(description: &str, schema: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": r(schema)}}})
+}
+
+/// The routes whose answers carry `Keygate-Signature` (over the exact body bytes).
+fn signs_answer(route: &Route) -> bool {
+    matches!(
+        route.path,
+        "/v1/licenses/validate" | "/v1/licenses/activate" | "/v1/licenses/checkout"
+    )
+}
+
+/// Every success an operation answers: the route's own, then the others it may give.
+fn successes(route: &Route) -> Vec<(u16, Value)> {
+    let (status, schema) = route.response;
+    let main = match (route.path, schema) {
+        (_, Some(s)) => json_answer("success", s),
+        ("/v1/licenses/file" | "/metrics", None) => json!({"description": "success",
+            "content": {"text/plain": {"schema": {"type": "string"}}}}),
+        ("/openapi.json", None) => json!({"description": "this document",
+            "content": {"application/json": {"schema": {"type": "object"}}}}),
+        (_, None) => json!({"description": "success"}),
+    };
+    let mut out = vec![(status, main)];
+    match (route.method, route.path) {
+        ("POST", "/v1/licenses/activate") => out.push((
+            200,
+            json_answer("the machine was already activated: its activation", "Activation"),
+        )),
+        ("POST", "/v1/webhooks/{provider}/{integration_id}") => out.push((
+            202,
+            json_answer(
+                "a batch where only some events applied: `processed` lists them, the others are `failed` in the inbox",
+                "WebhookReceipt",
+            ),
+        )),
+        _ => {}
+    }
+    if signs_answer(route) || (route.method == "POST" && route.auth == Auth::ApiKey) {
+        for (_, answer) in &mut out {
+            let headers = &mut answer["headers"];
+            if signs_answer(route) {
+                headers["Keygate-Signature"] = json!({"description": "Ed25519 signature of the body (see the licfile crate)", "schema": {"type": "string"}});
+            } else {
+                headers["Idempotent-Replayed"] = json!({"description": "`true` when this answer replays an earlier request with the same Idempotency-Key", "schema": {"type": "string", "enum": ["true"]}});
+            }
+        }
+    }
+    out
+}
+
+/// Public routes that are rate limited (per client address, per integration for webhooks).
+fn rate_limited(route: &Route) -> bool {
+    route.auth == Auth::Public
+        && (route.path.starts_with("/v1/licenses/") || route.path.starts_with("/v1/webhooks/"))
+}
+
+/// Every error status an operation can answer, derived from what the route takes: each one is
+/// listed with the error envelope, so an undocumented status is a contract violation.
+pub fn error_statuses(route: &Route) -> std::collections::BTreeSet<u16> {
+    let mut s = std::collections::BTreeSet::new();
+    let writes = matches!(route.method, "POST" | "PATCH" | "DELETE");
+    let takes_body = route.request.is_some() || raw_request_body(route).is_some();
+    let idempotent = route.method == "POST" && route.auth == Auth::ApiKey;
+    if route.auth != Auth::Public {
+        s.insert(401);
+    }
+    if route.auth == Auth::RootToken {
+        s.insert(403); // OPERATOR_DISABLED
+    }
+    if route.path.contains('{') {
+        s.insert(404);
+    }
+    if !route.query.is_empty() {
+        s.extend([400, 422]); // INVALID_QUERY, INVALID_FILTER
+    }
+    if takes_body || idempotent {
+        s.extend([400, 413, 422]); // MALFORMED_JSON / INVALID_BODY, PAYLOAD_TOO_LARGE, INVALID_FIELD
+    }
+    if idempotent {
+        s.insert(409); // IDEMPOTENCY_KEY_IN_USE while the first request runs
+    }
+    if writes && route.auth == Auth::ApiKey {
+        s.extend([409, 422]); // uniqueness conflicts, references to missing objects
+    }
+    if !matches!(route.path, "/healthz" | "/metrics" | "/openapi.json") {
+        s.insert(503); // UNAVAILABLE: the database is busy
+    }
+    if rate_limited(route) {
+        s.insert(429);
+    }
+    match (route.method, route.path) {
+        // The license key is the credential: unknown key, or a license that refuses.
+        ("POST", "/v1/licenses/activate" | "/v1/licenses/checkout" | "/v1/licenses/usage") => {
+            s.extend([403, 404, 409, 422]);
+        }
+        ("POST", "/v1/licenses/deactivate" | "/v1/licenses/checkin") => {
+            s.extend([404, 422]);
+        }
+        ("POST", "/v1/licenses/file") => {
+            s.extend([403, 404, 422]);
+        }
+        // Refused signatures (401) and payloads (400) from the platform.
+        ("POST", "/v1/webhooks/{provider}/{integration_id}") => {
+            s.extend([400, 401, 404, 413, 422]);
+        }
+        _ => {}
+    }
+    s
+}
+
+fn error_description(status: u16) -> &'static str {
+    match status {
+        400 => {
+            "malformed request: MALFORMED_JSON, INVALID_BODY, INVALID_QUERY, INVALID_IDEMPOTENCY_KEY, MALFORMED_PAYLOAD"
+        }
+        401 => {
+            "missing or wrong credentials: MISSING_CREDENTIALS, MALFORMED_CREDENTIALS, INVALID_API_KEY, INVALID_ROOT_TOKEN, SIGNATURE_*"
+        }
+        403 => {
+            "refused: OPERATOR_DISABLED, or the license's validation code (SUSPENDED, EXPIRED, ...)"
+        }
+        404 => "NOT_FOUND and the like: the object does not exist in this account",
+        409 => {
+            "conflict: a unique value taken, a limit reached (TOO_MANY_ACTIVATIONS, NO_SEAT_AVAILABLE, QUOTA_EXCEEDED), IDEMPOTENCY_KEY_IN_USE"
+        }
+        413 => "PAYLOAD_TOO_LARGE: the body is over 1 MiB",
+        422 => "well-formed but not acceptable: INVALID_FIELD and the like, IDEMPOTENCY_KEY_REUSED",
+        429 => "RATE_LIMITED: retry after the Retry-After header",
+        503 => "UNAVAILABLE: the database is busy or does not answer; retry",
+        _ => "error",
+    }
+}
+
+/// The `responses` object of an operation.
+fn responses(route: &Route) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (status, answer) in successes(route) {
+        out.insert(status.to_string(), answer);
+    }
+    for status in error_statuses(route) {
+        let mut answer = json_answer(error_description(status), "Error");
+        if status == 429 {
+            answer["headers"] = json!({"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}});
+        }
+        out.insert(status.to_string(), answer);
+    }
+    out
 }
 
 pub fn document(routes: &[Route]) -> Value {
@@ -513,7 +751,11 @@ pub fn document(routes: &[Route]) -> Value {
         );
         let mut params = path_params(route.path);
         params.extend(route.query.iter().map(|(name, description)| {
-            json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
+            let schema = match *name {
+                "limit" => json!({"type": "integer", "minimum": 1, "maximum": 200}),
+                _ => json!({"type": "string"}),
+            };
+            json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
         }));
         if route.method == "POST" && route.auth == Auth::ApiKey {
             params.push(json!({"name": "Idempotency-Key", "in": "header", "required": false,
@@ -528,19 +770,10 @@ pub fn document(routes: &[Route]) -> Value {
                 "requestBody".into(),
                 json!({"required": true, "content": {"application/json": {"schema": r(schema)}}}),
             );
+        } else if let Some(body) = raw_request_body(route) {
+            op.insert("requestBody".into(), body);
         }
-        let (status, schema) = route.response;
-        let ok = match schema {
-            Some(s) => {
-                json!({"description": "success", "content": {"application/json": {"schema": r(s)}}})
-            }
-            None => json!({"description": "success"}),
-        };
-        let error = json!({"description": "error", "content": {"application/json": {"schema": r("Error")}}});
-        op.insert(
-            "responses".into(),
-            json!({status.to_string(): ok, "default": error}),
-        );
+        op.insert("responses".into(), Value::Object(responses(route)));
         match route.auth {
             Auth::Public => {
                 op.insert("security".into(), json!([]));
