@@ -7,6 +7,7 @@
 #   FUZZ_JOBS=N     targets run N at a time (default 1)
 #   FUZZ_FORK=N     libFuzzer -fork=N inside each target: keeps going after a crash and uses N
 #                   processes (default 0: one process, stops at the first crash)
+#   FUZZ_TARGET_DIR the build directory (default fuzz/target), e.g. a cache outside the clone
 #
 # cargo-fuzz drives libFuzzer through rustc flags that stable Rust accepts (sanitizer coverage
 # passes, `--cfg fuzzing`); it is run with RUSTC_BOOTSTRAP=1 so no nightly toolchain is needed.
@@ -38,10 +39,11 @@ fi
 mkdir -p logs
 build_started=$SECONDS
 # Without a target name cargo-fuzz builds them all (in one cargo invocation).
-nice -n 19 cargo fuzz build --sanitizer none --debug-assertions >logs/build.log 2>&1 ||
+TARGET_DIR="${FUZZ_TARGET_DIR:-target}"
+nice -n 19 cargo fuzz build --sanitizer none --debug-assertions --target-dir "$TARGET_DIR" >logs/build.log 2>&1 ||
   { tail -30 logs/build.log; echo "fuzz build failed"; exit 1; }
 echo "fuzz build: $((SECONDS - build_started)) s"
-BIN_DIR="target/x86_64-unknown-linux-gnu/release"
+BIN_DIR="$TARGET_DIR/x86_64-unknown-linux-gnu/release"
 
 seeds_of() {
   case "$1" in
