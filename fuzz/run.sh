@@ -40,7 +40,9 @@ mkdir -p logs
 build_started=$SECONDS
 # Without a target name cargo-fuzz builds them all (in one cargo invocation).
 TARGET_DIR="${FUZZ_TARGET_DIR:-target}"
-nice -n 19 cargo fuzz build --sanitizer none --debug-assertions --target-dir "$TARGET_DIR" >logs/build.log 2>&1 ||
+target_dir_args=()
+[ -n "${FUZZ_TARGET_DIR:-}" ] && target_dir_args=(--target-dir "$FUZZ_TARGET_DIR")
+nice -n 19 cargo fuzz build --sanitizer none --debug-assertions "${target_dir_args[@]}" >logs/build.log 2>&1 ||
   { tail -30 logs/build.log; echo "fuzz build failed"; exit 1; }
 echo "fuzz build: $((SECONDS - build_started)) s"
 BIN_DIR="$TARGET_DIR/x86_64-unknown-linux-gnu/release"
