@@ -827,6 +827,61 @@ mod tests {
     }
 
     #[test]
+    fn every_status_is_listed_with_its_body() {
+        let doc = document(&crate::routes::all());
+        let op = |method: &str, path: &str| doc["paths"][path][method].clone();
+        let activate = op("post", "/v1/licenses/activate");
+        for status in ["200", "201"] {
+            assert_eq!(
+                activate["responses"][status]["content"]["application/json"]["schema"],
+                r("Activation"),
+                "activate {status}"
+            );
+        }
+        let webhook = op("post", "/v1/webhooks/{provider}/{integration_id}");
+        for status in ["200", "202"] {
+            assert_eq!(
+                webhook["responses"][status]["content"]["application/json"]["schema"],
+                r("WebhookReceipt")
+            );
+        }
+        assert!(webhook["requestBody"]["content"]["application/json"].is_object());
+        assert!(webhook["responses"]["401"].is_object() && webhook["responses"]["400"].is_object());
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap();
+                assert!(
+                    !responses.contains_key("default"),
+                    "{method} {path}: a catch-all hides statuses"
+                );
+                for (status, answer) in responses {
+                    if !status.starts_with('2') {
+                        assert_eq!(
+                            answer["content"]["application/json"]["schema"],
+                            r("Error"),
+                            "{method} {path} {status}"
+                        );
+                    }
+                }
+                if op["security"] != json!([]) {
+                    assert!(responses.contains_key("401"), "{method} {path}: no 401");
+                }
+            }
+        }
+        let validate = op("post", "/v1/licenses/validate");
+        assert!(validate["responses"]["429"]["headers"]["Retry-After"].is_object());
+        assert!(validate["responses"]["200"]["headers"]["Keygate-Signature"].is_object());
+        let limit = doc["paths"]["/v1/licenses"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .unwrap()
+            .clone();
+        assert_eq!(limit["schema"]["maximum"], 200);
+    }
+
+    #[test]
     fn documents_every_route() {
         let routes = crate::routes::all();
         let doc = document(&routes);
