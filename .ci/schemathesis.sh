@@ -116,6 +116,8 @@ run_engine() {
 
   echo "== schemathesis on $engine ($base, at most ${MAX_TIME}s)"
   local started=$SECONDS status=0
+  # One worker: with several, Hypothesis' lambda-description cache races (a KeyError inside
+  # schemathesis, reported as an error of the run, not of the server).
   # Excluded: POST /v1/api-keys/{id}/revoke. The fuzzer finds the id of the key it is using
   # (GET /v1/api-keys) and revokes it, after which every answer is 401 and the run tests nothing
   # (the security probe's first run lost 12,430 of 17,597 cases that way).
@@ -127,7 +129,7 @@ run_engine() {
     --max-examples "$EXAMPLES" \
     --max-time "$MAX_TIME" \
     --seed "$SEED" \
-    --workers 2 \
+    --workers 1 \
     --request-timeout 10 \
     --generation-database none \
     --generation-allow-x00 "$ALLOW_X00" \
