@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export FUZZ_TARGET_DIR="${FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/keygate-ci/fuzz-target}"
+# A dev build: a third of the release build time; the smoke runs seconds, not millions.
+export FUZZ_PROFILE="${FUZZ_PROFILE:-dev}"
 started=$SECONDS
 FUZZ_JOBS="${FUZZ_JOBS:-2}" fuzz/run.sh "${KEYGATE_FUZZ_SECONDS:-3}"
 echo "fuzz smoke: $((SECONDS - started)) s"
