@@ -660,7 +660,7 @@ pub fn error_statuses(route: &Route) -> std::collections::BTreeSet<u16> {
         s.insert(403); // OPERATOR_DISABLED
     }
     if route.path.contains('{') {
-        s.insert(404);
+        s.extend([400, 404]); // an id that cannot be one (e.g. a NUL in it), NOT_FOUND
     }
     if !route.query.is_empty() {
         s.extend([400, 422]); // INVALID_QUERY, INVALID_FILTER
