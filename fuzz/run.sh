@@ -25,7 +25,7 @@ cd "$(dirname "$0")"
 SECONDS_EACH="${1:-60}"
 shift || true
 ALL=(provider_stripe provider_paddle provider_paypal provider_chargebee provider_fastspring
-  provider_lemonsqueezy provider_generic licfile_file licfile_answer json_bodies)
+  provider_lemonsqueezy provider_generic decode_form licfile_file licfile_answer json_bodies)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 JOBS="${FUZZ_JOBS:-1}"

@@ -45,7 +45,7 @@ pub fn parse_only(
 ) -> Result<Vec<BillingEvent>, BillingError> {
     keygate_billing::provider(provider)
         .expect("a known provider name")
-        .parse(headers, body)
+        .parse(&keygate_billing::Request::post(headers, body))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 //!   validate throughput at 1k licenses, then at 1M in the same database.
 use axum::Router;
 use axum::routing::post;
+use base64::Engine;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -182,11 +183,23 @@ async fn start_server(url: &str) -> (Arc<dyn Store>, SocketAddr, SocketAddr) {
     for mode in [SignAnswers::Always, SignAnswers::Nonce] {
         let mut config = Config::for_database(url);
         config.sign_answers = mode;
-        let (router, _) = keygate_server::app::router(store.clone(), config);
+        // One load generator is one client address: the per-address rate limits would
+        // measure themselves. The connection limits and timeouts stay as deployed.
+        config.client_rate_per_second = 0.0;
+        config.webhook_rate_per_second = 0.0;
+        let limits = keygate_server::serve::Limits::from_config(&config);
+        let (router, state) = keygate_server::app::router(store.clone(), config);
         let router = router.merge(Router::new().route("/bench/bare", post(bare)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         addrs.push(listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let metrics = state.metrics.clone();
+        tokio::spawn(keygate_server::serve::serve(
+            listener,
+            router,
+            limits,
+            metrics,
+            std::future::pending(),
+        ));
     }
     (store, addrs[0], addrs[1])
 }
@@ -402,15 +415,19 @@ async fn drive(
 
 const STRIPE_SECRET: &str = "whsec_bench";
 
-fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut k = [0u8; 64];
-    k[..key.len()].copy_from_slice(key);
-    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
-    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::digest([ipad.as_slice(), message].concat());
-    let outer = Sha256::digest([opad.as_slice(), inner.as_slice()].concat());
-    outer.iter().map(|b| format!("{b:02x}")).collect()
+/// The Stripe signature of `body`, from the billing testkit (Stripe's own scheme).
+fn stripe_signature(body: &str) -> String {
+    let stripe = keygate_billing::provider("stripe").expect("stripe is registered");
+    let secrets = keygate_billing::Secrets::new([STRIPE_SECRET]);
+    let now = keygate_billing::Timestamp::now();
+    let headers = keygate_billing::testkit::kit(stripe)
+        .sign(&secrets, body.as_bytes(), now)
+        .expect("a Stripe secret signs");
+    headers
+        .into_iter()
+        .find(|(name, _)| name == "stripe-signature")
+        .map(|(_, value)| value)
+        .expect("Stripe-Signature")
 }
 
 /// An account with a subscription policy and a Stripe integration mapping `price_pro` to it.
@@ -433,7 +450,8 @@ async fn gateway_setup(store: &Arc<dyn Store>) -> (String, String) {
     // Secrets are sealed by the server normally; the bench server has no master key.
     let sealed = format!(
         "plain:{}",
-        base64_encode(serde_json::json!([STRIPE_SECRET]).to_string().as_bytes())
+        base64::engine::general_purpose::STANDARD
+            .encode(serde_json::json!([STRIPE_SECRET]).to_string().as_bytes())
     );
     let integration = store
         .create_integration(
@@ -442,6 +460,7 @@ async fn gateway_setup(store: &Arc<dyn Store>) -> (String, String) {
                 provider: "stripe".into(),
                 name: "stripe".into(),
                 sealed_secrets: Some((sealed, 1)),
+                sealed_api_credentials: None,
                 options: serde_json::json!({}),
                 mappings: Some(vec![keygate_store::gateway::Mapping {
                     external_id: "price_pro".into(),
@@ -452,27 +471,6 @@ async fn gateway_setup(store: &Arc<dyn Store>) -> (String, String) {
         .await
         .unwrap();
     (secret, format!("/v1/webhooks/stripe/{}", integration.id))
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 fn stripe_subscription_created(n: u64, quantity: i64) -> String {
@@ -512,15 +510,11 @@ async fn post_signed(
     path: &str,
     body: String,
 ) -> bool {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let sig = hmac_sha256_hex(STRIPE_SECRET.as_bytes(), format!("{t}.{body}").as_bytes());
+    let signature = stripe_signature(&body);
     let req = hyper::Request::post(path)
         .header("host", "bench")
         .header("content-type", "application/json")
-        .header("stripe-signature", format!("t={t},v1={sig}"))
+        .header("stripe-signature", signature)
         .body(Full::new(Bytes::from(body)))
         .unwrap();
     match sender.send_request(req).await {

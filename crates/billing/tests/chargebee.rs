@@ -2,26 +2,22 @@
 
 mod common;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use common::*;
-use keygate_billing::{
-    BillingEventKind as Kind, Headers, Provider, Secrets, SubscriptionStatus as Status, provider,
-};
+use keygate_billing::{BillingEventKind as Kind, Headers, Secrets, SubscriptionStatus as Status};
 use serde_json::json;
 
 const SUB: &str = "AzZlGJSvUq8Sub1";
 const T1: i64 = 1_769_904_000;
 const T2: i64 = 1_772_323_200;
 
-fn chargebee() -> &'static dyn Provider {
-    provider("chargebee").unwrap()
+fn chargebee() -> Platform {
+    Platform::named("chargebee")
 }
 
 fn basic(user_pass: &str) -> Headers {
     Headers::new().with(
         "Authorization",
-        format!("Basic {}", STANDARD.encode(user_pass)),
+        keygate_billing::scheme::basic_auth::header(user_pass),
     )
 }
 
@@ -363,8 +359,9 @@ fn every_fixture_verifies_and_parses() {
     let s = secrets(&["hooks:pw"]);
     for name in fixture_names("chargebee", &[]) {
         let body = fixture("chargebee", &name);
-        let events = keygate_billing::receive(chargebee(), &basic("hooks:pw"), &body, &s, secs(T1))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let events =
+            keygate_billing::receive(chargebee().0, &basic("hooks:pw"), &body, &s, secs(T1))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(events.len(), 1);
         assert!(events[0].event_id.starts_with("ev_"), "{name}");
         assert!(name.starts_with(&events[0].event_type), "{name}");

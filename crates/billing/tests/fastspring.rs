@@ -2,25 +2,21 @@
 
 mod common;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use common::*;
-use keygate_billing::{
-    BillingEventKind as Kind, Headers, Provider, SubscriptionStatus as Status, provider,
-};
+use keygate_billing::{BillingEventKind as Kind, Headers, SubscriptionStatus as Status};
 
 const T0: i64 = 1_767_225_600;
 const T1: i64 = 1_769_904_000;
 const T2: i64 = 1_772_323_200;
 
-fn fastspring() -> &'static dyn Provider {
-    provider("fastspring").unwrap()
+fn fastspring() -> Platform {
+    Platform::named("fastspring")
 }
 
 fn sign(secret: &str, body: &[u8]) -> Headers {
     Headers::new().with(
         "X-FS-Signature",
-        STANDARD.encode(hmac_sha256(secret.as_bytes(), body)),
+        keygate_billing::providers::fastspring::SCHEME.sign(secret.as_bytes(), body),
     )
 }
 
@@ -318,9 +314,14 @@ fn every_fixture_verifies_and_parses() {
     let s = secrets(&["fs-secret"]);
     for name in fixture_names("fastspring", &[]) {
         let body = fixture("fastspring", &name);
-        let events =
-            keygate_billing::receive(fastspring(), &sign("fs-secret", &body), &body, &s, secs(T0))
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let events = keygate_billing::receive(
+            fastspring().0,
+            &sign("fs-secret", &body),
+            &body,
+            &s,
+            secs(T0),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!events.is_empty(), "{name}");
         assert!(
             events.iter().all(|e| e.event_id.starts_with("evt_FS_")),

@@ -3,18 +3,16 @@
 mod common;
 
 use common::*;
-use keygate_billing::{
-    BillingEventKind as Kind, Headers, Provider, SubscriptionStatus as Status, provider,
-};
+use keygate_billing::{BillingEventKind as Kind, Headers, SubscriptionStatus as Status};
 
-fn lemonsqueezy() -> &'static dyn Provider {
-    provider("lemonsqueezy").unwrap()
+fn lemonsqueezy() -> Platform {
+    Platform::named("lemonsqueezy")
 }
 
 fn sign(secret: &str, body: &[u8]) -> Headers {
     Headers::new().with(
         "X-Signature",
-        hex::encode(hmac_sha256(secret.as_bytes(), body)),
+        keygate_billing::providers::lemonsqueezy::SCHEME.sign(secret.as_bytes(), body),
     )
 }
 
@@ -307,7 +305,7 @@ fn every_fixture_verifies_and_parses() {
     for name in fixture_names("lemonsqueezy", &[]) {
         let body = fixture("lemonsqueezy", &name);
         let events = keygate_billing::receive(
-            lemonsqueezy(),
+            lemonsqueezy().0,
             &sign("ls-secret", &body),
             &body,
             &s,

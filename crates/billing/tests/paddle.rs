@@ -3,12 +3,10 @@
 mod common;
 
 use common::*;
-use keygate_billing::{
-    BillingEventKind as Kind, Headers, Provider, SubscriptionStatus as Status, provider,
-};
+use keygate_billing::{BillingEventKind as Kind, Headers, SubscriptionStatus as Status};
 
-fn paddle() -> &'static dyn Provider {
-    provider("paddle").unwrap()
+fn paddle() -> Platform {
+    Platform::named("paddle")
 }
 
 fn header(value: impl Into<String>) -> Headers {
@@ -17,12 +15,7 @@ fn header(value: impl Into<String>) -> Headers {
 
 /// `Paddle-Signature` as Paddle builds it: hex HMAC-SHA256 over `{ts}:{body}`.
 fn sign(secret: &str, ts: i64, body: &[u8]) -> String {
-    let mut message = format!("{ts}:").into_bytes();
-    message.extend_from_slice(body);
-    format!(
-        "ts={ts};h1={}",
-        hex::encode(hmac_sha256(secret.as_bytes(), &message))
-    )
+    keygate_billing::providers::paddle::SCHEME.sign(secret.as_bytes(), ts, body)
 }
 
 #[test]
@@ -411,7 +404,7 @@ fn every_fixture_verifies_and_parses() {
     for name in fixture_names("paddle", &[]) {
         let body = fixture("paddle", &name);
         let events = keygate_billing::receive(
-            paddle(),
+            paddle().0,
             &header(sign("pdl_ntfset_new", ts, &body)),
             &body,
             &secrets(&["pdl_ntfset_new"]),

@@ -3,24 +3,18 @@
 
 mod common;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use common::*;
 use keygate_billing::{
-    BillingEventKind as Kind, Headers, Provider, Secrets, SubscriptionStatus as Status, Timestamp,
-    provider,
+    BillingEventKind as Kind, Headers, Secrets, SubscriptionStatus as Status, Timestamp,
 };
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::{Pkcs1v15Sign, RsaPrivateKey};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 const WEBHOOK_ID: &str = "8PT597110X687430LKGECATA";
 const TRANSMISSION_ID: &str = "69cd13f0-d67a-11e5-baa3-778b53f4ae55";
 const TRANSMISSION_TIME: &str = "2027-01-01T00:00:00Z";
 
-fn paypal() -> &'static dyn Provider {
-    provider("paypal").unwrap()
+fn paypal() -> Platform {
+    Platform::named("paypal")
 }
 
 fn text(name: &str) -> String {
@@ -38,13 +32,13 @@ fn pinned(certs: &[&str]) -> Secrets {
 
 /// PayPal's scheme: base64 RSA PKCS#1 v1.5 SHA-256 over `id|time|webhook_id|crc32(body)`.
 fn sign(key_file: &str, webhook_id: &str, body: &[u8]) -> String {
-    let key = RsaPrivateKey::from_pkcs8_pem(&text(key_file)).unwrap();
-    let message = format!(
-        "{TRANSMISSION_ID}|{TRANSMISSION_TIME}|{webhook_id}|{}",
-        crc32fast::hash(body)
+    let message = keygate_billing::providers::paypal::signed_text(
+        TRANSMISSION_ID,
+        TRANSMISSION_TIME,
+        webhook_id,
+        crc32fast::hash(body),
     );
-    let digest = Sha256::digest(message.as_bytes());
-    STANDARD.encode(key.sign(Pkcs1v15Sign::new::<Sha256>(), &digest).unwrap())
+    keygate_billing::scheme::rsa_signature::sign_sha256(&text(key_file), message.as_bytes())
 }
 
 fn headers(signature: String) -> Headers {
@@ -458,7 +452,7 @@ fn every_fixture_verifies_and_parses() {
     for name in fixture_names("paypal", &["official_body.json"]) {
         let body = fixture("paypal", &name);
         let h = headers(sign("test_key.pem", WEBHOOK_ID, &body));
-        let events = keygate_billing::receive(paypal(), &h, &body, &s, now())
+        let events = keygate_billing::receive(paypal().0, &h, &body, &s, now())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(events.len(), 1);
         assert!(events[0].event_id.starts_with("WH-"), "{name}");

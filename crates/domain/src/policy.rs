@@ -1,4 +1,4 @@
-use crate::{DomainError, Timestamp};
+use crate::{DomainError, Timestamp, limits};
 use serde::{Deserialize, Serialize};
 
 /// How a license's expiry is set.
@@ -137,8 +137,14 @@ pub fn validate_metadata(value: &serde_json::Value) -> Result<(), DomainError> {
     if !value.is_object() {
         return Err(DomainError::invalid("`metadata` must be a JSON object"));
     }
-    if value.to_string().len() > 16 * 1024 {
+    if value.to_string().len() > limits::MAX_METADATA_BYTES {
         return Err(DomainError::invalid("`metadata` is larger than 16 KiB"));
+    }
+    if limits::depth(value) > limits::MAX_METADATA_DEPTH {
+        return Err(DomainError::invalid(format!(
+            "`metadata` nests too deep: at most {} levels",
+            limits::MAX_METADATA_DEPTH
+        )));
     }
     Ok(())
 }
@@ -164,6 +170,19 @@ impl PolicyInput {
             }
             positive("quota.period_seconds", q.period_seconds)?;
         }
+        limits::duration("duration_seconds", self.duration_seconds)?;
+        limits::duration("trial_seconds", self.trial_seconds)?;
+        limits::duration("grace_seconds", Some(self.grace_seconds))?;
+        limits::count("max_activations", self.max_activations)?;
+        if let Some(f) = self.floating {
+            limits::count("floating.max_seats", Some(f.max_seats))?;
+            limits::duration("floating.lease_seconds", Some(f.lease_seconds))?;
+        }
+        if let Some(q) = self.quota {
+            limits::count("quota.limit", q.limit)?;
+            limits::duration("quota.period_seconds", q.period_seconds)?;
+        }
+        limits::features("features", &self.features)?;
         for f in &self.features {
             validate_feature_code(f)?;
         }

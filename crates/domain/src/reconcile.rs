@@ -38,7 +38,9 @@
 //! - One license per mapped item (`extend`), or per mapped item and paid period
 //!   (`new_license`); policy from the [`Mapping`], `quantity` from the item (policies with
 //!   `seats_from_quantity` turn it into seats). Every item must be mapped, else
-//!   [`ReconcileError::NoMapping`] and no change at all.
+//!   [`ReconcileError::NoMapping`] and no change at all; and have a quantity of 1 to
+//!   [`crate::limits::MAX_QUANTITY`], else [`ReconcileError::InvalidQuantity`] (never a seat
+//!   count of zero or less).
 //! - Expiry, for `expiry: subscription` policies only: the paid-through date
 //!   ([`paid_through`]: `current_period_end` — `trial_end` while trialing — capped by a
 //!   scheduled `cancel_at`). `fixed` policies keep the expiry the store computed at issue
@@ -534,6 +536,13 @@ pub enum ReconcileError {
         external_id: String,
         policy_id: String,
     },
+    /// A quantity that cannot be a number of seats: refused rather than clamped, so no
+    /// license gets seats the customer did not buy, and the reason stays on the event.
+    #[error(
+        "the billing item `{external_id}` has quantity {quantity}: a quantity must be 1 to {max}",
+        max = crate::limits::MAX_QUANTITY
+    )]
+    InvalidQuantity { external_id: String, quantity: i64 },
 }
 
 impl ReconcileError {
@@ -541,11 +550,13 @@ impl ReconcileError {
         match self {
             ReconcileError::NoMapping { .. } => "NO_MAPPING",
             ReconcileError::UnknownPolicy { .. } => "POLICY_NOT_FOUND",
+            ReconcileError::InvalidQuantity { .. } => "INVALID_QUANTITY",
         }
     }
 }
 
-/// Every item with its mapped policy, or the first item that has none (no partial plans).
+/// Every item with its mapped policy, or the first item that has none or whose quantity is
+/// out of range (no partial plans).
 fn resolve<'a>(
     items: &'a [BillingItem],
     policies: &'a HashMap<String, Policy>,
@@ -554,6 +565,12 @@ fn resolve<'a>(
     items
         .iter()
         .map(|item| {
+            if !(1..=crate::limits::MAX_QUANTITY).contains(&item.quantity) {
+                return Err(ReconcileError::InvalidQuantity {
+                    external_id: item.external_id.clone(),
+                    quantity: item.quantity,
+                });
+            }
             let mapping = mappings
                 .iter()
                 .find(|m| m.external_id == item.external_id)
@@ -1737,6 +1754,31 @@ mod tests {
         w.mappings.last_mut().unwrap().policy_id = "gone".into();
         let err = w.plan().unwrap_err();
         assert_eq!(err.code(), "POLICY_NOT_FOUND");
+    }
+
+    #[test]
+    fn a_quantity_that_is_no_seat_count_fails_the_whole_plan() {
+        for quantity in [0, -5, crate::limits::MAX_QUANTITY + 1, i64::MAX] {
+            let mut w = World::new(RenewalMode::Extend);
+            let err = w
+                .deliver(&activated(&[("price_pro", quantity)]))
+                .unwrap_err();
+            assert_eq!(
+                err,
+                ReconcileError::InvalidQuantity {
+                    external_id: "price_pro".into(),
+                    quantity
+                }
+            );
+            assert_eq!(err.code(), "INVALID_QUANTITY");
+            assert!(err.to_string().contains(&quantity.to_string()), "{err}");
+            assert!(w.licenses.is_empty(), "no license with {quantity} seats");
+        }
+        let mut w = World::new(RenewalMode::Extend);
+        assert!(
+            w.deliver(&activated(&[("price_pro", crate::limits::MAX_QUANTITY)]))
+                .is_ok()
+        );
     }
 
     #[test]

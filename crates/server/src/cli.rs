@@ -14,6 +14,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start: the size of `Serve` costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server (migrates the database first).
@@ -30,6 +32,9 @@ pub enum Command {
         #[command(subcommand)]
         command: LicenseCommand,
     },
+    /// Play a platform's signed scenario (lifecycle, renewal, refund) against a running Keygate
+    /// with one of your integrations, and print each delivery's answer and the license state.
+    Simulate(crate::simulate::SimulateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,12 +106,15 @@ pub async fn run(cli: Cli) -> Result<()> {
                     master_key,
                 },
         } => {
+            if let Some(key) = master_key.as_deref().filter(|k| !k.is_empty()) {
+                crate::signing::check_master_key(key)?;
+            }
             let store = keygate_store::connect(&db.database_url).await?;
             store.migrate().await?;
             let (account, _key, secret) = store.create_account(&name).await?;
             let signer = crate::signing::Signer::new(master_key.as_deref());
             store
-                .ensure_signing_key(&account.id, signer.new_record())
+                .ensure_signing_key(&account.id, signer.new_record(&account.id))
                 .await?;
             if json {
                 println!(
@@ -129,6 +137,14 @@ pub async fn run(cli: Cli) -> Result<()> {
                     json,
                 },
         } => verify_file(&file, &public_key, fingerprint.as_deref(), json),
+        Command::Simulate(args) => {
+            let outcome = crate::simulate::run(args).await?;
+            if crate::simulate::print(&outcome) {
+                Ok(())
+            } else {
+                Err("a delivery was refused".into())
+            }
+        }
     }
 }
 

@@ -43,30 +43,6 @@ fn opt_int() -> Value {
 fn strings() -> Value {
     json!({"type": "array", "items": {"type": "string"}})
 }
-// The limits the API enforces on input, stated in the schema. `text` counts characters where
-// the API counts UTF-8 bytes, so non-ASCII text reaches the API's limit sooner.
-fn text(max: usize) -> Value {
-    json!({"type": "string", "minLength": 1, "maxLength": max})
-}
-fn code() -> Value {
-    json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$", "description": "1-64 letters, digits, _ - ."})
-}
-fn feature_codes() -> Value {
-    json!({"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
-           "description": "feature codes: 1-64 letters, digits, _ - . :"})
-}
-fn at_least(min: i64, nullable: bool) -> Value {
-    let ty = if nullable {
-        json!(["integer", "null"])
-    } else {
-        json!("integer")
-    };
-    json!({"type": ty, "minimum": min})
-}
-fn with_description(mut schema: Value, description: &str) -> Value {
-    schema["description"] = json!(description);
-    schema
-}
 fn metadata() -> Value {
     json!({"type": "object", "description": "free-form JSON object (at most 16 KiB)"})
 }
@@ -117,45 +93,6 @@ pub fn schemas() -> Map<String, Value> {
         "perpetual_offline": {"type": "boolean", "description": "signed license files may outlive the license's expiry"},
         "metadata": metadata(),
     });
-    let mut policy_input = policy_props.clone();
-    for (k, v) in [
-        ("name", text(200)),
-        (
-            "duration_seconds",
-            with_description(at_least(1, true), "fixed term from issue; null = perpetual"),
-        ),
-        (
-            "trial_seconds",
-            with_description(at_least(1, true), "licenses start as trials of this length"),
-        ),
-        (
-            "grace_seconds",
-            with_description(
-                at_least(0, false),
-                "after expiry, validation still passes with GRACE_PERIOD",
-            ),
-        ),
-        (
-            "max_activations",
-            with_description(
-                at_least(1, true),
-                "node-locked: distinct machines; null = unlimited",
-            ),
-        ),
-        (
-            "floating",
-            json!({"type": ["object", "null"], "required": ["max_seats", "lease_seconds"],
-            "properties": {"max_seats": at_least(1, false), "lease_seconds": at_least(1, false)}}),
-        ),
-        (
-            "quota",
-            json!({"type": ["object", "null"], "properties": {"limit": at_least(0, true), "period_seconds": at_least(1, true)},
-            "description": "usage per period (null period = lifetime); null limit = pay-per-use"}),
-        ),
-        ("features", feature_codes()),
-    ] {
-        policy_input[k] = v;
-    }
     let mut policy = policy_props.clone();
     for (k, v) in [
         ("id", string()),
@@ -167,10 +104,6 @@ pub fn schemas() -> Map<String, Value> {
     let overrides = json!({"type": "object", "properties": {
         "add_features": strings(), "remove_features": strings(),
         "max_activations": opt_int(), "max_seats": opt_int(), "quota_limit": opt_int()
-    }});
-    let overrides_input = json!({"type": "object", "properties": {
-        "add_features": feature_codes(), "remove_features": feature_codes(),
-        "max_activations": at_least(1, true), "max_seats": at_least(1, true), "quota_limit": at_least(0, true)
     }});
     let license = obj(
         &[
@@ -242,7 +175,7 @@ pub fn schemas() -> Map<String, Value> {
             json!({"status": string(), "database": string()}),
         ),
     );
-    put("AccountInput", obj(&["name"], json!({"name": text(200)})));
+    put("AccountInput", obj(&["name"], json!({"name": string()})));
     put("Account", account);
     put(
         "AccountCreated",
@@ -251,7 +184,7 @@ pub fn schemas() -> Map<String, Value> {
             json!({"account": r("Account"), "api_key": {"type": "string", "description": "kg_sk_...; shown only once"}}),
         ),
     );
-    put("ApiKeyInput", obj(&["name"], json!({"name": text(200)})));
+    put("ApiKeyInput", obj(&["name"], json!({"name": string()})));
     let mut created_key = api_key.clone();
     created_key["properties"]["api_key"] =
         json!({"type": "string", "description": "shown only once"});
@@ -262,23 +195,23 @@ pub fn schemas() -> Map<String, Value> {
         "ProductInput",
         obj(
             &["code", "name"],
-            json!({"code": code(), "name": text(200), "metadata": metadata()}),
+            json!({"code": string(), "name": string(), "metadata": metadata()}),
         ),
     );
     put(
         "ProductPatch",
         obj(
             &[],
-            json!({"code": code(), "name": text(200), "metadata": metadata()}),
+            json!({"code": string(), "name": string(), "metadata": metadata()}),
         ),
     );
     put("Product", product);
     put("ProductList", list_of("Product"));
     put(
         "PolicyInput",
-        obj(&["product_id", "name"], policy_input.clone()),
+        obj(&["product_id", "name"], policy_props.clone()),
     );
-    put("PolicyPatch", obj(&[], policy_input));
+    put("PolicyPatch", obj(&[], policy_props));
     put(
         "Policy",
         obj(&["id", "product_id", "name", "expiry", "features"], policy),
@@ -295,8 +228,8 @@ pub fn schemas() -> Map<String, Value> {
         obj(
             &["policy_id"],
             json!({"policy_id": string(), "customer_id": opt_string(),
-                   "key": {"type": "string", "minLength": 16, "maxLength": 256, "description": "bring your own key (16-256 printable characters); generated when absent"},
-                   "starts_at": time(), "expires_at": opt_time(), "overrides": overrides_input.clone(),
+                   "key": {"type": "string", "description": "bring your own key (16-256 printable characters); generated when absent"},
+                   "starts_at": time(), "expires_at": opt_time(), "overrides": overrides.clone(),
                    "quantity": opt_int(), "metadata": metadata()}),
         ),
     );
@@ -305,7 +238,7 @@ pub fn schemas() -> Map<String, Value> {
         obj(
             &[],
             json!({"policy_id": string(), "customer_id": opt_string(), "expires_at": opt_time(),
-                   "overrides": overrides_input, "quantity": opt_int(), "metadata": metadata()}),
+                   "overrides": overrides, "quantity": opt_int(), "metadata": metadata()}),
         ),
     );
     put("License", license);
@@ -314,7 +247,7 @@ pub fn schemas() -> Map<String, Value> {
         "ExtendInput",
         obj(
             &[],
-            json!({"seconds": with_description(at_least(1, false), "required for extend")}),
+            json!({"seconds": {"type": "integer", "description": "required for extend"}}),
         ),
     );
     put("Activation", activation);
@@ -344,21 +277,21 @@ pub fn schemas() -> Map<String, Value> {
         "ActivateInput",
         obj(
             &["key", "fingerprint"],
-            json!({"key": string(), "fingerprint": text(255), "name": opt_string(), "platform": opt_string(), "nonce": nonce()}),
+            json!({"key": string(), "fingerprint": string(), "name": opt_string(), "platform": opt_string(), "nonce": nonce()}),
         ),
     );
     put(
         "DeactivateInput",
         obj(
             &["key", "fingerprint"],
-            json!({"key": string(), "fingerprint": text(255)}),
+            json!({"key": string(), "fingerprint": string()}),
         ),
     );
     put(
         "SeatInput",
         obj(
             &["key", "session"],
-            json!({"key": string(), "session": text(255), "nonce": nonce()}),
+            json!({"key": string(), "session": string(), "nonce": nonce()}),
         ),
     );
     put(
@@ -373,7 +306,7 @@ pub fn schemas() -> Map<String, Value> {
         "UsageInput",
         obj(
             &["key", "amount"],
-            json!({"key": string(), "feature": string(), "amount": at_least(1, false),
+            json!({"key": string(), "feature": string(), "amount": {"type": "integer", "minimum": 1},
                    "mode": {"type": "string", "enum": ["prepay", "postpay"], "default": "prepay"}}),
         ),
     );
@@ -413,21 +346,25 @@ pub fn schemas() -> Map<String, Value> {
     );
     let integration_options = json!({"type": "object", "description": "renewal: extend | new_license; grace_seconds; platform settings: PayPal webhook_id and certificate_pem, tolerance_seconds",
         "properties": {"renewal": {"type": "string", "enum": ["extend", "new_license"]}, "grace_seconds": int()}});
+    let api_credentials = json!({"type": "object", "additionalProperties": string(),
+        "description": "platform API credentials by name (stripe secret_key; paypal client_id, client_secret; ...); stored sealed, never shown"});
     put("Mapping", mapping);
     put(
         "IntegrationInput",
         obj(
             &["provider"],
-            json!({"provider": {"type": "string", "enum": ["stripe", "paddle", "paypal", "chargebee", "fastspring", "lemonsqueezy", "generic"]},
+            json!({"provider": {"type": "string", "enum": keygate_billing::names()},
             "name": string(), "secrets": {"type": "array", "items": string(), "description": "webhook secrets; several during a rotation; stored sealed, never shown (Chargebee: \"username:password\")"},
-            "options": integration_options.clone(), "mappings": {"type": "array", "items": r("Mapping")}}),
+            "options": integration_options.clone(), "mappings": {"type": "array", "items": r("Mapping")},
+            "api_credentials": api_credentials.clone()}),
         ),
     );
     put(
         "IntegrationPatch",
         obj(
             &[],
-            json!({"name": string(), "secrets": {"type": "array", "items": string()}, "options": integration_options.clone(), "mappings": {"type": "array", "items": r("Mapping")}}),
+            json!({"name": string(), "secrets": {"type": "array", "items": string()}, "options": integration_options.clone(), "mappings": {"type": "array", "items": r("Mapping")},
+            "api_credentials": api_credentials}),
         ),
     );
     put(
@@ -437,6 +374,7 @@ pub fn schemas() -> Map<String, Value> {
             json!({"id": string(), "provider": string(), "name": string(),
             "webhook_url": {"type": "string", "description": "configure this URL on the platform"},
             "mappings": {"type": "array", "items": r("Mapping")}, "options": integration_options, "secrets_count": int(),
+            "api_credentials": {"type": "array", "items": string(), "description": "the names of the API credentials set (values never shown)"},
             "created_at": time(), "updated_at": time()}),
         ),
     );
@@ -559,10 +497,142 @@ pub fn schemas() -> Map<String, Value> {
         obj(
             &["key"],
             json!({"key": string(), "fingerprint": {"type": "string", "description": "bind the file to this machine"},
-                   "ttl_seconds": {"type": "integer", "minimum": 60, "maximum": 315_360_000, "description": "how long the file is valid offline (default 30 days), bounded by the license's expiry unless the policy has perpetual_offline"}}),
+                   "ttl_seconds": {"type": "integer", "description": "how long the file is valid offline (default 30 days), bounded by the license's expiry unless the policy has perpetual_offline"}}),
         ),
     );
+    state_limits(&mut map);
     map
+}
+
+/// The bounds the API enforces, stated where a client reads them (kept apart from the
+/// shapes above so each rule is listed once, next to the constant that enforces it).
+fn state_limits(schemas: &mut Map<String, Value>) {
+    use keygate_domain::limits::{
+        MAX_COUNT, MAX_DURATION_SECONDS, MAX_FEATURES, MAX_METADATA_BYTES, MAX_METADATA_DEPTH,
+        MAX_NAME_CHARS,
+    };
+    let name = json!({"minLength": 1, "maxLength": MAX_NAME_CHARS});
+    let duration = json!({"minimum": 1, "maximum": MAX_DURATION_SECONDS});
+    let count = json!({"minimum": 1, "maximum": MAX_COUNT});
+    let features = json!({"maxItems": MAX_FEATURES, "items": {"maxLength": 64, "pattern": "^[A-Za-z0-9_.:-]+$"}});
+    let metadata = json!({
+        "description": format!("free-form JSON object (at most {} KiB serialized, nested at most {MAX_METADATA_DEPTH} levels)", MAX_METADATA_BYTES / 1024)});
+    let mut rules: Vec<(&str, &[&str], Value)> = Vec::new();
+    for schema in [
+        "AccountInput",
+        "ApiKeyInput",
+        "ProductInput",
+        "ProductPatch",
+        "PolicyInput",
+        "PolicyPatch",
+        "CustomerInput",
+        "CustomerPatch",
+        "IntegrationInput",
+        "IntegrationPatch",
+    ] {
+        rules.push((schema, &["name"], name.clone()));
+    }
+    for schema in [
+        "ProductInput",
+        "ProductPatch",
+        "PolicyInput",
+        "PolicyPatch",
+        "CustomerInput",
+        "CustomerPatch",
+        "LicenseInput",
+        "LicensePatch",
+    ] {
+        rules.push((schema, &["metadata"], metadata.clone()));
+    }
+    for schema in ["ProductInput", "ProductPatch"] {
+        rules.push((
+            schema,
+            &["code"],
+            json!({"minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_.-]+$"}),
+        ));
+    }
+    for schema in ["PolicyInput", "PolicyPatch"] {
+        rules.push((schema, &["features"], features.clone()));
+        rules.push((schema, &["duration_seconds"], duration.clone()));
+        rules.push((schema, &["trial_seconds"], duration.clone()));
+        rules.push((
+            schema,
+            &["grace_seconds"],
+            json!({"minimum": 0, "maximum": MAX_DURATION_SECONDS}),
+        ));
+        rules.push((schema, &["max_activations"], count.clone()));
+        rules.push((schema, &["floating", "max_seats"], count.clone()));
+        rules.push((schema, &["floating", "lease_seconds"], duration.clone()));
+        rules.push((
+            schema,
+            &["quota", "limit"],
+            json!({"minimum": 0, "maximum": MAX_COUNT}),
+        ));
+        rules.push((schema, &["quota", "period_seconds"], duration.clone()));
+    }
+    for schema in ["LicenseInput", "LicensePatch"] {
+        rules.push((schema, &["overrides", "add_features"], features.clone()));
+        rules.push((schema, &["overrides", "remove_features"], features.clone()));
+        rules.push((schema, &["overrides", "max_activations"], count.clone()));
+        rules.push((schema, &["overrides", "max_seats"], count.clone()));
+        rules.push((
+            schema,
+            &["overrides", "quota_limit"],
+            json!({"minimum": 0, "maximum": MAX_COUNT}),
+        ));
+    }
+    rules.push((
+        "LicenseInput",
+        &["key"],
+        json!({"minLength": 16, "maxLength": 256}),
+    ));
+    rules.push(("ExtendInput", &["seconds"], duration.clone()));
+    rules.push(("ValidateInput", &["nonce"], json!({"maxLength": 256})));
+    for schema in ["ActivateInput", "DeactivateInput"] {
+        rules.push((
+            schema,
+            &["fingerprint"],
+            json!({"minLength": 1, "maxLength": 255}),
+        ));
+    }
+    rules.push((
+        "ActivateInput",
+        &["name"],
+        json!({"maxLength": MAX_NAME_CHARS}),
+    ));
+    rules.push((
+        "ActivateInput",
+        &["platform"],
+        json!({"maxLength": MAX_NAME_CHARS}),
+    ));
+    rules.push((
+        "SeatInput",
+        &["session"],
+        json!({"minLength": 1, "maxLength": 255}),
+    ));
+    rules.push((
+        "LicenseFileInput",
+        &["ttl_seconds"],
+        json!({"minimum": 60, "maximum": 315_360_000}),
+    ));
+    for schema in ["EndpointInput", "EndpointPatch"] {
+        rules.push((schema, &["url"], json!({"maxLength": 2048})));
+        rules.push((schema, &["description"], json!({"maxLength": 1000})));
+    }
+    for (schema, path, extra) in rules {
+        let mut at = &mut schemas[schema];
+        for part in path {
+            at = &mut at["properties"][*part];
+        }
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            match (at.get_mut(k), v) {
+                (Some(Value::Object(existing)), Value::Object(more)) => {
+                    existing.extend(more.clone());
+                }
+                _ => at[k] = v.clone(),
+            }
+        }
+    }
 }
 
 fn path_params(path: &str) -> Vec<Value> {
@@ -640,12 +710,6 @@ fn successes(route: &Route) -> Vec<(u16, Value)> {
     out
 }
 
-/// Public routes that are rate limited (per client address, per integration for webhooks).
-fn rate_limited(route: &Route) -> bool {
-    route.auth == Auth::Public
-        && (route.path.starts_with("/v1/licenses/") || route.path.starts_with("/v1/webhooks/"))
-}
-
 /// Every error status an operation can answer, derived from what the route takes: each one is
 /// listed with the error envelope, so an undocumented status is a contract violation.
 pub fn error_statuses(route: &Route) -> std::collections::BTreeSet<u16> {
@@ -666,7 +730,9 @@ pub fn error_statuses(route: &Route) -> std::collections::BTreeSet<u16> {
         s.extend([400, 422]); // INVALID_QUERY, INVALID_FILTER
     }
     if takes_body || idempotent {
-        s.extend([400, 413, 422]); // MALFORMED_JSON / INVALID_BODY, PAYLOAD_TOO_LARGE, INVALID_FIELD
+        // MALFORMED_JSON / INVALID_BODY, REQUEST_TIMEOUT (a body sent too slowly),
+        // PAYLOAD_TOO_LARGE, INVALID_FIELD
+        s.extend([400, 408, 413, 422]);
     }
     if idempotent {
         s.insert(409); // IDEMPOTENCY_KEY_IN_USE while the first request runs
@@ -677,7 +743,10 @@ pub fn error_statuses(route: &Route) -> std::collections::BTreeSet<u16> {
     if !matches!(route.path, "/healthz" | "/metrics" | "/openapi.json") {
         s.insert(503); // UNAVAILABLE: the database is busy
     }
-    if rate_limited(route) {
+    if route.request.is_some() {
+        s.insert(415); // UNSUPPORTED_MEDIA_TYPE
+    }
+    if route.rate_limit().is_some() {
         s.insert(429);
     }
     match (route.method, route.path) {
@@ -700,26 +769,39 @@ pub fn error_statuses(route: &Route) -> std::collections::BTreeSet<u16> {
     s
 }
 
-fn error_description(status: u16) -> &'static str {
-    match status {
-        400 => {
-            "malformed request: MALFORMED_JSON, INVALID_BODY, INVALID_QUERY, INVALID_IDEMPOTENCY_KEY, MALFORMED_PAYLOAD"
-        }
-        401 => {
-            "missing or wrong credentials: MISSING_CREDENTIALS, MALFORMED_CREDENTIALS, INVALID_API_KEY, INVALID_ROOT_TOKEN, SIGNATURE_*"
-        }
+/// What an error status means, with every code the API answers it with (from the one list).
+fn error_description(status: u16) -> String {
+    let meaning = match status {
+        400 => "malformed request",
+        401 => "missing or wrong credentials or signature",
         403 => {
-            "refused: OPERATOR_DISABLED, or the license's validation code (SUSPENDED, EXPIRED, ...)"
+            "refused: the operator endpoint is off, or the license's validation code (SUSPENDED, EXPIRED, ...)"
         }
-        404 => "NOT_FOUND and the like: the object does not exist in this account",
+        404 => "the object or route does not exist (in this account)",
+        408 => "the request was not sent in time",
         409 => {
-            "conflict: a unique value taken, a limit reached (TOO_MANY_ACTIVATIONS, NO_SEAT_AVAILABLE, QUOTA_EXCEEDED), IDEMPOTENCY_KEY_IN_USE"
+            "conflict: a unique value taken, a limit reached, or the Idempotency-Key's first request still running"
         }
-        413 => "PAYLOAD_TOO_LARGE: the body is over 1 MiB",
-        422 => "well-formed but not acceptable: INVALID_FIELD and the like, IDEMPOTENCY_KEY_REUSED",
-        429 => "RATE_LIMITED: retry after the Retry-After header",
-        503 => "UNAVAILABLE: the database is busy or does not answer; retry",
+        413 => {
+            "the body is over 1 MiB (a larger Content-Length is refused before the body is read)"
+        }
+        415 => "a Content-Type that is not JSON",
+        422 => "well-formed but not acceptable",
+        429 => {
+            "too many requests from this address (client endpoints) or for this integration (webhooks)"
+        }
+        503 => "the database is busy or does not answer: retry",
         _ => "error",
+    };
+    let codes: Vec<&str> = keygate_domain::ErrorCode::ALL
+        .iter()
+        .filter(|c| c.status() == status)
+        .map(|c| c.as_str())
+        .collect();
+    if codes.is_empty() {
+        meaning.to_string()
+    } else {
+        format!("{meaning}: {}", codes.join(", "))
     }
 }
 
@@ -730,9 +812,9 @@ fn responses(route: &Route) -> Map<String, Value> {
         out.insert(status.to_string(), answer);
     }
     for status in error_statuses(route) {
-        let mut answer = json_answer(error_description(status), "Error");
+        let mut answer = json_answer(&error_description(status), "Error");
         if status == 429 {
-            answer["headers"] = json!({"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}});
+            answer["headers"] = json!({"Retry-After": {"description": "seconds until a request is accepted again", "schema": {"type": "integer", "minimum": 1}}});
         }
         out.insert(status.to_string(), answer);
     }
@@ -751,9 +833,10 @@ pub fn document(routes: &[Route]) -> Value {
         );
         let mut params = path_params(route.path);
         params.extend(route.query.iter().map(|(name, description)| {
-            let schema = match *name {
-                "limit" => json!({"type": "integer", "minimum": 1, "maximum": 200}),
-                _ => json!({"type": "string"}),
+            let schema = if *name == "limit" {
+                json!({"type": "integer", "minimum": crate::text_guard::LIMIT_RANGE.start(), "maximum": crate::text_guard::LIMIT_RANGE.end()})
+            } else {
+                json!({"type": "string"})
             };
             json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
         }));

@@ -20,6 +20,8 @@ pub struct Integration {
     pub mappings: Vec<Mapping>,
     pub options: serde_json::Value,
     pub secrets_count: i64,
+    /// The names of the platform API credentials set (the values are sealed, never shown).
+    pub api_credentials: Vec<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     #[serde(skip)]
@@ -37,6 +39,8 @@ pub struct IntegrationWrite {
     pub name: String,
     /// `None` on update = keep the stored secrets.
     pub sealed_secrets: Option<(String, i64)>,
+    /// `None` on update = keep the stored API credentials; else (sealed, names set).
+    pub sealed_api_credentials: Option<(String, Vec<String>)>,
     pub options: serde_json::Value,
     /// `None` on update = keep the stored mappings.
     pub mappings: Option<Vec<Mapping>>,
@@ -131,8 +135,9 @@ pub struct Inserted {
 /// How many refused deliveries are kept per integration.
 pub const FAILURE_LOG_SIZE: i64 = 100;
 
+/// Platform connections: integrations, their mappings, and the log of refused deliveries.
 #[async_trait]
-pub trait GatewayStore: Send + Sync {
+pub trait IntegrationStore: Send + Sync {
     async fn create_integration(
         &self,
         who: &Principal,
@@ -149,18 +154,26 @@ pub trait GatewayStore: Send + Sync {
     /// The integration a webhook URL names, with its sealed secrets (no account known yet).
     async fn integration_for_webhook(&self, id: &str) -> Result<Option<(Integration, String)>>;
 
-    async fn record_webhook_failure(
+    /// Appends refused deliveries (collected in memory by the server, written in batches:
+    /// one transaction per call however many there are) and keeps the newest
+    /// [`FAILURE_LOG_SIZE`] of the integration.
+    async fn record_webhook_failures(
         &self,
-        integration: &Integration,
-        code: &str,
-        message: &str,
+        account_id: &str,
+        integration_id: &str,
+        failures: &[WebhookFailure],
     ) -> Result<()>;
     async fn list_webhook_failures(
         &self,
         account_id: &str,
         integration_id: &str,
     ) -> Result<Vec<WebhookFailure>>;
+}
 
+/// The webhook inbox (stored deliveries and applying them) and the platform subscriptions
+/// the deliveries keep up to date.
+#[async_trait]
+pub trait InboxStore: Send + Sync {
     /// Stores a delivery in the inbox, unique on (integration, platform event id).
     async fn insert_event(
         &self,

@@ -29,6 +29,11 @@ pub const SQLITE: &[Migration] = &[
         name: "outbound",
         sql: include_str!("../migrations/sqlite/0004_outbound.sql"),
     },
+    Migration {
+        version: 5,
+        name: "api_credentials",
+        sql: include_str!("../migrations/sqlite/0005_api_credentials.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -51,5 +56,10 @@ pub const POSTGRES: &[Migration] = &[
         version: 4,
         name: "outbound",
         sql: include_str!("../migrations/postgres/0004_outbound.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "api_credentials",
+        sql: include_str!("../migrations/postgres/0005_api_credentials.sql"),
     },
 ];

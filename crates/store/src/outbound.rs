@@ -3,6 +3,7 @@
 //! attempts, and the expiry sweeper's claims.
 use crate::{PageRequest, Principal, Result, StoreError};
 use async_trait::async_trait;
+use keygate_domain::ErrorCode;
 use keygate_domain::{Page, Timestamp};
 use serde::Serialize;
 
@@ -51,7 +52,7 @@ pub fn event_for_action(action: &str) -> Option<&'static str> {
 pub fn encode_event_types(types: &[String]) -> Result<String> {
     if types.is_empty() {
         return Err(StoreError::invalid(
-            "INVALID_FIELD",
+            ErrorCode::InvalidField,
             "`event_types` must list at least one event type, or `*`",
         ));
     }
@@ -62,7 +63,7 @@ pub fn encode_event_types(types: &[String]) -> Result<String> {
     for t in types {
         let Some(known) = EVENT_TYPES.iter().find(|k| **k == t) else {
             return Err(StoreError::invalid(
-                "INVALID_FIELD",
+                ErrorCode::InvalidField,
                 format!(
                     "unknown event type `{t}`: use `*` or some of {}",
                     EVENT_TYPES.join(", ")
@@ -201,8 +202,9 @@ pub struct Swept {
     pub expiring_soon: usize,
 }
 
+/// The account's webhook endpoints (where outbound events go).
 #[async_trait]
-pub trait OutboundStore: Send + Sync {
+pub trait EndpointStore: Send + Sync {
     async fn create_endpoint(
         &self,
         who: &Principal,
@@ -230,7 +232,11 @@ pub trait OutboundStore: Send + Sync {
         sealed_secret: String,
         previous_until: Timestamp,
     ) -> Result<WebhookEndpoint>;
+}
 
+/// The outbox: deliveries of outbound events, as the API lists them and the worker sends them.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
     /// The endpoint's deliveries, newest first, with their attempts.
     async fn list_deliveries(
         &self,
@@ -266,7 +272,11 @@ pub trait OutboundStore: Send + Sync {
     /// Deletes finished (succeeded or failed) deliveries last attempted before `before`, with
     /// their attempts, at most `limit`; returns how many.
     async fn prune_deliveries(&self, before: Timestamp, limit: i64) -> Result<u64>;
+}
 
+/// The periodic sweep that announces expiring and expired licenses.
+#[async_trait]
+pub trait ExpirySweepStore: Send + Sync {
     /// Announces (audits and enqueues, once per `expires_at`) licenses that expired by `now`,
     /// and licenses expiring within `expiring_soon_seconds`. At most `limit` of each.
     async fn sweep_expiries(

@@ -13,9 +13,9 @@
 //! `resource_version` (else the customer's). Chargebee has no test flag (a test site is a
 //! separate site): `livemode` is `true`.
 
-use crate::crypto::{decode_base64, secret_eq};
 use crate::json::{array, at, int_at, parse_object, required, str_at, unix_seconds_at};
-use crate::{BillingError, Headers, Provider, Secrets};
+use crate::scheme::basic_auth;
+use crate::{BillingError, ConfigError, Provider, Request, Secrets};
 use keygate_domain::Timestamp;
 use keygate_domain::billing::{
     BillingEvent, BillingEventKind as Kind, BillingItem, CustomerRef, OrderRef,
@@ -25,60 +25,66 @@ use serde_json::Value;
 
 pub struct Chargebee;
 
+/// The configured `username:password` credentials: `options.username` + `options.password`,
+/// and every secret written `username:password`.
+pub fn credentials(secrets: &Secrets) -> Vec<String> {
+    let mut credentials: Vec<String> = Vec::new();
+    if let (Some(user), Some(pass)) = (
+        secrets.option_str("username"),
+        secrets.option_str("password"),
+    ) {
+        credentials.push(format!("{user}:{pass}"));
+    }
+    credentials.extend(
+        secrets
+            .secrets
+            .iter()
+            .filter(|s| s.contains(':') && !s.trim().is_empty())
+            .cloned(),
+    );
+    credentials
+}
+
 impl Provider for Chargebee {
     fn name(&self) -> &'static str {
         "chargebee"
     }
 
-    fn verify(
-        &self,
-        headers: &Headers,
-        _body: &[u8],
-        secrets: &Secrets,
-        _now: Timestamp,
-    ) -> Result<(), BillingError> {
-        let mut credentials: Vec<String> = Vec::new();
-        if let (Some(user), Some(pass)) = (
-            secrets.option_str("username"),
-            secrets.option_str("password"),
-        ) {
-            credentials.push(format!("{user}:{pass}"));
+    #[cfg(feature = "testkit")]
+    fn kit(&self) -> &'static dyn crate::testkit::Kit {
+        &crate::testkit::ChargebeeKit
+    }
+
+    fn check_config(&self, secrets: &Secrets, _now: Timestamp) -> Result<(), ConfigError> {
+        if let Some(bad) = secrets
+            .secrets
+            .iter()
+            .position(|s| !s.trim().is_empty() && !s.contains(':'))
+        {
+            return Err(ConfigError::SecretInvalid(format!(
+                "secret #{} is not `username:password` (the webhook's basic-auth credentials)",
+                bad + 1
+            )));
         }
-        credentials.extend(
-            secrets
-                .secrets
-                .iter()
-                .filter(|s| s.contains(':') && !s.trim().is_empty())
-                .cloned(),
-        );
-        if credentials.is_empty() {
-            return Err(BillingError::SecretNotConfigured(
-                "configure the webhook's basic-auth username and password".into(),
-            ));
-        }
-        let header = headers.require("authorization")?;
-        let (scheme, encoded) = header.split_once(' ').unwrap_or((header, ""));
-        if !scheme.eq_ignore_ascii_case("basic") {
-            return Err(BillingError::SignatureInvalid(
-                "Authorization is not Basic".into(),
-            ));
-        }
-        let presented = decode_base64(encoded).ok_or_else(|| {
-            BillingError::SignatureInvalid("Authorization Basic is not base64".into())
-        })?;
-        let mut matched = false;
-        for credential in &credentials {
-            matched |= secret_eq(&presented, credential.as_bytes());
-        }
-        if !matched {
-            return Err(BillingError::SignatureInvalid(
-                "basic-auth credentials do not match".into(),
+        if credentials(secrets).is_empty() {
+            return Err(ConfigError::SecretNotConfigured(
+                "configure the webhook's basic-auth username and password as a `username:password` secret".into(),
             ));
         }
         Ok(())
     }
 
-    fn parse(&self, _headers: &Headers, body: &[u8]) -> Result<Vec<BillingEvent>, BillingError> {
+    fn verify(
+        &self,
+        request: &Request,
+        secrets: &Secrets,
+        _now: Timestamp,
+    ) -> Result<(), BillingError> {
+        basic_auth::verify(request.headers, &credentials(secrets))
+    }
+
+    fn parse(&self, request: &Request) -> Result<Vec<BillingEvent>, BillingError> {
+        let body = request.body;
         let event = parse_object(body)?;
         Ok(vec![parse_event(&event)?])
     }

@@ -10,12 +10,12 @@
 //! `data.subscription` / `data.order` are ids, or objects with Webhook Expansion on.
 //! Subscription items are the product path (`product`) plus add-ons.
 
-use crate::crypto::{any_hmac_matches, decode_base64};
 use crate::json::{
     array, at, bool_at, id_at, int_at, parse_object, required, str_at, unix_millis_at,
     unix_seconds_at,
 };
-use crate::{BillingError, Headers, Provider, Secrets};
+use crate::scheme::{Algorithm, BodyHmac, Encoding};
+use crate::{Ack, BillingError, ConfigError, Provider, Receipt, Request, Secrets};
 use keygate_domain::Timestamp;
 use keygate_domain::billing::{
     BillingEvent, BillingEventKind as Kind, BillingItem, CustomerRef, OrderRef,
@@ -25,31 +25,53 @@ use serde_json::Value;
 
 pub struct FastSpring;
 
+/// `X-FS-Signature: base64(HMAC-SHA256(secret, body))`.
+pub const SCHEME: BodyHmac = BodyHmac {
+    header: "x-fs-signature",
+    algorithm: Algorithm::Sha256,
+    encoding: Encoding::Base64,
+    prefix: "",
+};
+
 impl Provider for FastSpring {
     fn name(&self) -> &'static str {
         "fastspring"
     }
 
+    #[cfg(feature = "testkit")]
+    fn kit(&self) -> &'static dyn crate::testkit::Kit {
+        &crate::testkit::FastSpringKit
+    }
+
+    fn check_config(&self, secrets: &Secrets, now: Timestamp) -> Result<(), ConfigError> {
+        crate::config::require_secret(secrets, now)
+    }
+
+    /// A batch where only some events applied: 202, so FastSpring retries the rest (the
+    /// body stays Keygate's JSON receipt).
+    fn acknowledge(&self, _request: &Request, receipts: &[Receipt]) -> Ack {
+        let failed = receipts.iter().filter(|r| r.status == "failed").count();
+        let status = if failed > 0 && failed < receipts.len() {
+            202
+        } else {
+            200
+        };
+        Ack::receipt_with_status(status, receipts)
+    }
+
     fn verify(
         &self,
-        headers: &Headers,
-        body: &[u8],
+        request: &Request,
         secrets: &Secrets,
         _now: Timestamp,
     ) -> Result<(), BillingError> {
         let keys = secrets.required()?;
-        let header = headers.require("x-fs-signature")?;
-        let signatures: Vec<Vec<u8>> = decode_base64(header).into_iter().collect();
         let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-        if !any_hmac_matches(&keys, &[body], &signatures) {
-            return Err(BillingError::SignatureInvalid(
-                "X-FS-Signature does not match a configured secret".into(),
-            ));
-        }
-        Ok(())
+        SCHEME.verify(request.headers, request.body, &keys)
     }
 
-    fn parse(&self, _headers: &Headers, body: &[u8]) -> Result<Vec<BillingEvent>, BillingError> {
+    fn parse(&self, request: &Request) -> Result<Vec<BillingEvent>, BillingError> {
+        let body = request.body;
         let envelope = parse_object(body)?;
         let events = at(&envelope, "/events")
             .and_then(Value::as_array)

@@ -46,7 +46,8 @@
 //! be left out.
 
 use crate::json::{parse_object, rfc3339_at};
-use crate::{BillingError, Headers, Provider, Secrets, standard_webhooks};
+use crate::scheme::standard_webhooks;
+use crate::{BillingError, ConfigError, Provider, Request, Secrets};
 use keygate_domain::Timestamp;
 use keygate_domain::billing::{BillingEvent, BillingEventKind};
 use serde_json::Value;
@@ -61,54 +62,44 @@ impl Provider for Generic {
         "generic"
     }
 
-    fn verify(
-        &self,
-        headers: &Headers,
-        body: &[u8],
-        secrets: &Secrets,
-        now: Timestamp,
-    ) -> Result<(), BillingError> {
-        let keys: Vec<Vec<u8>> = secrets
-            .required()?
-            .into_iter()
-            .filter_map(standard_webhooks::secret_key)
-            .collect();
-        if keys.is_empty() {
-            return Err(BillingError::SecretNotConfigured(
-                "no configured secret is a `whsec_<base64>` key".into(),
-            ));
-        }
-        let id = headers.require("webhook-id")?;
-        let timestamp_text = headers.require("webhook-timestamp")?;
-        let signature_header = headers.require("webhook-signature")?;
-        let timestamp: i64 = timestamp_text.parse().map_err(|_| {
-            BillingError::SignatureInvalid("webhook-timestamp is not an integer".into())
-        })?;
-        let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-        match standard_webhooks::verify(&keys, id, timestamp_text, body, signature_header) {
-            None => {
-                return Err(BillingError::SignatureInvalid(
-                    "webhook-signature has no v1 signature".into(),
-                ));
-            }
-            Some(false) => {
-                return Err(BillingError::SignatureInvalid(
-                    "no v1 signature matches a configured secret".into(),
-                ));
-            }
-            Some(true) => {}
-        }
-        let tolerance = secrets.tolerance_seconds(DEFAULT_TOLERANCE_SECONDS);
-        let skew = now.millis().div_euclid(1000) - timestamp;
-        if skew.abs() > tolerance {
-            return Err(BillingError::TimestampOutOfTolerance(format!(
-                "signed {skew} s from now, tolerance ±{tolerance} s"
+    #[cfg(feature = "testkit")]
+    fn kit(&self) -> &'static dyn crate::testkit::Kit {
+        &crate::testkit::GenericKit
+    }
+
+    fn check_config(&self, secrets: &Secrets, now: Timestamp) -> Result<(), ConfigError> {
+        crate::config::require_secret(secrets, now)?;
+        if let Some(bad) = secrets
+            .secrets
+            .iter()
+            .position(|s| !s.trim().is_empty() && standard_webhooks::secret_key(s).is_none())
+        {
+            return Err(ConfigError::SecretInvalid(format!(
+                "secret #{} is not a Standard Webhooks key (`whsec_` + base64)",
+                bad + 1
             )));
         }
         Ok(())
     }
 
-    fn parse(&self, headers: &Headers, body: &[u8]) -> Result<Vec<BillingEvent>, BillingError> {
+    fn verify(
+        &self,
+        request: &Request,
+        secrets: &Secrets,
+        now: Timestamp,
+    ) -> Result<(), BillingError> {
+        let tolerance = secrets.tolerance_seconds(DEFAULT_TOLERANCE_SECONDS);
+        standard_webhooks::verify_request(
+            request.headers,
+            request.body,
+            &secrets.required()?,
+            tolerance,
+            now,
+        )
+    }
+
+    fn parse(&self, request: &Request) -> Result<Vec<BillingEvent>, BillingError> {
+        let (headers, body) = (request.headers, request.body);
         let mut event = parse_object(body)?;
         let occurred_at = rfc3339_at(&event, "/occurred_at").or_else(|| {
             headers

@@ -8,9 +8,9 @@
 //! id, so `event_id` is synthetic: `"{event_name}:{data.id}:{attributes.updated_at}"` (the
 //! same on a retry, different for the next change). Items are keyed on the variant id.
 
-use crate::crypto::{any_hmac_matches, decode_hex};
 use crate::json::{at, bool_at, int_at, parse_object, required, rfc3339_at, str_at};
-use crate::{BillingError, Headers, Provider, Secrets};
+use crate::scheme::{Algorithm, BodyHmac, Encoding};
+use crate::{BillingError, ConfigError, Provider, Request, Secrets};
 use keygate_domain::Timestamp;
 use keygate_domain::billing::{
     BillingEvent, BillingEventKind as Kind, BillingItem, CustomerRef, OrderRef,
@@ -20,31 +20,41 @@ use serde_json::Value;
 
 pub struct LemonSqueezy;
 
+/// `X-Signature: hex(HMAC-SHA256(secret, body))`.
+pub const SCHEME: BodyHmac = BodyHmac {
+    header: "x-signature",
+    algorithm: Algorithm::Sha256,
+    encoding: Encoding::Hex,
+    prefix: "",
+};
+
 impl Provider for LemonSqueezy {
     fn name(&self) -> &'static str {
         "lemonsqueezy"
     }
 
+    #[cfg(feature = "testkit")]
+    fn kit(&self) -> &'static dyn crate::testkit::Kit {
+        &crate::testkit::LemonSqueezyKit
+    }
+
+    fn check_config(&self, secrets: &Secrets, now: Timestamp) -> Result<(), ConfigError> {
+        crate::config::require_secret(secrets, now)
+    }
+
     fn verify(
         &self,
-        headers: &Headers,
-        body: &[u8],
+        request: &Request,
         secrets: &Secrets,
         _now: Timestamp,
     ) -> Result<(), BillingError> {
         let keys = secrets.required()?;
-        let header = headers.require("x-signature")?;
-        let signatures: Vec<Vec<u8>> = decode_hex(header).into_iter().collect();
         let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-        if !any_hmac_matches(&keys, &[body], &signatures) {
-            return Err(BillingError::SignatureInvalid(
-                "X-Signature does not match a configured secret".into(),
-            ));
-        }
-        Ok(())
+        SCHEME.verify(request.headers, request.body, &keys)
     }
 
-    fn parse(&self, headers: &Headers, body: &[u8]) -> Result<Vec<BillingEvent>, BillingError> {
+    fn parse(&self, request: &Request) -> Result<Vec<BillingEvent>, BillingError> {
+        let (headers, body) = (request.headers, request.body);
         let event = parse_object(body)?;
         let event_name = str_at(&event, "/meta/event_name")
             .or_else(|| headers.value("x-event-name").map(str::to_string))

@@ -1,5 +1,5 @@
 //! One module per payment platform. Each exposes a unit struct implementing
-//! [`Provider`](crate::Provider), registered in [`provider`](crate::provider).
+//! [`Provider`](crate::Provider), registered in [`PROVIDERS`](crate::PROVIDERS).
 
 pub mod chargebee;
 pub mod fastspring;

@@ -9,9 +9,9 @@
 //! payloads carry no test-mode flag (sandbox is a separate account with its own secret), so
 //! `livemode` is `true`; the integration knows whether it is a sandbox.
 
-use crate::crypto::{any_hmac_matches, decode_hex};
 use crate::json::{array, at, id_at, int_at, parse_object, required, rfc3339_at, str_at};
-use crate::{BillingError, Headers, Provider, Secrets};
+use crate::scheme::{Layout, TimestampedHmac, Unit, Window};
+use crate::{BillingError, ConfigError, Provider, Request, Secrets};
 use keygate_domain::Timestamp;
 use keygate_domain::billing::{
     BillingEvent, BillingEventKind as Kind, BillingItem, CustomerRef, OrderRef,
@@ -24,66 +24,49 @@ pub struct Paddle;
 /// The SDKs' `MAX_VALID_TIME_DIFFERENCE` / `maximum_variance`.
 pub const DEFAULT_TOLERANCE_SECONDS: i64 = 5;
 
+/// `Paddle-Signature: ts=<unix s>;h1=<hex>[;h1=...]`, over `"{ts}:{body}"`, the secret as-is.
+pub const SCHEME: TimestampedHmac = TimestampedHmac {
+    header: "paddle-signature",
+    layout: Layout::Pairs {
+        pair: ';',
+        timestamp: "ts",
+        signature: "h1",
+        strict: false,
+    },
+    separator: ":",
+    unit: Unit::Seconds,
+    window: Window::PastMillis,
+    signs_parsed_timestamp: false,
+};
+
 impl Provider for Paddle {
     fn name(&self) -> &'static str {
         "paddle"
     }
 
+    #[cfg(feature = "testkit")]
+    fn kit(&self) -> &'static dyn crate::testkit::Kit {
+        &crate::testkit::PaddleKit
+    }
+
+    fn check_config(&self, secrets: &Secrets, now: Timestamp) -> Result<(), ConfigError> {
+        crate::config::require_secret(secrets, now)
+    }
+
     fn verify(
         &self,
-        headers: &Headers,
-        body: &[u8],
+        request: &Request,
         secrets: &Secrets,
         now: Timestamp,
     ) -> Result<(), BillingError> {
         let keys = secrets.required()?;
-        let header = headers.require("paddle-signature")?;
-        let mut timestamp = None;
-        let mut h1_seen = false;
-        let mut signatures = Vec::new();
-        for pair in header.split(';') {
-            let Some((key, value)) = pair.trim().split_once('=') else {
-                continue;
-            };
-            match key.trim() {
-                "ts" => timestamp = Some(value.trim()),
-                "h1" => {
-                    h1_seen = true;
-                    signatures.extend(decode_hex(value));
-                }
-                _ => {}
-            }
-        }
-        let Some(ts_text) = timestamp else {
-            return Err(BillingError::SignatureInvalid(
-                "Paddle-Signature has no `ts`".into(),
-            ));
-        };
-        let ts: i64 = ts_text.parse().map_err(|_| {
-            BillingError::SignatureInvalid("Paddle-Signature `ts` is not an integer".into())
-        })?;
-        if !h1_seen {
-            return Err(BillingError::SignatureInvalid(
-                "Paddle-Signature has no `h1`".into(),
-            ));
-        }
         let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-        if !any_hmac_matches(&keys, &[ts_text.as_bytes(), b":", body], &signatures) {
-            return Err(BillingError::SignatureInvalid(
-                "no h1 signature matches a configured secret".into(),
-            ));
-        }
         let tolerance = secrets.tolerance_seconds(DEFAULT_TOLERANCE_SECONDS);
-        // As the SDK: refused when now > (ts + tolerance) s, in milliseconds.
-        if now.millis() > ts.saturating_add(tolerance).saturating_mul(1000) {
-            return Err(BillingError::TimestampOutOfTolerance(format!(
-                "signed at {ts}, tolerance {tolerance} s"
-            )));
-        }
-        Ok(())
+        SCHEME.verify(request.headers, request.body, &keys, Some(tolerance), now)
     }
 
-    fn parse(&self, _headers: &Headers, body: &[u8]) -> Result<Vec<BillingEvent>, BillingError> {
+    fn parse(&self, request: &Request) -> Result<Vec<BillingEvent>, BillingError> {
+        let body = request.body;
         let event = parse_object(body)?;
         Ok(vec![parse_event(&event)?])
     }

@@ -16,20 +16,15 @@
 //! No test flag exists: `livemode` is false when the cert URL or the event's links point at
 //! `sandbox.paypal.com`.
 
-use crate::crypto::decode_base64;
 use crate::json::{array, at, int_at, parse_object, required, rfc3339_at, str_at};
-use crate::{BillingError, Headers, Provider, Secrets};
+use crate::scheme::rsa_signature;
+use crate::{BillingError, ConfigError, Provider, Request, Secrets};
 use keygate_domain::Timestamp;
 use keygate_domain::billing::{
     BillingEvent, BillingEventKind as Kind, BillingItem, CustomerRef, OrderRef,
     SubscriptionSnapshot, SubscriptionStatus as Status,
 };
-use rsa::pkcs8::DecodePublicKey;
-use rsa::{Pkcs1v15Sign, RsaPublicKey};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use x509_cert::Certificate;
-use x509_cert::der::Encode;
 
 pub struct PayPal;
 
@@ -38,15 +33,33 @@ impl Provider for PayPal {
         "paypal"
     }
 
+    #[cfg(feature = "testkit")]
+    fn kit(&self) -> &'static dyn crate::testkit::Kit {
+        &crate::testkit::PayPalKit
+    }
+
+    fn check_config(&self, secrets: &Secrets, now: Timestamp) -> Result<(), ConfigError> {
+        webhook_ids(secrets).map_err(|_| {
+            ConfigError::OptionNotConfigured(
+                "set `options.webhook_id` to the id of the webhook in PayPal's dashboard".into(),
+            )
+        })?;
+        rsa_signature::pinned_keys(&certificates(secrets), now).map_err(|e| match e {
+            BillingError::CertificateNotConfigured(m) => ConfigError::CertificateNotConfigured(m),
+            other => ConfigError::CertificateInvalid(other.to_string()),
+        })?;
+        Ok(())
+    }
+
     fn verify(
         &self,
-        headers: &Headers,
-        body: &[u8],
+        request: &Request,
         secrets: &Secrets,
         now: Timestamp,
     ) -> Result<(), BillingError> {
+        let headers = request.headers;
         let webhook_ids = webhook_ids(secrets)?;
-        let keys = pinned_keys(secrets, now)?;
+        let keys = rsa_signature::pinned_keys(&certificates(secrets), now)?;
         let transmission_id = headers.require("paypal-transmission-id")?;
         let transmission_time = headers.require("paypal-transmission-time")?;
         let signature = headers.require("paypal-transmission-sig")?;
@@ -57,25 +70,12 @@ impl Provider for PayPal {
                 "unsupported PAYPAL-AUTH-ALGO `{algo}`"
             )));
         }
-        let signature = decode_base64(signature).ok_or_else(|| {
-            BillingError::SignatureInvalid("PAYPAL-TRANSMISSION-SIG is not base64".into())
-        })?;
-        let crc = crc32fast::hash(body);
-        let mut matched = false;
-        for webhook_id in &webhook_ids {
-            let message = format!("{transmission_id}|{transmission_time}|{webhook_id}|{crc}");
-            let digest = Sha256::digest(message.as_bytes());
-            for key in &keys {
-                matched |= key
-                    .verify(Pkcs1v15Sign::new::<Sha256>(), &digest, &signature)
-                    .is_ok();
-            }
-        }
-        if !matched {
-            return Err(BillingError::SignatureInvalid(
-                "the transmission signature does not verify with the pinned certificate".into(),
-            ));
-        }
+        let crc = crc32fast::hash(request.body);
+        let messages: Vec<Vec<u8>> = webhook_ids
+            .iter()
+            .map(|id| signed_text(transmission_id, transmission_time, id, crc).into_bytes())
+            .collect();
+        rsa_signature::verify_sha256(&keys, &messages, signature)?;
         if let Some(tolerance) = secrets
             .options
             .get("tolerance_seconds")
@@ -94,7 +94,8 @@ impl Provider for PayPal {
         Ok(())
     }
 
-    fn parse(&self, headers: &Headers, body: &[u8]) -> Result<Vec<BillingEvent>, BillingError> {
+    fn parse(&self, request: &Request) -> Result<Vec<BillingEvent>, BillingError> {
+        let (headers, body) = (request.headers, request.body);
         let event = parse_object(body)?;
         let sandbox = headers
             .value("paypal-cert-url")
@@ -134,52 +135,23 @@ fn webhook_ids(secrets: &Secrets) -> Result<Vec<String>, BillingError> {
     Ok(ids)
 }
 
-/// The RSA keys of the pinned certificates valid at `now`.
-fn pinned_keys(secrets: &Secrets, now: Timestamp) -> Result<Vec<RsaPublicKey>, BillingError> {
-    let pems: Vec<&str> = match secrets.options.get("certificate_pem") {
+/// What PayPal signs: `"{transmission id}|{transmission time}|{webhook id}|{crc32(body)}"`.
+pub fn signed_text(
+    transmission_id: &str,
+    transmission_time: &str,
+    webhook_id: &str,
+    crc: u32,
+) -> String {
+    format!("{transmission_id}|{transmission_time}|{webhook_id}|{crc}")
+}
+
+/// The pinned PEM certificates: `options.certificate_pem`, a string or an array.
+fn certificates(secrets: &Secrets) -> Vec<&str> {
+    match secrets.options.get("certificate_pem") {
         Some(Value::String(pem)) => vec![pem.as_str()],
         Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
         _ => Vec::new(),
-    };
-    let pems: Vec<&str> = pems.into_iter().filter(|p| !p.trim().is_empty()).collect();
-    if pems.is_empty() {
-        return Err(BillingError::CertificateNotConfigured(
-            "pin PayPal's certificate in the integration's options.certificate_pem".into(),
-        ));
     }
-    let mut keys = Vec::new();
-    let mut expired = 0;
-    for pem in pems {
-        let chain = Certificate::load_pem_chain(pem.as_bytes()).map_err(|e| {
-            BillingError::CertificateInvalid(format!(
-                "the pinned certificate is not PEM X.509: {e}"
-            ))
-        })?;
-        for cert in chain {
-            let validity = &cert.tbs_certificate.validity;
-            let not_before = validity.not_before.to_unix_duration().as_millis() as i64;
-            let not_after = validity.not_after.to_unix_duration().as_millis() as i64;
-            if now.millis() < not_before || now.millis() > not_after {
-                expired += 1;
-                continue;
-            }
-            let spki = cert
-                .tbs_certificate
-                .subject_public_key_info
-                .to_der()
-                .map_err(|e| BillingError::CertificateInvalid(e.to_string()))?;
-            let key = RsaPublicKey::from_public_key_der(&spki).map_err(|e| {
-                BillingError::CertificateInvalid(format!("the pinned certificate is not RSA: {e}"))
-            })?;
-            keys.push(key);
-        }
-    }
-    if keys.is_empty() {
-        return Err(BillingError::CertificateInvalid(format!(
-            "no pinned certificate is valid now ({expired} outside their validity)"
-        )));
-    }
-    Ok(keys)
 }
 
 fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {

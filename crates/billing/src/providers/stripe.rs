@@ -11,11 +11,11 @@
 //! `parent.subscription_details.subscription` (basil) or `subscription` (before), the new
 //! paid-through date from the subscription lines' `period.end`.
 
-use crate::crypto::{any_hmac_matches, decode_hex};
 use crate::json::{
     array, at, bool_at, id_at, int_at, parse_object, required, str_at, unix_seconds_at,
 };
-use crate::{BillingError, Headers, Provider, Secrets};
+use crate::scheme::{Layout, TimestampedHmac, Unit, Window};
+use crate::{BillingError, ConfigError, Provider, Request, Secrets};
 use keygate_domain::Timestamp;
 use keygate_domain::billing::{
     BillingEvent, BillingEventKind as Kind, BillingItem, CustomerRef, OrderRef,
@@ -28,66 +28,49 @@ pub struct Stripe;
 /// Stripe's default tolerance (`DEFAULT_TOLERANCE` in the SDKs).
 pub const DEFAULT_TOLERANCE_SECONDS: i64 = 300;
 
+/// `Stripe-Signature: t=<unix s>,v1=<hex>[,v1=...]`, over `"{t}.{body}"`, the secret as-is.
+pub const SCHEME: TimestampedHmac = TimestampedHmac {
+    header: "stripe-signature",
+    layout: Layout::Pairs {
+        pair: ',',
+        timestamp: "t",
+        signature: "v1",
+        strict: true,
+    },
+    separator: ".",
+    unit: Unit::Seconds,
+    window: Window::PastWholeSeconds,
+    signs_parsed_timestamp: true,
+};
+
 impl Provider for Stripe {
     fn name(&self) -> &'static str {
         "stripe"
     }
 
+    #[cfg(feature = "testkit")]
+    fn kit(&self) -> &'static dyn crate::testkit::Kit {
+        &crate::testkit::StripeKit
+    }
+
+    fn check_config(&self, secrets: &Secrets, now: Timestamp) -> Result<(), ConfigError> {
+        crate::config::require_secret(secrets, now)
+    }
+
     fn verify(
         &self,
-        headers: &Headers,
-        body: &[u8],
+        request: &Request,
         secrets: &Secrets,
         now: Timestamp,
     ) -> Result<(), BillingError> {
         let keys = secrets.required()?;
-        let header = headers.require("stripe-signature")?;
-        let mut timestamp = None;
-        let mut v1_seen = false;
-        let mut signatures = Vec::new();
-        for pair in header.split(',') {
-            let Some((key, value)) = pair.trim().split_once('=') else {
-                return Err(BillingError::SignatureInvalid(
-                    "Stripe-Signature is not a list of key=value pairs".into(),
-                ));
-            };
-            match key.trim() {
-                "t" => timestamp = value.trim().parse::<i64>().ok(),
-                "v1" => {
-                    v1_seen = true;
-                    signatures.extend(decode_hex(value));
-                }
-                _ => {}
-            }
-        }
-        let Some(t) = timestamp else {
-            return Err(BillingError::SignatureInvalid(
-                "Stripe-Signature has no timestamp `t`".into(),
-            ));
-        };
-        if !v1_seen {
-            return Err(BillingError::SignatureInvalid(
-                "Stripe-Signature has no signature with scheme v1".into(),
-            ));
-        }
         let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-        let t_text = t.to_string();
-        if !any_hmac_matches(&keys, &[t_text.as_bytes(), b".", body], &signatures) {
-            return Err(BillingError::SignatureInvalid(
-                "no v1 signature matches a configured secret".into(),
-            ));
-        }
         let tolerance = secrets.tolerance_seconds(DEFAULT_TOLERANCE_SECONDS);
-        let age = now.millis().div_euclid(1000) - t;
-        if age > tolerance {
-            return Err(BillingError::TimestampOutOfTolerance(format!(
-                "signed {age} s ago, tolerance {tolerance} s"
-            )));
-        }
-        Ok(())
+        SCHEME.verify(request.headers, request.body, &keys, Some(tolerance), now)
     }
 
-    fn parse(&self, _headers: &Headers, body: &[u8]) -> Result<Vec<BillingEvent>, BillingError> {
+    fn parse(&self, request: &Request) -> Result<Vec<BillingEvent>, BillingError> {
+        let body = request.body;
         let event = parse_object(body)?;
         Ok(vec![parse_event(&event)?])
     }

@@ -60,15 +60,23 @@ impl SendError {
 #[derive(Debug, Clone)]
 pub struct Target {
     pub https: bool,
-    /// The host as written (IPv6 without brackets).
+    /// The host in canonical form: an IP address as `Display` writes it (whatever spelling
+    /// the URL used), or the name in lower case without a trailing dot.
     pub host: String,
+    /// The address, when the host is one (in any spelling `inet_aton` accepts).
+    pub ip: Option<IpAddr>,
     pub port: u16,
     /// `host[:port]` for the `Host` header.
     pub authority: String,
     pub path_and_query: String,
 }
 
-/// Accepts `http(s)://host[:port][/path][?query]` without credentials.
+/// Accepts `http(s)://host[:port][/path][?query]` without credentials. The host is read the
+/// way the system resolver would read it, so a check on the result holds at delivery:
+/// numeric IPv4 in every `inet_aton` spelling (`2130706433`, `0x7f.1`, `0177.0.0.1`,
+/// `127.1`) becomes that address, a trailing dot is dropped, and what no resolver reads the
+/// same way twice is refused (IPv6 zone ids, a malformed numeric host, a port outside
+/// 1-65535, which `port_u16` would silently turn into the default port).
 pub fn parse_url(url: &str) -> Result<Target, SendError> {
     let bad = |why: &str| SendError::InvalidUrl(format!("`url` {why}"));
     if url.len() > 2048 {
@@ -86,17 +94,54 @@ pub fn parse_url(url: &str) -> Result<Target, SendError> {
     if authority.as_str().contains('@') {
         return Err(bad("must not carry credentials (user:password@)"));
     }
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    if host.is_empty() {
+    let written = authority.host();
+    // Read from the text: `port_u16` is `None` both for "no port" and for one above 65535.
+    let port = match authority.as_str()[written.len()..].strip_prefix(':') {
+        None | Some("") => {
+            if https {
+                443
+            } else {
+                80
+            }
+        }
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| bad("has a port outside 1-65535"))?,
+    };
+    if written.is_empty() {
         return Err(bad("has no host"));
     }
-    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let (host, ip) = if let Some(inner) = written.strip_prefix('[') {
+        let inner = inner
+            .strip_suffix(']')
+            .ok_or_else(|| bad("has a malformed IPv6 address"))?;
+        if inner.contains('%') {
+            return Err(bad("must not name an IPv6 zone (`%25...`)"));
+        }
+        let v6: std::net::Ipv6Addr = inner
+            .parse()
+            .map_err(|_| bad("has a malformed IPv6 address"))?;
+        (v6.to_string(), Some(IpAddr::V6(v6)))
+    } else {
+        let name = written.to_ascii_lowercase();
+        let name = name.strip_suffix('.').unwrap_or(&name).to_string();
+        if name.is_empty() || name.contains('%') || name.split('.').any(str::is_empty) {
+            return Err(bad("has a malformed host"));
+        }
+        if ends_in_a_number(&name) {
+            let v4 = inet_aton(&name)
+                .ok_or_else(|| bad("has a host that is neither a name nor an IPv4 address"))?;
+            (v4.to_string(), Some(IpAddr::V4(v4)))
+        } else {
+            (name, None)
+        }
+    };
     Ok(Target {
         https,
-        host: host.to_string(),
+        host,
+        ip,
         port,
         authority: authority.as_str().to_string(),
         path_and_query: uri
@@ -106,8 +151,54 @@ pub fn parse_url(url: &str) -> Result<Target, SendError> {
     })
 }
 
-/// Loopback, private, link-local, CGNAT, unspecified, multicast, broadcast, documentation and
-/// unique-local addresses, and IPv4 addresses in their IPv6 (mapped, compatible, NAT64) forms.
+/// A host resolvers read as an IPv4 address: its last label is a number (decimal, or
+/// `0x` hex). WHATWG URL's rule; glibc's `getaddrinfo` reads such hosts with `inet_aton`.
+fn ends_in_a_number(host: &str) -> bool {
+    let last = host.rsplit('.').next().unwrap_or(host);
+    let hex = last
+        .strip_prefix("0x")
+        .is_some_and(|h| h.chars().all(|c| c.is_ascii_hexdigit()));
+    hex || (!last.is_empty() && last.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// `inet_aton`: 1 to 4 parts, each decimal, `0x` hex or `0` octal; the last part fills the
+/// remaining bytes (`127.1` = 127.0.0.1, `2130706433` = 127.0.0.1).
+fn inet_aton(host: &str) -> Option<Ipv4Addr> {
+    let parts: Vec<&str> = host.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let mut numbers = Vec::with_capacity(4);
+    for part in &parts {
+        let (digits, radix) = if let Some(h) = part.strip_prefix("0x") {
+            (h, 16)
+        } else if part.len() > 1 && part.starts_with('0') {
+            (&part[1..], 8)
+        } else {
+            (*part, 10)
+        };
+        let n = if digits.is_empty() {
+            0
+        } else {
+            u64::from_str_radix(digits, radix).ok()?
+        };
+        numbers.push(n);
+    }
+    let (last, leading) = numbers.split_last()?;
+    if leading.iter().any(|n| *n > 255) || *last >= 1u64 << (8 * (4 - leading.len())) {
+        return None;
+    }
+    let mut value: u32 = *last as u32;
+    for (i, n) in leading.iter().enumerate() {
+        value |= (*n as u32) << (8 * (3 - i));
+    }
+    Some(Ipv4Addr::from(value))
+}
+
+/// Loopback, private, link-local, CGNAT, unspecified, multicast, broadcast, documentation,
+/// benchmarking and unique-local addresses, and IPv4 addresses inside IPv6 (mapped,
+/// translated, compatible, NAT64, 6to4; Teredo and local-use NAT64 whole, as their IPv4 side
+/// cannot be vetted from here).
 pub fn is_forbidden(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
@@ -116,13 +207,20 @@ pub fn is_forbidden(ip: IpAddr) -> bool {
                 return forbidden_v4(v4);
             }
             let s = v6.segments();
-            // IPv4-compatible (::a.b.c.d, deprecated) and NAT64 (64:ff9b::/96).
+            let embedded = |hi: u16, lo: u16| {
+                Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
+            };
+            // IPv4-compatible (::a.b.c.d, deprecated), IPv4-translated (::ffff:0:a.b.c.d)
+            // and NAT64 (64:ff9b::/96): the IPv4 address is the last 32 bits.
             if (s[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified())
+                || s[..6] == [0, 0, 0, 0, 0xffff, 0]
                 || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
             {
-                let v4 =
-                    Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-                return forbidden_v4(v4);
+                return forbidden_v4(embedded(s[6], s[7]));
+            }
+            // 6to4 (2002::/16): bits 16-47.
+            if s[0] == 0x2002 {
+                return forbidden_v4(embedded(s[1], s[2]));
             }
             v6.is_loopback()
                 || v6.is_unspecified()
@@ -130,7 +228,14 @@ pub fn is_forbidden(ip: IpAddr) -> bool {
                 || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
                 || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated) fec0::/10
                 || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation 2001:db8::/32
+                || (s[0] == 0x3fff && (s[1] & 0xf000) == 0) // documentation 3fff::/20
+                || (s[0] == 0x2001 && s[1] == 0) // Teredo 2001::/32
+                || (s[0] == 0x2001 && s[1] == 2 && s[2] == 0) // benchmarking 2001:2::/48
+                || (s[0] == 0x2001 && (s[1] & 0xffe0) == 0x0020) // ORCHIDv2 2001:20::/28
+                || (s[0] == 0x2001 && (s[1] & 0xfff0) == 0x0010) // ORCHID 2001:10::/28
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // local-use NAT64 64:ff9b:1::/48
+                || s[..4] == [0x100, 0, 0, 0] // discard 100::/64
         }
     }
 }
@@ -151,33 +256,43 @@ fn forbidden_v4(ip: Ipv4Addr) -> bool {
         || o[0] >= 240 // reserved
 }
 
-/// A host named in a URL that is refused without a lookup: a literal forbidden address, or
-/// `localhost`.
+/// Names that are local by definition (RFC 6761 `localhost`, mDNS `.local`, ICANN's private
+/// `.internal`, `.home.arpa`), refused without a lookup. `host` is canonical (lower case, no
+/// trailing dot).
+fn local_name(host: &str) -> bool {
+    host == "localhost"
+        || host == "localhost.localdomain"
+        || [".localhost", ".local", ".internal", ".home.arpa"]
+            .iter()
+            .any(|suffix| host.ends_with(suffix))
+}
+
+/// A host refused without a lookup: a forbidden address in any spelling, or a local name.
 pub fn literal_forbidden(host: &str) -> bool {
-    let lower = host.to_ascii_lowercase();
-    if lower == "localhost" || lower.ends_with(".localhost") {
-        return true;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return is_forbidden(ip);
     }
-    host.parse::<IpAddr>().is_ok_and(is_forbidden)
+    match parse_url(&format!("http://{host}/")) {
+        Ok(t) => t.ip.map_or_else(|| local_name(&t.host), is_forbidden),
+        Err(_) => false,
+    }
 }
 
-/// The answer to a delivery.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    pub status: u16,
-    pub retry_after: Option<String>,
-    /// The start of the body (at most [`BODY_LOG_LIMIT`] bytes, lossy UTF-8).
-    pub body: String,
-}
-
-/// Resolves the target to addresses it may connect to.
-async fn vetted_addresses(
-    target: &Target,
-    allow_private: bool,
-) -> Result<Vec<SocketAddr>, SendError> {
-    let resolved: Vec<SocketAddr> = match target.host.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, target.port)],
-        Err(_) => tokio::net::lookup_host((target.host.as_str(), target.port))
+/// The addresses the target may be reached at: the one check creation and delivery share.
+/// An address host is checked as it is; a local name is refused; any other name is resolved
+/// and refused when every address it has is forbidden.
+pub async fn vet(target: &Target, allow_private: bool) -> Result<Vec<SocketAddr>, SendError> {
+    let resolved: Vec<SocketAddr> = match target.ip {
+        Some(ip) => vec![SocketAddr::new(ip, target.port)],
+        None if !allow_private && local_name(&target.host) => {
+            return Err(SendError::PrivateAddress(format!(
+                "`{}` is a local name: refused unless the operator sets \
+                 KEYGATE_OUTBOUND_ALLOW_PRIVATE",
+                target.host
+            )));
+        }
+        None => tokio::net::lookup_host((target.host.as_str(), target.port))
             .await
             .map_err(|e| SendError::Dns(format!("cannot resolve `{}`: {e}", target.host)))?
             .collect(),
@@ -193,6 +308,13 @@ async fn vetted_addresses(
         .copied()
         .filter(|a| !is_forbidden(a.ip()))
         .collect();
+    if allowed.is_empty() && target.ip.is_some() {
+        return Err(SendError::PrivateAddress(format!(
+            "`{}` is a private, loopback or link-local address: refused unless the operator \
+             sets KEYGATE_OUTBOUND_ALLOW_PRIVATE",
+            target.host
+        )));
+    }
     if allowed.is_empty() {
         return Err(SendError::PrivateAddress(format!(
             "`{}` resolves to {} only: private, loopback and link-local addresses are refused \
@@ -206,6 +328,33 @@ async fn vetted_addresses(
         )));
     }
     Ok(allowed)
+}
+
+/// How long creation waits for a name to resolve before accepting it unchecked.
+const CREATION_LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The check when a URL is stored (an endpoint, a platform API base): the same parsing and
+/// [`vet`] as delivery. A name that does not resolve (yet) is accepted: it is vetted again
+/// on the addresses it has at each delivery, which is what stops DNS rebinding.
+pub async fn check_destination(url: &str, allow_private: bool) -> Result<Target, SendError> {
+    let target = parse_url(url)?;
+    if allow_private {
+        // Every address is allowed: a lookup could only delay the answer.
+        return Ok(target);
+    }
+    match tokio::time::timeout(CREATION_LOOKUP_TIMEOUT, vet(&target, allow_private)).await {
+        Ok(Ok(_)) | Ok(Err(SendError::Dns(_))) | Err(_) => Ok(target),
+        Ok(Err(e)) => Err(e),
+    }
+}
+
+/// The answer to a delivery.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    /// The start of the body (at most [`BODY_LOG_LIMIT`] bytes, lossy UTF-8).
+    pub body: String,
 }
 
 static TLS: LazyLock<TlsConnector> = LazyLock::new(|| {
@@ -248,7 +397,7 @@ async fn post_inner(
     body: Bytes,
     timeout: Duration,
 ) -> Result<Answer, SendError> {
-    let addresses = vetted_addresses(target, allow_private).await?;
+    let addresses = vet(target, allow_private).await?;
     let connect_timeout = CONNECT_TIMEOUT.min(timeout);
     let mut last_error = None;
     let mut stream = None;
@@ -383,6 +532,71 @@ mod tests {
         assert!(literal_forbidden("localhost"));
         assert!(literal_forbidden("api.localhost"));
         assert!(!literal_forbidden("example.com"));
+        for host in [
+            "localhost.",
+            "2130706433",
+            "0x7f.1",
+            "0177.0.0.1",
+            "127.1",
+            "0",
+            "169.254.43518",
+            "[::1]",
+            "::ffff:0:127.0.0.1",
+            "2002:7f00:1::",
+            "2001::7f00:1",
+            "64:ff9b:1::a9fe:a9fe",
+            "100::1",
+            "3fff::1",
+        ] {
+            assert!(literal_forbidden(host), "{host} must be refused");
+        }
+        for ip in ["2002:5db8:d70e::1", "64:ff9b::808:808", "2001:4860::8888"] {
+            assert!(!is_forbidden(ip.parse().unwrap()), "{ip} must be allowed");
+        }
+    }
+
+    #[test]
+    fn reads_numeric_hosts_as_inet_aton_does() {
+        for (host, ip) in [
+            ("2130706433", "127.0.0.1"),
+            ("0x7f000001", "127.0.0.1"),
+            ("017700000001", "127.0.0.1"),
+            ("127.1", "127.0.0.1"),
+            ("127.0.1", "127.0.0.1"),
+            ("0x7f.1", "127.0.0.1"),
+            ("127.000.000.001", "127.0.0.1"),
+            ("0251.0376.0251.0376", "169.254.169.254"),
+            ("169.254.43518", "169.254.169.254"),
+            ("0", "0.0.0.0"),
+            ("0x", "0.0.0.0"),
+            ("8.8.8.8", "8.8.8.8"),
+        ] {
+            assert_eq!(inet_aton(host), Some(ip.parse().unwrap()), "{host}");
+        }
+        for bad in [
+            "08",
+            "256.1",
+            "1.2.3.4.5",
+            "4294967296",
+            "1.16777216",
+            "0x1g",
+        ] {
+            assert_eq!(inet_aton(bad), None, "{bad}");
+        }
+        let t = parse_url("http://0x7f.1:8080/x").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("127.0.0.1", 8080));
+        assert_eq!(t.ip, Some("127.0.0.1".parse().unwrap()));
+        let t = parse_url("https://Hooks.Example.COM./x").unwrap();
+        assert_eq!((t.host.as_str(), t.ip), ("hooks.example.com", None));
+        for bad in [
+            "https://hooks.example.com:99999/x",
+            "https://hooks.example.com:0/x",
+            "http://[fe80::1%25eth0]/",
+            "http://1.2.3.4.5/",
+            "http://a..b/",
+        ] {
+            assert_eq!(parse_url(bad).unwrap_err().code(), "INVALID_URL", "{bad}");
+        }
     }
 
     #[test]

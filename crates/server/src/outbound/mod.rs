@@ -196,12 +196,13 @@ fn retry_or_fail(state: &AppState, d: &DueDelivery, asked: Option<Duration>) -> 
 async fn attempt(state: &AppState, d: &DueDelivery) -> Result<http::Answer, http::SendError> {
     let target = http::parse_url(&d.url)?;
     let secret_error = |_| http::SendError::SecretUnavailable;
+    let scope = crate::routes::endpoints::endpoint_scope(&d.account_id);
     let current = state
         .signer
-        .open_text(&d.sealed_secret)
+        .open_text(&scope, &d.sealed_secret)
         .map_err(secret_error)?;
     let previous = match &d.sealed_previous_secret {
-        Some(p) => Some(state.signer.open_text(p).map_err(secret_error)?),
+        Some(p) => Some(state.signer.open_text(&scope, p).map_err(secret_error)?),
         None => None,
     };
     let mut secrets = vec![current.as_str()];

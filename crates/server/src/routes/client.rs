@@ -2,7 +2,7 @@
 use super::Route;
 use crate::app::AppState;
 use crate::config::SignAnswers;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::ApiJson;
 use crate::signing::{AccountKey, signature_header};
 use axum::extract::State;
@@ -210,6 +210,21 @@ async fn activate(
     ApiJson(input): ApiJson<ActivateBody>,
 ) -> ApiResult<impl IntoResponse> {
     check_nonce(&input.nonce)?;
+    // Shown in every activation list and signed answer: bounded like names.
+    for (field, value) in [("name", &input.name), ("platform", &input.platform)] {
+        if value
+            .as_ref()
+            .is_some_and(|v| v.chars().count() > keygate_domain::limits::MAX_NAME_CHARS)
+        {
+            return Err(ApiError::new(
+                ErrorCode::InvalidField,
+                format!(
+                    "`{field}` must be at most {} characters",
+                    keygate_domain::limits::MAX_NAME_CHARS
+                ),
+            ));
+        }
+    }
     let (activation, created) = state
         .store
         .activate(ActivateInput {
@@ -235,8 +250,8 @@ async fn activate(
 
 fn check_nonce(nonce: &Option<String>) -> ApiResult<()> {
     if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE) {
-        return Err(ApiError::bad_request(
-            "INVALID_BODY",
+        return Err(ApiError::new(
+            ErrorCode::InvalidBody,
             format!("`nonce` is longer than {MAX_NONCE} characters"),
         ));
     }

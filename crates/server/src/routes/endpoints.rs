@@ -2,9 +2,10 @@
 use super::{PAGE_QUERY, Route};
 use crate::app::AppState;
 use crate::auth::Admin;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::outbound::{self, http};
+use crate::signing::{Purpose, Scope};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -104,28 +105,28 @@ struct EndpointPatchInput {
 }
 
 /// A URL Keygate may post to: http(s), no credentials, and (unless the operator allows private
-/// addresses) no literal private, loopback or link-local address. Host names are checked again
-/// at every delivery, on the addresses they resolve to then.
-fn check_url(state: &AppState, url: &str) -> ApiResult<String> {
+/// addresses) no host that is or resolves only to a private, loopback or link-local address,
+/// read exactly as delivery reads it ([`http::check_destination`]). Names are checked again at
+/// every delivery, on the addresses they resolve to then.
+async fn check_url(state: &AppState, url: &str) -> ApiResult<String> {
     let url = url.trim();
-    let target = http::parse_url(url).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "INVALID_URL",
-            e.to_string(),
-        )
-    })?;
-    if !state.config.outbound_allow_private && http::literal_forbidden(&target.host) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "PRIVATE_ADDRESS",
-            format!(
-                "`{}` is a private, loopback or link-local address: refused unless the operator sets KEYGATE_OUTBOUND_ALLOW_PRIVATE",
-                target.host
-            ),
-        ));
-    }
+    http::check_destination(url, state.config.outbound_allow_private)
+        .await
+        .map_err(|e| {
+            let code = match e {
+                http::SendError::PrivateAddress(_) => ErrorCode::PrivateAddress,
+                _ => ErrorCode::InvalidUrl,
+            };
+            ApiError::new(code, e.to_string())
+        })?;
+    crate::secret_guard::refuse_secret_in_text("url", url)?;
     Ok(url.to_string())
+}
+
+/// Where an endpoint's secrets are sealed: its account, one purpose for the current and the
+/// previous secret (a rotation moves the sealed value from one column to the other).
+pub fn endpoint_scope(account_id: &str) -> Scope<'_> {
+    Scope::new(account_id, Purpose::EndpointSecret)
 }
 
 fn with_secret(endpoint: &WebhookEndpoint, secret: &str) -> Value {
@@ -139,7 +140,10 @@ async fn create(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<EndpointInput>,
 ) -> ApiResult<impl IntoResponse> {
-    let url = check_url(&state, &input.url)?;
+    let url = check_url(&state, &input.url).await?;
+    if let Some(d) = &input.description {
+        crate::secret_guard::refuse_secret_in_text("description", d)?;
+    }
     let secret = outbound::generate_secret();
     let endpoint = state
         .store
@@ -150,7 +154,9 @@ async fn create(
                 description: input.description,
                 event_types: input.event_types,
                 enabled: input.enabled,
-                sealed_secret: state.signer.seal_text(&secret),
+                sealed_secret: state
+                    .signer
+                    .seal_text(&endpoint_scope(&who.account_id), &secret),
             },
         )
         .await?;
@@ -193,11 +199,13 @@ async fn update(
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<EndpointPatchInput>,
 ) -> ApiResult<impl IntoResponse> {
-    let url = patch
-        .url
-        .as_deref()
-        .map(|u| check_url(&state, u))
-        .transpose()?;
+    let url = match patch.url.as_deref() {
+        Some(u) => Some(check_url(&state, u).await?),
+        None => None,
+    };
+    if let Some(Some(d)) = &patch.description {
+        crate::secret_guard::refuse_secret_in_text("description", d)?;
+    }
     let endpoint = state
         .store
         .update_endpoint(
@@ -234,7 +242,9 @@ async fn rotate(
         .rotate_endpoint_secret(
             &who,
             &id,
-            state.signer.seal_text(&secret),
+            state
+                .signer
+                .seal_text(&endpoint_scope(&who.account_id), &secret),
             Timestamp::now().plus_seconds(outbound::PREVIOUS_SECRET_SECONDS),
         )
         .await?;

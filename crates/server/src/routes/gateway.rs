@@ -2,18 +2,20 @@
 use super::{PAGE_QUERY, PageQuery, Route};
 use crate::app::AppState;
 use crate::auth::Admin;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::signing::{Purpose, Scope};
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use keygate_domain::Timestamp;
 use keygate_store::gateway::{
     EventFilter, Integration, IntegrationWrite, Mapping, NewWebhookEvent,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -46,14 +48,7 @@ pub fn routes() -> Vec<Route> {
         )
         .tag("gateway")
         .returns(200, "WebhookFailureList"),
-        Route::post(
-            "/v1/webhooks/{provider}/{integration_id}",
-            "A payment platform's webhook (raw body, verified by the platform's scheme)",
-            webhook,
-        )
-        .tag("gateway")
-        .public()
-        .returns(200, "WebhookReceipt"),
+        webhook_route(),
         Route::get("/v1/events", "The webhook inbox", list_events)
             .tag("gateway")
             .query(&[
@@ -96,6 +91,21 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
+/// The platform's endpoint. GETs reach the platform too (challenges); they are not in the
+/// OpenAPI document because no platform registered today answers them with anything but 405.
+fn webhook_route() -> Route {
+    let mut route = Route::post(
+        "/v1/webhooks/{provider}/{integration_id}",
+        "A payment platform's webhook (raw body, verified by the platform's scheme)",
+        webhook,
+    )
+    .tag("gateway")
+    .public()
+    .returns(200, "WebhookReceipt");
+    route.handler = route.handler.get(webhook_get);
+    route
+}
+
 /// The URL to configure on the platform's side.
 pub fn webhook_url(state: &AppState, integration: &Integration) -> String {
     let base = state
@@ -136,6 +146,9 @@ struct IntegrationInput {
     options: Option<Value>,
     #[serde(default)]
     mappings: Vec<MappingInput>,
+    /// Platform API credentials by name (sealed; answers show only the names set).
+    #[serde(default)]
+    api_credentials: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -150,22 +163,28 @@ struct IntegrationPatch {
     options: Option<Value>,
     #[serde(default)]
     mappings: Option<Vec<MappingInput>>,
+    /// Replaces the API credentials (`{}` removes them).
+    #[serde(default)]
+    api_credentials: Option<BTreeMap<String, String>>,
 }
 
-fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+fn invalid(code: ErrorCode, message: impl Into<String>) -> ApiError {
+    ApiError::new(code, message)
 }
 
 /// Options Keygate reads, checked; the platform-specific rest is kept as given.
 fn check_options(options: &Value) -> ApiResult<()> {
     let Some(map) = options.as_object() else {
-        return Err(invalid("INVALID_FIELD", "`options` must be a JSON object"));
+        return Err(invalid(
+            ErrorCode::InvalidField,
+            "`options` must be a JSON object",
+        ));
     };
     if let Some(r) = map.get("renewal")
         && !matches!(r.as_str(), Some("extend" | "new_license"))
     {
         return Err(invalid(
-            "INVALID_FIELD",
+            ErrorCode::InvalidField,
             "`options.renewal` must be `extend` or `new_license`",
         ));
     }
@@ -173,29 +192,110 @@ fn check_options(options: &Value) -> ApiResult<()> {
         && g.as_i64().is_none_or(|g| g < 0)
     {
         return Err(invalid(
-            "INVALID_FIELD",
+            ErrorCode::InvalidField,
             "`options.grace_seconds` must be a number of seconds",
         ));
     }
-    for secret in ["password", "secret", "api_key", "secrets"] {
-        if map.contains_key(secret) {
+    crate::secret_guard::refuse_credentials_in_options(options)
+}
+
+/// The platform's own check of its secrets and options: 422 with the code naming what is
+/// wrong, rather than a refused delivery later.
+fn check_platform_settings(
+    provider: &dyn keygate_billing::Provider,
+    secrets: &[String],
+    options: &Value,
+) -> ApiResult<()> {
+    let secrets =
+        keygate_billing::Secrets::new(secrets.iter().cloned()).with_options(options.clone());
+    provider
+        .check_config(&secrets, Timestamp::now())
+        .map_err(|e| ApiError::settings_refused(e.code(), e.to_string()))
+}
+
+/// An integration's secrets, unsealed (empty when none are stored).
+async fn stored_secrets(state: &AppState, integration_id: &str) -> ApiResult<Vec<String>> {
+    let Some((integration, sealed)) = state.store.integration_for_webhook(integration_id).await?
+    else {
+        return Ok(Vec::new());
+    };
+    open_secrets(state, &integration.account_id, &sealed)
+}
+
+fn open_secrets(state: &AppState, account_id: &str, sealed: &str) -> ApiResult<Vec<String>> {
+    if sealed.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(
+        serde_json::from_str(&state.signer.open_text(&secrets_scope(account_id), sealed)?)
+            .unwrap_or_default(),
+    )
+}
+
+/// `api_credentials` as the platform names them (`keygate_billing::api::CREDENTIAL_NAMES`),
+/// sealed like the secrets; the names set are kept in clear to be shown.
+fn seal_api_credentials(
+    state: &AppState,
+    account_id: &str,
+    provider: &str,
+    credentials: &BTreeMap<String, String>,
+) -> ApiResult<(String, Vec<String>)> {
+    let allowed = keygate_billing::api::credential_names(provider);
+    for (name, value) in credentials {
+        if !allowed.contains(&name.as_str()) {
+            let expected = if allowed.is_empty() {
+                format!("`{provider}` takes no API credentials")
+            } else {
+                format!("`{provider}` takes {}", allowed.join(", "))
+            };
             return Err(invalid(
-                "SECRET_IN_OPTIONS",
-                format!(
-                    "`options.{secret}` would be stored in clear and shown: put credentials in `secrets` (Chargebee: \"username:password\")"
-                ),
+                ErrorCode::UnknownApiCredential,
+                format!("`api_credentials.{name}`: {expected}"),
+            ));
+        }
+        if value.trim().is_empty() {
+            return Err(invalid(
+                ErrorCode::InvalidField,
+                format!("`api_credentials.{name}` is empty"),
             ));
         }
     }
-    Ok(())
+    if credentials.is_empty() {
+        return Ok((String::new(), Vec::new()));
+    }
+    let sealed = state.signer.seal_text(
+        &Scope::new(account_id, Purpose::ApiCredentials),
+        &serde_json::to_string(credentials).unwrap_or_default(),
+    );
+    Ok((sealed, credentials.keys().cloned().collect()))
 }
 
-fn seal_secrets(state: &AppState, secrets: &[String]) -> (String, i64) {
+/// `options.api_base_url`: https, or loopback http when private addresses are allowed.
+fn check_api_base_url(state: &AppState, options: &Value) -> ApiResult<()> {
+    let Some(url) = options.get("api_base_url") else {
+        return Ok(());
+    };
+    let Some(url) = url.as_str() else {
+        return Err(invalid(
+            ErrorCode::OptionInvalid,
+            "`options.api_base_url` must be a URL",
+        ));
+    };
+    keygate_billing::api::check_api_base_url(url, state.config.outbound_allow_private)
+        .map_err(|e| invalid(e.code(), e.to_string()))
+}
+
+fn secrets_scope(account_id: &str) -> Scope<'_> {
+    Scope::new(account_id, Purpose::IntegrationSecrets)
+}
+
+fn seal_secrets(state: &AppState, account_id: &str, secrets: &[String]) -> (String, i64) {
     let usable: Vec<&String> = secrets.iter().filter(|s| !s.trim().is_empty()).collect();
     (
-        state
-            .signer
-            .seal_text(&serde_json::to_string(&usable).unwrap_or_default()),
+        state.signer.seal_text(
+            &secrets_scope(account_id),
+            &serde_json::to_string(&usable).unwrap_or_default(),
+        ),
         usable.len() as i64,
     )
 }
@@ -215,18 +315,25 @@ async fn create(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<IntegrationInput>,
 ) -> ApiResult<impl IntoResponse> {
-    if keygate_billing::provider(&input.provider).is_none() {
+    let Some(provider) = keygate_billing::provider(&input.provider) else {
         return Err(invalid(
-            "UNKNOWN_PROVIDER",
+            ErrorCode::UnknownProvider,
             format!(
                 "no provider `{}`: use one of {}",
                 input.provider,
-                keygate_billing::PROVIDER_NAMES.join(", ")
+                keygate_billing::names().join(", ")
             ),
         ));
-    }
+    };
     let options = input.options.unwrap_or_else(|| json!({}));
     check_options(&options)?;
+    check_api_base_url(&state, &options)?;
+    check_platform_settings(provider, &input.secrets, &options)?;
+    let sealed_api_credentials = input
+        .api_credentials
+        .as_ref()
+        .map(|c| seal_api_credentials(&state, &who.account_id, &input.provider, c))
+        .transpose()?;
     let integration = state
         .store
         .create_integration(
@@ -234,7 +341,8 @@ async fn create(
             IntegrationWrite {
                 name: input.name.unwrap_or_else(|| input.provider.clone()),
                 provider: input.provider,
-                sealed_secrets: Some(seal_secrets(&state, &input.secrets)),
+                sealed_secrets: Some(seal_secrets(&state, &who.account_id, &input.secrets)),
+                sealed_api_credentials,
                 options,
                 mappings: Some(mappings(input.mappings)),
             },
@@ -265,8 +373,24 @@ async fn update(
     ApiJson(patch): ApiJson<IntegrationPatch>,
 ) -> ApiResult<impl IntoResponse> {
     let current = state.store.get_integration(&who.account_id, &id).await?;
+    let settings_changed = patch.secrets.is_some() || patch.options.is_some();
     let options = patch.options.unwrap_or(current.options);
     check_options(&options)?;
+    check_api_base_url(&state, &options)?;
+    let sealed_api_credentials = patch
+        .api_credentials
+        .as_ref()
+        .map(|c| seal_api_credentials(&state, &who.account_id, &current.provider, c))
+        .transpose()?;
+    // Only a change of secrets or options is checked, so a mapping change never fails on
+    // settings stored before these checks existed.
+    if settings_changed && let Some(provider) = keygate_billing::provider(&current.provider) {
+        let secrets = match &patch.secrets {
+            Some(secrets) => secrets.clone(),
+            None => stored_secrets(&state, &id).await?,
+        };
+        check_platform_settings(provider, &secrets, &options)?;
+    }
     let integration = state
         .store
         .update_integration(
@@ -275,7 +399,10 @@ async fn update(
             IntegrationWrite {
                 provider: current.provider,
                 name: patch.name.unwrap_or(current.name),
-                sealed_secrets: patch.secrets.map(|s| seal_secrets(&state, &s)),
+                sealed_secrets: patch
+                    .secrets
+                    .map(|s| seal_secrets(&state, &who.account_id, &s)),
+                sealed_api_credentials,
                 options,
                 mappings: patch.mappings.map(mappings),
             },
@@ -289,65 +416,89 @@ async fn failures(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let data = state
-        .store
-        .list_webhook_failures(&who.account_id, &id)
-        .await?;
+    let data = crate::failure_log::list(&state, &who.account_id, &id).await?;
     Ok(axum::Json(json!({"data": data, "next_cursor": null})))
 }
 
-/// Verify → parse → store (durable, de-duplicated) → apply. 2xx only once stored.
-async fn webhook(
-    State(state): State<AppState>,
-    Path((provider_name, integration_id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<impl IntoResponse> {
-    let unknown = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "INTEGRATION_NOT_FOUND",
-            "no integration of this provider has this id",
-        )
-    };
-    let provider = keygate_billing::provider(&provider_name).ok_or_else(unknown)?;
+fn unknown_integration() -> ApiError {
+    ApiError::new(
+        ErrorCode::IntegrationNotFound,
+        "no integration of this provider has this id",
+    )
+}
+
+/// The integration a webhook URL names, with its verification material.
+async fn webhook_integration(
+    state: &AppState,
+    provider_name: &str,
+    integration_id: &str,
+) -> ApiResult<(Integration, keygate_billing::Secrets)> {
     let (integration, sealed) = state
         .store
-        .integration_for_webhook(&integration_id)
+        .integration_for_webhook(integration_id)
         .await?
-        .ok_or_else(unknown)?;
+        .ok_or_else(unknown_integration)?;
     if integration.provider != provider_name {
-        return Err(unknown());
+        return Err(unknown_integration());
     }
-    let secrets: Vec<String> = if sealed.is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_str(&state.signer.open_text(&sealed)?).unwrap_or_default()
-    };
+    let secrets =
+        keygate_billing::Secrets::new(open_secrets(state, &integration.account_id, &sealed)?)
+            .with_options(integration.options.clone());
+    Ok((integration, secrets))
+}
+
+fn platform_headers(headers: &HeaderMap) -> keygate_billing::Headers {
     let mut platform_headers = keygate_billing::Headers::new();
-    for (name, value) in &headers {
+    for (name, value) in headers {
         if let Ok(v) = value.to_str() {
             platform_headers.insert(name.as_str(), v);
         }
     }
-    let secrets = keygate_billing::Secrets::new(secrets).with_options(integration.options.clone());
-    let now = Timestamp::now();
-    let events = match keygate_billing::receive(provider, &platform_headers, &body, &secrets, now) {
-        Ok(events) => events,
-        Err(e) => {
-            // Nothing enters the inbox; the attempt goes to the bounded failure log.
-            if let Err(log_error) = state
-                .store
-                .record_webhook_failure(&integration, e.code(), &e.to_string())
-                .await
-            {
-                tracing::warn!(error = %log_error, "could not record a refused webhook");
-            }
-            let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-            return Err(ApiError::new(status, e.code(), e.to_string()));
-        }
+    platform_headers
+}
+
+fn answer(ack: keygate_billing::Ack) -> Response {
+    let status = StatusCode::from_u16(ack.status).unwrap_or(StatusCode::OK);
+    (status, [(header::CONTENT_TYPE, ack.content_type)], ack.body).into_response()
+}
+
+/// A refusal: nothing enters the inbox; the attempt goes to the failure log, in memory first.
+async fn refuse(
+    state: &AppState,
+    integration: &Integration,
+    e: keygate_billing::BillingError,
+) -> ApiError {
+    state.metrics.record_webhook_refusal(e.code());
+    state
+        .failure_log
+        .record(integration, e.code(), &e.to_string());
+    ApiError::new(e.code(), e.to_string())
+}
+
+/// Verify → parse → store (durable, de-duplicated) → apply → the platform's acknowledgement.
+/// 2xx only once stored.
+async fn webhook(
+    State(state): State<AppState>,
+    Path((provider_name, integration_id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let provider = keygate_billing::provider(&provider_name).ok_or_else(unknown_integration)?;
+    let (integration, secrets) =
+        webhook_integration(&state, &provider_name, &integration_id).await?;
+    let platform_headers = platform_headers(&headers);
+    let query = query.unwrap_or_default();
+    let request = keygate_billing::Request {
+        query: &query,
+        ..keygate_billing::Request::post(&platform_headers, &body)
     };
-    let raw = String::from_utf8_lossy(&body).into_owned();
+    let now = Timestamp::now();
+    let events = match keygate_billing::receive_request(provider, &request, &secrets, now) {
+        Ok(events) => events,
+        Err(e) => return Err(refuse(&state, &integration, e).await),
+    };
+    let (events, raw) = crate::text_guard::scrub_webhook(events, &body);
     let mut receipts = Vec::new();
     for event in events {
         let ignored = event.kind == keygate_domain::billing::BillingEventKind::Ignored;
@@ -367,31 +518,38 @@ async fn webhook(
                 },
             )
             .await?;
-        let status = inserted.status.clone();
-        receipts.push(json!({
-            "id": inserted.id,
-            "provider_event_id": event.event_id,
-            "type": event.event_type,
-            "status": status,
-            "duplicate": !inserted.new,
-        }));
+        receipts.push(keygate_billing::Receipt {
+            id: inserted.id,
+            provider_event_id: event.event_id,
+            event_type: event.event_type,
+            status: inserted.status,
+            duplicate: !inserted.new,
+        });
     }
-    // A batch (FastSpring) where only some events applied: 202 with what was processed.
-    let failed = receipts.iter().filter(|r| r["status"] == "failed").count();
-    let status = if failed > 0 && failed < receipts.len() {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
+    Ok(answer(provider.acknowledge(&request, &receipts)))
+}
+
+/// A GET on the webhook URL: the platform's challenge (Braintree), or, for the platforms that
+/// send none, what any POST-only endpoint answers (405, `Allow: POST`).
+async fn webhook_get(
+    State(state): State<AppState>,
+    Path((provider_name, integration_id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let Some(provider) = keygate_billing::provider(&provider_name).filter(|p| p.answers_get())
+    else {
+        return Ok((StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")]).into_response());
     };
-    let processed: Vec<&Value> = receipts
-        .iter()
-        .filter(|r| r["status"] != "failed")
-        .map(|r| &r["provider_event_id"])
-        .collect();
-    Ok((
-        status,
-        axum::Json(json!({"received": receipts.len(), "processed": processed, "events": receipts})),
-    ))
+    let (integration, secrets) =
+        webhook_integration(&state, &provider_name, &integration_id).await?;
+    let platform_headers = platform_headers(&headers);
+    let query = query.unwrap_or_default();
+    let request = keygate_billing::Request::get(&platform_headers, &query);
+    match provider.challenge(&request, &secrets) {
+        Ok(ack) => Ok(answer(ack)),
+        Err(e) => Err(refuse(&state, &integration, e).await),
+    }
 }
 
 #[derive(Deserialize)]
@@ -445,8 +603,7 @@ async fn replay(
     let event = state.store.get_event(&who.account_id, &id).await?;
     if event.status == "ignored" {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "EVENT_IGNORED",
+            ErrorCode::EventIgnored,
             "Keygate does not act on this event type",
         ));
     }

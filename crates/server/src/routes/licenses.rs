@@ -1,7 +1,7 @@
 use super::{PAGE_QUERY, PageQuery, Route};
 use crate::app::AppState;
 use crate::auth::Admin;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiQuery, parse_json};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -59,6 +59,7 @@ async fn create(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<LicenseInput>,
 ) -> ApiResult<impl IntoResponse> {
+    keygate_domain::limits::overrides(&input.overrides).map_err(ApiError::from)?;
     let license = state.store.create_license(&who, input).await?;
     Ok((StatusCode::CREATED, axum::Json(license)))
 }
@@ -117,6 +118,9 @@ async fn update(
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<LicensePatch>,
 ) -> ApiResult<impl IntoResponse> {
+    if let Some(o) = &patch.overrides {
+        keygate_domain::limits::overrides(o).map_err(ApiError::from)?;
+    }
     Ok(axum::Json(
         state.store.update_license(&who, &id, patch).await?,
     ))
@@ -145,17 +149,16 @@ async fn action(
         "reinstate" => LicenseAction::Reinstate,
         "revoke" => LicenseAction::Revoke,
         "renew" => LicenseAction::Renew,
-        "extend" => LicenseAction::Extend(input.seconds.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "INVALID_FIELD",
-                "extend needs {\"seconds\": N}",
-            )
-        })?),
+        "extend" => {
+            let seconds = input.seconds.ok_or_else(|| {
+                ApiError::new(ErrorCode::InvalidField, "extend needs {\"seconds\": N}")
+            })?;
+            keygate_domain::limits::duration("seconds", Some(seconds)).map_err(ApiError::from)?;
+            LicenseAction::Extend(seconds)
+        }
         other => {
             return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "UNKNOWN_ACTION",
+                ErrorCode::UnknownAction,
                 format!(
                     "no license action `{other}`: use suspend, reinstate, revoke, renew or extend"
                 ),

@@ -3,14 +3,16 @@ use crate::harness::{Reply, TestApp};
 use crate::on_both_engines;
 use keygate_domain::Timestamp;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 on_both_engines!(
     stripe_lifecycle,
     stripe_replay_storm_matches_in_order,
     refused_and_unmapped_deliveries,
-    concurrent_and_duplicate_deliveries
+    concurrent_and_duplicate_deliveries,
+    webhook_get_answers_as_before,
+    platform_settings_checked_at_creation,
+    api_credentials_are_sealed_and_named
 );
 
 mod crash_between_store_and_apply {
@@ -39,7 +41,10 @@ async fn crash_between_store_and_apply(app: TestApp) -> TestApp {
     let (stored, _) = store.integration_for_webhook(id).await.unwrap().unwrap();
     let stripe = keygate_billing::provider("stripe").unwrap();
     let events = stripe
-        .parse(&keygate_billing::Headers::new(), body.as_bytes())
+        .parse(&keygate_billing::Request::post(
+            &keygate_billing::Headers::new(),
+            body.as_bytes(),
+        ))
         .unwrap();
     // What the webhook endpoint does before it applies: the durable insert, then "crash".
     store
@@ -216,11 +221,11 @@ async fn signed_post(url: &str, body: String) -> (u16, Value) {
     use http_body_util::{BodyExt, Full};
     use hyper_util::client::legacy::Client;
     let t = now_s();
-    let sig = hmac_sha256_hex(SECRET.as_bytes(), format!("{t}.{body}").as_bytes());
+    let signature = stripe_signature(t, &body);
     let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     let req = hyper::Request::post(url)
         .header("content-type", "application/json")
-        .header("stripe-signature", format!("t={t},v1={sig}"))
+        .header("stripe-signature", signature)
         .body(Full::new(hyper::body::Bytes::from(body)))
         .unwrap();
     let res = client.request(req).await.unwrap();
@@ -231,18 +236,9 @@ async fn signed_post(url: &str, body: String) -> (u16, Value) {
 
 const SECRET: &str = "whsec_test_secret";
 
-fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
-    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::digest([ipad.as_slice(), message].concat());
-    let outer = Sha256::digest([opad.as_slice(), inner.as_slice()].concat());
-    outer.iter().map(|b| format!("{b:02x}")).collect()
+/// `Stripe-Signature` for `body` at `t`, from the testkit's signer (Stripe's scheme).
+fn stripe_signature(t: i64, body: &str) -> String {
+    keygate_billing::providers::stripe::SCHEME.sign(SECRET.as_bytes(), t, body.as_bytes())
 }
 
 fn now_s() -> i64 {
@@ -253,7 +249,7 @@ fn now_s() -> i64 {
 async fn deliver(app: &TestApp, integration: &Value, event: &Value) -> Reply {
     let body = event.to_string();
     let t = now_s();
-    let sig = hmac_sha256_hex(SECRET.as_bytes(), format!("{t}.{body}").as_bytes());
+    let signature = stripe_signature(t, &body);
     let url = integration["webhook_url"].as_str().unwrap();
     let path = &url[url.find("/v1/").unwrap()..];
     app.send(
@@ -261,7 +257,7 @@ async fn deliver(app: &TestApp, integration: &Value, event: &Value) -> Reply {
         path,
         None,
         Some(Value::String(body)),
-        &[("stripe-signature", &format!("t={t},v1={sig}"))],
+        &[("stripe-signature", &signature)],
     )
     .await
 }
@@ -655,14 +651,14 @@ async fn refused_and_unmapped_deliveries(app: &TestApp) {
         .await;
     assert_eq!(r.code(), "SIGNATURE_MISSING");
     let old = now - 3600;
-    let sig = hmac_sha256_hex(SECRET.as_bytes(), format!("{old}.{body}").as_bytes());
+    let signature = stripe_signature(old, &body);
     let r = app
         .send(
             "POST",
             path,
             None,
             Some(Value::String(body.clone())),
-            &[("stripe-signature", &format!("t={old},v1={sig}"))],
+            &[("stripe-signature", &signature)],
         )
         .await;
     assert_eq!(r.code(), "TIMESTAMP_OUT_OF_TOLERANCE");
@@ -803,4 +799,223 @@ async fn refused_and_unmapped_deliveries(app: &TestApp) {
         )
         .await;
     assert_eq!((r.status, r.code()), (422, "SECRET_IN_OPTIONS"));
+}
+
+/// GETs on the webhook URL reach the platform (for challenges); today's platforms send none,
+/// so the answer is exactly what any POST-only endpoint answers.
+async fn webhook_get_answers_as_before(app: &TestApp) {
+    let (_, integration, _) = setup(app, 0).await;
+    let url = integration["webhook_url"].as_str().unwrap();
+    let path = &url[url.find("/v1/").unwrap()..];
+    let reference = app
+        .send("GET", "/v1/licenses/activate", None, None, &[])
+        .await;
+    assert_eq!(reference.status, 405);
+    for (method, path) in [
+        ("GET", path.to_string()),
+        ("GET", format!("{path}?bt_challenge=abc")),
+        ("GET", path.replace("/stripe/", "/paddle/")),
+        ("GET", "/v1/webhooks/acme-pay/x".to_string()),
+    ] {
+        let r = app.send(method, &path, None, None, &[]).await;
+        assert_eq!(r.status, reference.status, "{path}");
+        assert_eq!(r.raw, reference.raw, "{path}");
+        assert_eq!(
+            r.headers.get("allow"),
+            reference.headers.get("allow"),
+            "{path}"
+        );
+    }
+    let r = app.send("HEAD", path, None, None, &[]).await;
+    assert_eq!(r.status, 405);
+}
+
+/// `POST/PATCH /v1/integrations` asks the platform to check its settings: 422 with a code
+/// naming what is wrong, instead of refused deliveries later.
+async fn platform_settings_checked_at_creation(app: &TestApp) {
+    let api = app.account("Shop").await;
+    let paypal_cert = std::fs::read_to_string(format!(
+        "{}/../billing/tests/fixtures/paypal/test_cert.pem",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let expired_cert = std::fs::read_to_string(format!(
+        "{}/../billing/tests/fixtures/paypal/official_cert.pem",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    for (body, code) in [
+        (json!({"provider": "stripe"}), "SECRET_NOT_CONFIGURED"),
+        (
+            json!({"provider": "paddle", "secrets": [" "]}),
+            "SECRET_NOT_CONFIGURED",
+        ),
+        (
+            json!({"provider": "lemonsqueezy", "secrets": []}),
+            "SECRET_NOT_CONFIGURED",
+        ),
+        (json!({"provider": "fastspring"}), "SECRET_NOT_CONFIGURED"),
+        (json!({"provider": "chargebee"}), "SECRET_NOT_CONFIGURED"),
+        (
+            json!({"provider": "chargebee", "secrets": ["no-colon"]}),
+            "SECRET_INVALID",
+        ),
+        (
+            json!({"provider": "generic", "secrets": ["not-whsec!"]}),
+            "SECRET_INVALID",
+        ),
+        (json!({"provider": "generic"}), "SECRET_NOT_CONFIGURED"),
+        (
+            json!({"provider": "paypal", "options": {"certificate_pem": paypal_cert}}),
+            "OPTION_NOT_CONFIGURED",
+        ),
+        (
+            json!({"provider": "paypal", "options": {"webhook_id": "WH-1"}}),
+            "CERTIFICATE_NOT_CONFIGURED",
+        ),
+        (
+            json!({"provider": "paypal", "options": {"webhook_id": "WH-1", "certificate_pem": "junk"}}),
+            "CERTIFICATE_INVALID",
+        ),
+        (
+            json!({"provider": "paypal", "options": {"webhook_id": "WH-1", "certificate_pem": expired_cert}}),
+            "CERTIFICATE_INVALID",
+        ),
+    ] {
+        let r = app.post("/v1/integrations", &api, body.clone()).await;
+        assert_eq!((r.status, r.code()), (422, code), "{body}: {}", r.body);
+    }
+    let listed = app.get("/v1/integrations", &api).await;
+    assert_eq!(listed.body["data"].as_array().unwrap().len(), 0);
+    for body in [
+        json!({"provider": "paypal", "options": {"webhook_id": "WH-1", "certificate_pem": paypal_cert}}),
+        json!({"provider": "chargebee", "secrets": ["hooks:pw"]}),
+        json!({"provider": "chargebee", "options": {"username": "hooks", "pass": "x"}, "secrets": ["a:b"]}),
+    ] {
+        let r = app.post("/v1/integrations", &api, body.clone()).await;
+        assert_eq!(r.status, 201, "{body}: {}", r.body);
+    }
+    // PATCH: a change of secrets or options is checked against the result; a mapping change
+    // alone is not.
+    let r = app
+        .post(
+            "/v1/integrations",
+            &api,
+            json!({"provider": "stripe", "secrets": [SECRET]}),
+        )
+        .await;
+    let id = r.body["id"].as_str().unwrap();
+    let path = format!("/v1/integrations/{id}");
+    let r = app.patch(&path, &api, json!({"secrets": []})).await;
+    assert_eq!((r.status, r.code()), (422, "SECRET_NOT_CONFIGURED"));
+    let r = app
+        .patch(&path, &api, json!({"options": {"grace_seconds": 5}}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = app.patch(&path, &api, json!({"mappings": []})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = app
+        .patch(&path, &api, json!({"secrets": ["whsec_rotated"]}))
+        .await;
+    assert_eq!((r.status, r.body["secrets_count"].as_i64()), (200, Some(1)));
+}
+
+/// Platform API credentials: only the platform's names, sealed, answers show the names set.
+async fn api_credentials_are_sealed_and_named(app: &TestApp) {
+    let api = app.account("Shop").await;
+    let value = "sk_test_api_credential_value_never_shown";
+    let r = app
+        .post(
+            "/v1/integrations",
+            &api,
+            json!({"provider": "stripe", "secrets": [SECRET],
+                   "api_credentials": {"secret_key": value},
+                   "options": {"api_base_url": "https://api.stripe.test"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["api_credentials"], json!(["secret_key"]));
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/integrations/{id}");
+    for reply in [
+        r,
+        app.get(&path, &api).await,
+        app.get("/v1/integrations", &api).await,
+        app.get("/v1/audit", &api).await,
+    ] {
+        assert!(
+            !reply
+                .raw
+                .windows(value.len())
+                .any(|w| w == value.as_bytes()),
+            "{}",
+            reply.body
+        );
+    }
+    for (body, code) in [
+        (
+            json!({"provider": "stripe", "secrets": [SECRET], "api_credentials": {"api_key": "x"}}),
+            "UNKNOWN_API_CREDENTIAL",
+        ),
+        (
+            json!({"provider": "generic", "secrets": ["whsec_AAAA"], "api_credentials": {"token": "x"}}),
+            "UNKNOWN_API_CREDENTIAL",
+        ),
+        (
+            json!({"provider": "stripe", "secrets": [SECRET], "api_credentials": {"secret_key": " "}}),
+            "INVALID_FIELD",
+        ),
+        (
+            json!({"provider": "stripe", "secrets": [SECRET], "options": {"api_base_url": "http://api.stripe.test"}}),
+            "OPTION_INVALID",
+        ),
+        (
+            json!({"provider": "stripe", "secrets": [SECRET], "options": {"api_base_url": "http://127.0.0.1:9"}}),
+            "OPTION_INVALID",
+        ),
+        (
+            json!({"provider": "stripe", "secrets": [SECRET], "options": {"api_base_url": 7}}),
+            "OPTION_INVALID",
+        ),
+    ] {
+        let r = app.post("/v1/integrations", &api, body.clone()).await;
+        assert_eq!((r.status, r.code()), (422, code), "{body}: {}", r.body);
+    }
+    let chargebee = app
+        .post(
+            "/v1/integrations",
+            &api,
+            json!({"provider": "chargebee", "secrets": ["hooks:pw"],
+                   "api_credentials": {"site": "acme-test", "api_key": "cb_key"}}),
+        )
+        .await;
+    assert_eq!(
+        chargebee.body["api_credentials"],
+        json!(["api_key", "site"])
+    );
+    // PATCH: other fields keep the credentials; `{}` removes them.
+    let r = app.patch(&path, &api, json!({"name": "renamed"})).await;
+    assert_eq!(
+        r.body["api_credentials"],
+        json!(["secret_key"]),
+        "{}",
+        r.body
+    );
+    let r = app
+        .patch(
+            &path,
+            &api,
+            json!({"api_credentials": {"secret_key": "sk_rotated"}}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.body["api_credentials"]),
+        (200, &json!(["secret_key"]))
+    );
+    let r = app.patch(&path, &api, json!({"api_credentials": {}})).await;
+    assert_eq!(r.body["api_credentials"], json!([]), "{}", r.body);
+    let r = app
+        .patch(&path, &api, json!({"api_credentials": {"client_id": "x"}}))
+        .await;
+    assert_eq!((r.status, r.code()), (422, "UNKNOWN_API_CREDENTIAL"));
 }

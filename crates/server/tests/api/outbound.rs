@@ -167,8 +167,7 @@ fn verifies(secret: &str, r: &Received) -> bool {
     keygate_billing::provider("generic")
         .unwrap()
         .verify(
-            &headers,
-            r.body.as_bytes(),
+            &keygate_billing::Request::post(&headers, r.body.as_bytes()),
             &keygate_billing::Secrets::new([secret]),
             Timestamp::now(),
         )
@@ -1217,12 +1216,12 @@ async fn idempotent_creation_keeps_the_secret_sealed() {
     for app in [
         TestApp::sqlite_with(|c| {
             fast(c);
-            c.master_key = Some("outbound-test-master-key".into());
+            c.master_key = Some("Sz4e/7RTKRLCnxEiUTLj/akWMg2xSgosEz/jKAxGxn0=".into());
         })
         .await,
         TestApp::postgres_with(|c| {
             fast(c);
-            c.master_key = Some("outbound-test-master-key".into());
+            c.master_key = Some("Sz4e/7RTKRLCnxEiUTLj/akWMg2xSgosEz/jKAxGxn0=".into());
         })
         .await,
     ] {

@@ -307,10 +307,11 @@ async fn license_files(app: &TestApp) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+const MASTER_KEY: &str = "Y86TedASVrgoamSBWOYeAUV/lMhd4ItOz5/gFij5ZoQ=";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_keys_are_encrypted_at_rest_with_the_master_key() {
-    let app =
-        TestApp::sqlite_with(|c| c.master_key = Some("correct horse battery staple".into())).await;
+    let app = TestApp::sqlite_with(|c| c.master_key = Some(MASTER_KEY.into())).await;
     let api = app.account("Sealed").await;
     let license = app.license(&api, json!({})).await;
     let v = app.validate(json!({"key": license["key"]})).await;
@@ -324,12 +325,12 @@ async fn signing_keys_are_encrypted_at_rest_with_the_master_key() {
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert!(sealed.starts_with("aes256gcm:"), "{sealed}");
+    assert!(sealed.starts_with("aes256gcm.v2:"), "{sealed}");
     let url = app.database_url.clone();
     app.server.stop().await;
     // The same database with a wrong master key cannot sign: a clear error, not a bad signature.
     let mut config = keygate_server::Config::for_database(&url);
-    config.master_key = Some("wrong".into());
+    config.master_key = Some("bCwaY5gIzlWgROAxz7sl5igEP5qPeSFi/uyf4KsQu4Y=".into());
     let server = keygate_server::Server::start(config).await.unwrap();
     let out = std::process::Command::new("curl")
         .args([

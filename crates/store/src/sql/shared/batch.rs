@@ -1,4 +1,11 @@
-// Included once per engine by `sql/mod.rs`: `Db` and `COMBINE_STATEMENTS` come from there.
+//! How writes reach the database: `WriteBatch` (writes sent together) and the write
+//! transaction every change runs in.
+
+use super::engine::{BEGIN_WRITE, COMBINE_STATEMENTS, Db};
+use super::{DbConn, DbRow};
+use crate::sql::renumber_placeholders;
+use crate::{Result, StoreError};
+use sqlx::Pool;
 
 /// Writes whose results nobody reads, sent to the database together.
 ///
@@ -12,7 +19,7 @@
 /// A batch may end with a query whose rows the caller wants (`fetch`): the writes before it
 /// travel in the same round trip. Every statement binds exactly its own placeholders, `$1` to
 /// `$k`, in order.
-struct WriteBatch {
+pub(crate) struct WriteBatch {
     statements: Vec<(String, <Db as sqlx::Database>::Arguments<'static>)>,
     /// Values bound to the last query so far (its next placeholder is this plus one).
     bound: usize,
@@ -20,7 +27,7 @@ struct WriteBatch {
 }
 
 impl WriteBatch {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         WriteBatch {
             statements: Vec::new(),
             bound: 0,
@@ -29,7 +36,7 @@ impl WriteBatch {
     }
 
     /// Appends a statement; its values follow with `bind`.
-    fn push(&mut self, sql: &str) -> &mut Self {
+    pub(crate) fn push(&mut self, sql: &str) -> &mut Self {
         match self.statements.last_mut() {
             Some((text, _)) if COMBINE_STATEMENTS => {
                 text.push_str(";\n");
@@ -43,7 +50,7 @@ impl WriteBatch {
         self
     }
 
-    fn bind<T>(&mut self, value: T) -> &mut Self
+    pub(crate) fn bind<T>(&mut self, value: T) -> &mut Self
     where
         T: 'static + Send + sqlx::Encode<'static, Db> + sqlx::Type<Db>,
     {
@@ -60,13 +67,13 @@ impl WriteBatch {
     }
 
     /// Runs everything pushed so far, in order, and empties the batch.
-    async fn flush(&mut self, conn: &mut DbConn) -> Result<()> {
+    pub(crate) async fn flush(&mut self, conn: &mut DbConn) -> Result<()> {
         self.fetch(conn).await.map(drop)
     }
 
     /// Runs everything pushed so far, in order, empties the batch, and returns the rows the
     /// statements produced, in order.
-    async fn fetch(&mut self, conn: &mut DbConn) -> Result<Vec<DbRow>> {
+    pub(crate) async fn fetch(&mut self, conn: &mut DbConn) -> Result<Vec<DbRow>> {
         if let Some(e) = self.bind_error.take() {
             self.statements.clear();
             return Err(StoreError::Corrupt(format!("binding a value failed: {e}")));
@@ -88,4 +95,16 @@ async fn begin_write(pool: &Pool<Db>) -> Result<sqlx::Transaction<'static, Db>> 
         Some(statement) => pool.begin_with(statement).await?,
         None => pool.begin().await?,
     })
+}
+
+/// Runs `work` in a write transaction and commits it: the begin/commit script of every
+/// change, written once. An error from `work` drops the transaction, which rolls it back.
+pub(crate) async fn in_write_tx<T>(
+    pool: &Pool<Db>,
+    work: impl AsyncFnOnce(&mut DbConn) -> Result<T>,
+) -> Result<T> {
+    let mut tx = begin_write(pool).await?;
+    let out = work(&mut tx).await?;
+    tx.commit().await?;
+    Ok(out)
 }

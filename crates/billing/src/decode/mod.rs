@@ -1,0 +1,5 @@
+//! Body decoders: JSON (most platforms) and form-urlencoded (2Checkout, Braintree, Paddle
+//! Classic post forms; Braintree's challenge comes in a query string).
+
+pub mod form;
+pub(crate) mod json;
