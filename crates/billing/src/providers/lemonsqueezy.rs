@@ -80,7 +80,10 @@ fn parse_event(event: &Value, event_name: &str) -> Result<BillingEvent, BillingE
 
     match event_name {
         // Only a paid order grants anything. A subscription's first order also comes as
-        // `order_created`, with `subscription_created` for the same variant.
+        // `order_created` ("always sent alongside" `subscription_created`, in either order):
+        // subscription events name that order (`attributes.order_id`), so the gateway routes
+        // the order to the subscription, or moves the order's license to the subscription
+        // when the order came first. One purchase, one license.
         "order_created" if str_at(attributes, "/status").as_deref() == Some("paid") => {
             out.kind = Kind::OrderPaid;
             out.customer = customer(attributes);
@@ -120,6 +123,10 @@ fn parse_event(event: &Value, event_name: &str) -> Result<BillingEvent, BillingE
             };
             out.customer = customer(attributes);
             out.subscription = Some(snapshot);
+            out.order = str_at(attributes, "/order_id").map(|external_id| OrderRef {
+                external_id,
+                lines: Vec::new(),
+            });
         }
         "subscription_payment_success"
         | "subscription_payment_failed"

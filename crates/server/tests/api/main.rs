@@ -16,3 +16,4 @@ mod resources;
 mod sealing;
 mod signing;
 mod ssrf;
+mod truth;
