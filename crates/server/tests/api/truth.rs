@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 on_both_engines!(
     lemonsqueezy_purchase_is_one_license_in_either_order,
-    paypal_renewal_sale_alone_extends_or_fails_clearly
+    paypal_renewal_sale_alone_extends_or_fails_clearly,
+    fastspring_without_expansion_pauses_and_partial_batches
 );
 
 const MONTH: i64 = testkit::MONTH;
@@ -50,6 +51,12 @@ async fn integration(app: &TestApp, name: &str) -> (String, String) {
 }
 
 async fn post_signed(app: &TestApp, path: &str, kit: &dyn Kit, body: &Value) -> Reply {
+    let r = send_signed(app, path, kit, body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r
+}
+
+async fn send_signed(app: &TestApp, path: &str, kit: &dyn Kit, body: &Value) -> Reply {
     let settings = kit.settings();
     let secrets = Secrets::new(settings.secrets).with_options(settings.options);
     let body = body.to_string();
@@ -60,11 +67,8 @@ async fn post_signed(app: &TestApp, path: &str, kit: &dyn Kit, body: &Value) -> 
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let r = app
-        .send("POST", path, None, Some(Value::String(body)), &headers)
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r
+    app.send("POST", path, None, Some(Value::String(body)), &headers)
+        .await
 }
 
 async fn licenses(app: &TestApp, api: &str) -> Vec<Value> {
@@ -156,4 +160,100 @@ async fn paypal_renewal_sale_alone_extends_or_fails_clearly(app: &TestApp) {
         "{}",
         subs.body
     );
+}
+
+fn fastspring_batch(events: Vec<Value>) -> Value {
+    json!({"events": events})
+}
+
+fn fastspring_event(id: &str, event_type: &str, at: i64, data: Value) -> Value {
+    json!({"id": id, "processed": false, "created": at * 1000, "type": event_type,
+           "live": true, "data": data})
+}
+
+async fn validation_code(app: &TestApp, license: &Value) -> String {
+    let v = app.validate(json!({"key": license["key"]})).await;
+    v.body["code"].as_str().unwrap().to_string()
+}
+
+/// FastSpring without Webhook Expansion (its default): the renewal charge names only ids. Known
+/// subscription: extended by its interval; unknown: failed WEBHOOK_EXPANSION_REQUIRED, and
+/// replayable. `subscription.paused` suspends, `subscription.resumed` reinstates. A batch
+/// with a failed event is answered 202 with the processed ids, one per line.
+async fn fastspring_without_expansion_pauses_and_partial_batches(app: &TestApp) {
+    let kit = testkit::kit(provider("fastspring").unwrap());
+    let now = now_s();
+    let steps = kit.steps(now, now);
+    let (api, path) = integration(app, "fastspring").await;
+    let thin = fastspring_batch(vec![fastspring_event(
+        "evt_FS_thin_1",
+        "subscription.charge.completed",
+        now - 95,
+        json!({"order": "ord_FS9", "account": "acct_Ann1", "subscription": "sub_FS1",
+               "currency": "USD", "total": 30, "status": "successful",
+               "timestamp": (now - 95) * 1000, "timestampInSeconds": now - 95}),
+    )]);
+    // Its only event failed: 202 and no id processed, so FastSpring sends it again.
+    let r = send_signed(app, &path, kit, &thin).await;
+    assert_eq!(r.status, 202, "{:?}", r.raw);
+    assert_eq!(r.raw.as_ref(), b"");
+    let failed = app.get("/v1/events?status=failed", &api).await;
+    let event = &failed.body["data"][0];
+    assert_eq!(
+        event["error"]["code"], "WEBHOOK_EXPANSION_REQUIRED",
+        "{}",
+        failed.body
+    );
+    let event_id = event["id"].as_str().unwrap().to_string();
+    assert!(licenses(app, &api).await.is_empty());
+
+    // The subscription's own events carry the object (and its interval): replay derives.
+    for body in &steps.created {
+        post_signed(app, &path, kit, body).await;
+    }
+    assert_eq!(t(&licenses(app, &api).await[0]["expires_at"]), now + MONTH);
+    let replayed = app
+        .post(&format!("/v1/events/{event_id}/replay"), &api, json!({}))
+        .await;
+    assert_eq!(replayed.body["status"], "applied", "{}", replayed.body);
+    let license = licenses(app, &api).await[0].clone();
+    assert_eq!(t(&license["expires_at"]), now + 2 * MONTH, "{license}");
+    assert_eq!(validation_code(app, &license).await, "VALID");
+
+    // Paused: no access (FastSpring's definition); resumed: back.
+    let object = steps.quantity[0]["events"][0]["data"].clone();
+    let paused = fastspring_batch(vec![fastspring_event(
+        "evt_FS_paused",
+        "subscription.paused",
+        now - 70,
+        object.clone(),
+    )]);
+    let r = post_signed(app, &path, kit, &paused).await;
+    assert_eq!(r.body["events"][0]["status"], "applied", "{}", r.body);
+    assert_eq!(validation_code(app, &license).await, "SUSPENDED");
+    let resumed = fastspring_batch(vec![fastspring_event(
+        "evt_FS_resumed",
+        "subscription.resumed",
+        now - 60,
+        object.clone(),
+    )]);
+    post_signed(app, &path, kit, &resumed).await;
+    assert_eq!(validation_code(app, &license).await, "VALID");
+
+    // One applied and one failed (unmapped product) in one batch: 202, the applied id.
+    let mut other = object.clone();
+    other["id"] = json!("sub_FS2");
+    other["subscription"] = json!("sub_FS2");
+    other["product"] = json!("not-mapped");
+    let batch = fastspring_batch(vec![
+        fastspring_event("evt_FS_ok", "subscription.updated", now - 50, object),
+        fastspring_event("evt_FS_unmapped", "subscription.updated", now - 50, other),
+    ]);
+    let r = send_signed(app, &path, kit, &batch).await;
+    assert_eq!(r.status, 202);
+    assert_eq!(
+        r.headers["content-type"].to_str().unwrap(),
+        "text/plain; charset=utf-8"
+    );
+    assert_eq!(r.raw.as_ref(), b"evt_FS_ok\n");
 }
