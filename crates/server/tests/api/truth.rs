@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 on_both_engines!(
     lemonsqueezy_purchase_is_one_license_in_either_order,
     paypal_renewal_sale_alone_extends_or_fails_clearly,
-    fastspring_without_expansion_pauses_and_partial_batches
+    fastspring_without_expansion_pauses_and_partial_batches,
+    chargebee_dunning_survives_snapshots_and_backdated_types_apply
 );
 
 const MONTH: i64 = testkit::MONTH;
@@ -256,4 +257,68 @@ async fn fastspring_without_expansion_pauses_and_partial_batches(app: &TestApp) 
         "text/plain; charset=utf-8"
     );
     assert_eq!(r.raw.as_ref(), b"evt_FS_ok\n");
+}
+
+/// Chargebee keeps `active` during dunning: a later snapshot with unpaid invoices
+/// (`due_invoices_count`) keeps the failure; recovery clears it. Backdated cancellations and
+/// `subscription_deleted` end access.
+async fn chargebee_dunning_survives_snapshots_and_backdated_types_apply(app: &TestApp) {
+    let kit = testkit::kit(provider("chargebee").unwrap());
+    let now = now_s();
+    let steps = kit.steps(now, now);
+    let (api, path) = integration(app, "chargebee").await;
+    for body in steps.created.iter().chain(&steps.failed) {
+        let r = post_signed(app, &path, kit, body).await;
+        assert_eq!(r.body["events"][0]["status"], "applied", "{}", r.body);
+    }
+    let license = licenses(app, &api).await[0].clone();
+    // No grace configured: suspended by the failure.
+    let during = validation_code(app, &license).await;
+    assert_eq!(during, "SUSPENDED");
+    // A card update during dunning: the full snapshot, still `active`, one invoice due.
+    let mut changed = steps.failed[0].clone();
+    changed["id"] = json!("ev_cb_changed_in_dunning");
+    changed["event_type"] = json!("subscription_changed");
+    changed["occurred_at"] = json!(now + 1);
+    changed["content"]["subscription"]["resource_version"] = json!(1010);
+    changed["content"]
+        .as_object_mut()
+        .unwrap()
+        .retain(|k, _| k == "subscription" || k == "customer");
+    let r = post_signed(app, &path, kit, &changed).await;
+    assert_eq!(r.body["events"][0]["status"], "applied", "{}", r.body);
+    assert_eq!(
+        validation_code(app, &license).await,
+        during,
+        "the failure stays"
+    );
+    let subs = app.get("/v1/subscriptions", &api).await;
+    assert_eq!(subs.body["data"][0]["status"], "past_due", "{}", subs.body);
+
+    // A backdated cancellation (sent instead of `subscription_cancelled`): access ends.
+    let mut cancelled = steps.created[0].clone();
+    cancelled["id"] = json!("ev_cb_cancel_backdated");
+    cancelled["event_type"] = json!("subscription_canceled_with_backdating");
+    cancelled["occurred_at"] = json!(now + 2);
+    let sub = &mut cancelled["content"]["subscription"];
+    sub["status"] = json!("cancelled");
+    sub["cancelled_at"] = json!(now - 50);
+    sub["resource_version"] = json!(1020);
+    let r = post_signed(app, &path, kit, &cancelled).await;
+    assert_eq!(r.body["events"][0]["status"], "applied", "{}", r.body);
+    assert_eq!(validation_code(app, &license).await, "SUSPENDED");
+
+    // `subscription_deleted`: the subscription is gone, so is access.
+    let (api, path) = integration(app, "chargebee").await;
+    post_signed(app, &path, kit, &steps.created[0]).await;
+    let license = licenses(app, &api).await[0].clone();
+    assert_eq!(validation_code(app, &license).await, "VALID");
+    let mut deleted = steps.created[0].clone();
+    deleted["id"] = json!("ev_cb_deleted");
+    deleted["event_type"] = json!("subscription_deleted");
+    deleted["occurred_at"] = json!(now + 3);
+    deleted["content"]["subscription"]["resource_version"] = json!(1030);
+    let r = post_signed(app, &path, kit, &deleted).await;
+    assert_eq!(r.body["events"][0]["status"], "applied", "{}", r.body);
+    assert_eq!(validation_code(app, &license).await, "SUSPENDED");
 }
