@@ -37,8 +37,10 @@
 //!
 //! - One license per mapped item (`extend`), or per mapped item and paid period
 //!   (`new_license`); policy from the [`Mapping`], `quantity` from the item (policies with
-//!   `seats_from_quantity` turn it into seats). Every item must be mapped, else
-//!   [`ReconcileError::NoMapping`] and no change at all; and have a quantity of 1 to
+//!   `seats_from_quantity` turn it into seats). An unmapped item (an add-on, a one-time or
+//!   prorated charge) is skipped and listed ([`unmapped_items`]: `UNMAPPED_ITEM` in the
+//!   event's actions); only when no item maps is it [`ReconcileError::NoMapping`] and no
+//!   change at all. A mapped item must have a quantity of 1 to
 //!   [`crate::limits::MAX_QUANTITY`], else [`ReconcileError::InvalidQuantity`] (never a seat
 //!   count of zero or less).
 //! - Expiry, for `expiry: subscription` policies only: the paid-through date
@@ -630,15 +632,35 @@ impl ReconcileError {
     }
 }
 
-/// Every item with its mapped policy, or the first item that has none or whose quantity is
-/// out of range (no partial plans).
+/// The items no mapping names: skipped by the plan (an add-on, a one-time or prorated charge
+/// the vendor does not license), listed in the event's actions as `UNMAPPED_ITEM`. The plan
+/// fails with `NO_MAPPING` only when no item maps.
+pub fn unmapped_items<'a>(items: &'a [BillingItem], mappings: &[Mapping]) -> Vec<&'a BillingItem> {
+    items
+        .iter()
+        .filter(|item| !mappings.iter().any(|m| m.external_id == item.external_id))
+        .collect()
+}
+
+/// Every mapped item with its policy (unmapped ones skipped, see [`unmapped_items`]); an
+/// error when items exist but none maps, or a mapped item's quantity is out of range or its
+/// policy unknown (no partial plans).
 fn resolve<'a>(
     items: &'a [BillingItem],
     policies: &'a HashMap<String, Policy>,
     mappings: &[Mapping],
 ) -> Result<Vec<(&'a BillingItem, &'a Policy)>, ReconcileError> {
+    let unmapped = unmapped_items(items, mappings);
+    if let Some(first) = unmapped.first()
+        && unmapped.len() == items.len()
+    {
+        return Err(ReconcileError::NoMapping {
+            external_id: first.external_id.clone(),
+        });
+    }
     items
         .iter()
+        .filter(|item| mappings.iter().any(|m| m.external_id == item.external_id))
         .map(|item| {
             if !(1..=crate::limits::MAX_QUANTITY).contains(&item.quantity) {
                 return Err(ReconcileError::InvalidQuantity {
@@ -764,11 +786,14 @@ pub fn plan(
     }
     // 2. Plan changes: a license whose item left the subscription goes to a new item,
     //    preferring one whose policy is of the same product.
+    // A license whose item is still on the subscription is no orphan, mapped or not (its
+    // mapping may have been removed): it only follows the status.
     let is_orphan = |l: &ExistingLicense| {
         in_pool(l)
-            && !slots
+            && !state
+                .items
                 .iter()
-                .any(|(item, _)| l.item_external_id.as_deref() == Some(item.external_id.as_str()))
+                .any(|item| l.item_external_id.as_deref() == Some(item.external_id.as_str()))
     };
     let mut orphans: Vec<usize> = (0..licenses.len())
         .filter(|&i| !used[i] && is_orphan(&licenses[i]))
@@ -1867,11 +1892,10 @@ mod tests {
     }
 
     #[test]
-    fn an_unmapped_item_fails_the_whole_plan() {
+    fn an_unmapped_item_is_skipped_and_only_no_mapping_at_all_fails() {
+        // Only unmapped items: NO_MAPPING, nothing planned.
         let mut w = World::new(RenewalMode::Extend);
-        let err = w
-            .deliver(&activated(&[("price_pro", 1), ("price_unknown", 1)]))
-            .unwrap_err();
+        let err = w.deliver(&activated(&[("price_unknown", 1)])).unwrap_err();
         assert_eq!(
             err,
             ReconcileError::NoMapping {
@@ -1880,16 +1904,36 @@ mod tests {
         );
         assert_eq!(err.code(), "NO_MAPPING");
         assert!(err.to_string().contains("price_unknown"));
-        assert!(w.licenses.is_empty(), "no partial plan");
-        // The vendor adds the mapping, the event is replayed: both licenses.
+        assert!(w.licenses.is_empty());
+
+        // A mapped plan with an unmapped add-on / one-time charge: the plan is licensed, the
+        // add-on skipped (and named, for the event's actions).
+        let mut w = World::new(RenewalMode::Extend);
+        let event = activated(&[("price_pro", 1), ("price_unknown", 3)]);
+        let changes = w.ok(&event);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert!(matches!(
+            &changes[0],
+            LicenseChange::Create { item_external_id, .. } if item_external_id == "price_pro"
+        ));
+        let skipped = unmapped_items(&w.state().items, &w.mappings);
+        assert_eq!(skipped, vec![&item("price_unknown", 3)]);
+        // The vendor adds the mapping, the event is replayed: the add-on's license too.
         w.mappings.push(Mapping {
             external_id: "price_unknown".into(),
             policy_id: "addon".into(),
         });
         let changes = w.plan().unwrap();
-        assert_eq!(changes.len(), 2);
-        // A mapping to a policy that does not exist is an error too.
-        w.mappings.last_mut().unwrap().policy_id = "gone".into();
+        assert_eq!(changes.len(), 1);
+        apply_changes(&mut w.licenses, &changes);
+        // The mapping removed again: its license is not an orphan (the item is still there).
+        w.mappings.pop();
+        assert_eq!(w.plan().unwrap(), vec![]);
+        // A mapping to a policy that does not exist is an error.
+        w.mappings.push(Mapping {
+            external_id: "price_unknown".into(),
+            policy_id: "gone".into(),
+        });
         let err = w.plan().unwrap_err();
         assert_eq!(err.code(), "POLICY_NOT_FOUND");
     }
@@ -1998,9 +2042,17 @@ mod tests {
             }
         )));
 
-        // Unmapped line: no partial plan; non-order kinds are not order events.
+        // An unmapped line is skipped; only no mapped line at all fails. Non-order kinds are
+        // not order events.
         let mut odd = state.clone();
         odd.lines.push(item("sku_x", 1));
+        assert_eq!(
+            plan_order(&odd, &[], &policies(), &mappings())
+                .unwrap()
+                .len(),
+            3
+        );
+        odd.lines = vec![item("sku_x", 1)];
         assert_eq!(
             plan_order(&odd, &[], &policies(), &mappings())
                 .unwrap_err()

@@ -9,7 +9,7 @@
 //! payloads carry no test-mode flag (sandbox is a separate account with its own secret), so
 //! `livemode` is `true`; the integration knows whether it is a sandbox.
 
-use crate::json::{array, at, id_at, int_at, parse_object, required, rfc3339_at, str_at};
+use crate::json::{array, at, bool_at, id_at, int_at, parse_object, required, rfc3339_at, str_at};
 use crate::scheme::{Layout, TimestampedHmac, Unit, Window};
 use crate::{BillingError, ConfigError, Provider, Request, Secrets};
 use keygate_domain::Timestamp;
@@ -158,8 +158,29 @@ fn customer_id(data: &Value) -> Option<CustomerRef> {
 }
 
 fn items(data: &Value) -> Vec<BillingItem> {
+    items_where(data, |_| true)
+}
+
+/// What a subscription is billed for again and again: Paddle lists one-time charges
+/// (`recurring: false`, a price without `billing_cycle`), prorations and `inactive` items
+/// beside them, in subscriptions and in their transactions ("as well as any prorated or
+/// one-time charges", Paddle's renewal scenario). Those are not the subscription's items.
+fn recurring_items(data: &Value) -> Vec<BillingItem> {
+    items_where(data, |item| {
+        let one_time = bool_at(item, "/recurring") == Some(false)
+            || at(item, "/price")
+                .and_then(Value::as_object)
+                .is_some_and(|price| price.get("billing_cycle").is_some_and(Value::is_null));
+        let prorated = at(item, "/proration").is_some_and(|p| !p.is_null());
+        let inactive = str_at(item, "/status").as_deref() == Some("inactive");
+        !(one_time || prorated || inactive)
+    })
+}
+
+fn items_where(data: &Value, keep: impl Fn(&Value) -> bool) -> Vec<BillingItem> {
     array(data, "/items")
         .iter()
+        .filter(|item| keep(item))
         .filter_map(|item| {
             Some(BillingItem {
                 external_id: id_at(item, "/price").or_else(|| str_at(item, "/price_id"))?,
@@ -179,7 +200,7 @@ fn subscription(data: &Value) -> Result<SubscriptionSnapshot, BillingError> {
     Ok(SubscriptionSnapshot {
         external_id,
         status,
-        items: items(data),
+        items: recurring_items(data),
         current_period_end: rfc3339_at(data, "/current_billing_period/ends_at"),
         cancel_at_period_end: cancel_scheduled && !ended,
         cancel_at: if cancel_scheduled {
@@ -226,7 +247,7 @@ fn transaction_completed(out: &mut BillingEvent, data: &Value) {
     };
     let mut snapshot = SubscriptionSnapshot::partial(sub_id);
     snapshot.status = Some(Status::Active);
-    snapshot.items = items(data);
+    snapshot.items = recurring_items(data);
     snapshot.current_period_end = rfc3339_at(data, "/billing_period/ends_at");
     out.subscription = Some(snapshot);
     out.order = transaction_order(data, false);

@@ -11,7 +11,8 @@ on_both_engines!(
     lemonsqueezy_purchase_is_one_license_in_either_order,
     paypal_renewal_sale_alone_extends_or_fails_clearly,
     fastspring_without_expansion_pauses_and_partial_batches,
-    chargebee_dunning_survives_snapshots_and_backdated_types_apply
+    chargebee_dunning_survives_snapshots_and_backdated_types_apply,
+    paddle_unmapped_add_on_is_skipped_not_fatal
 );
 
 const MONTH: i64 = testkit::MONTH;
@@ -321,4 +322,34 @@ async fn chargebee_dunning_survives_snapshots_and_backdated_types_apply(app: &Te
     let r = post_signed(app, &path, kit, &deleted).await;
     assert_eq!(r.body["events"][0]["status"], "applied", "{}", r.body);
     assert_eq!(validation_code(app, &license).await, "SUSPENDED");
+}
+
+/// A Paddle subscription with the licensed plan and an add-on the vendor does not map: the
+/// plan is licensed, the add-on skipped and listed as UNMAPPED_ITEM in the event's actions.
+async fn paddle_unmapped_add_on_is_skipped_not_fatal(app: &TestApp) {
+    let kit = testkit::kit(provider("paddle").unwrap());
+    let now = now_s();
+    let steps = kit.steps(now, now);
+    let (api, path) = integration(app, "paddle").await;
+    let mut created = steps.created[0].clone();
+    let items = created["data"]["items"].as_array_mut().unwrap();
+    let mut add_on = items[0].clone();
+    add_on["price"]["id"] = json!("pri_01addon_unmapped");
+    add_on["quantity"] = json!(2);
+    items.push(add_on);
+    let r = post_signed(app, &path, kit, &created).await;
+    assert_eq!(r.body["events"][0]["status"], "applied", "{}", r.body);
+    let list = licenses(app, &api).await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(validation_code(app, &list[0]).await, "VALID");
+    let id = r.body["events"][0]["id"].as_str().unwrap();
+    let event = app.get(&format!("/v1/events/{id}"), &api).await;
+    let actions = event.body["actions"].as_array().unwrap();
+    assert!(
+        actions.iter().any(|a| a["code"] == "UNMAPPED_ITEM"
+            && a["item_external_id"] == "pri_01addon_unmapped"
+            && a["quantity"] == 2),
+        "{}",
+        event.body
+    );
 }

@@ -238,6 +238,22 @@ fn apply_changes(
     Ok(())
 }
 
+/// The items the plan skipped for want of a mapping, in the event's actions.
+fn record_unmapped(
+    applied: &mut Applied,
+    items: &[keygate_domain::billing::BillingItem],
+    mappings: &[reconcile::Mapping],
+) {
+    for item in reconcile::unmapped_items(items, mappings) {
+        applied.actions.push(serde_json::json!({
+            "action": "skipped",
+            "code": "UNMAPPED_ITEM",
+            "item_external_id": item.external_id,
+            "quantity": item.quantity,
+        }));
+    }
+}
+
 /// What the apply of one event works with.
 pub(crate) struct ApplyContext<'a> {
     pub(crate) integration: &'a Integration,
@@ -390,6 +406,7 @@ pub(crate) async fn apply_to_subscription(
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
+    record_unmapped(applied, &state.items, &mappings);
     let owner = Owner {
         account_id,
         customer_id: customer_id.as_deref(),
@@ -513,6 +530,7 @@ pub(crate) async fn apply_to_order(
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
+    record_unmapped(applied, &state.lines, &mappings);
     let owner = Owner {
         account_id,
         customer_id: customer_id.as_deref(),
