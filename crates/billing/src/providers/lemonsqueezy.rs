@@ -116,6 +116,9 @@ fn parse_event(event: &Value, event_name: &str) -> Result<BillingEvent, BillingE
                 "subscription_created" => Kind::SubscriptionActivated,
                 "subscription_cancelled" => Kind::SubscriptionCancelScheduled,
                 "subscription_expired" => Kind::SubscriptionCanceled,
+                "subscription_paused" if snapshot.status == Some(Status::Active) => {
+                    Kind::SubscriptionUpdated
+                }
                 "subscription_paused" => Kind::SubscriptionPaused,
                 "subscription_unpaused" => Kind::SubscriptionResumed,
                 // `subscription_resumed` is an un-cancel: the same subscription goes on.
@@ -190,6 +193,12 @@ fn subscription(id: &str, attributes: &Value) -> SubscriptionSnapshot {
         "on_trial" => Some(Status::Trialing),
         // `cancelled` is the grace period: access continues until `ends_at`.
         "active" | "cancelled" => Some(Status::Active),
+        // "Payment collection has been paused and the subscription is still active": with
+        // `pause.mode: free` the customer gets the service for free meanwhile (access kept);
+        // `void` is a pause of the service (suspend).
+        "paused" if str_at(attributes, "/pause/mode").as_deref() == Some("free") => {
+            Some(Status::Active)
+        }
         "paused" => Some(Status::Paused),
         "past_due" => Some(Status::PastDue),
         "unpaid" => Some(Status::Unpaid),

@@ -12,7 +12,8 @@ on_both_engines!(
     paypal_renewal_sale_alone_extends_or_fails_clearly,
     fastspring_without_expansion_pauses_and_partial_batches,
     chargebee_dunning_survives_snapshots_and_backdated_types_apply,
-    paddle_unmapped_add_on_is_skipped_not_fatal
+    paddle_unmapped_add_on_is_skipped_not_fatal,
+    lemonsqueezy_free_pause_keeps_access_void_pause_suspends
 );
 
 const MONTH: i64 = testkit::MONTH;
@@ -352,4 +353,46 @@ async fn paddle_unmapped_add_on_is_skipped_not_fatal(app: &TestApp) {
         "{}",
         event.body
     );
+}
+
+/// Lemon Squeezy pauses collect no payment; `pause.mode: free` gives the service for free
+/// (access kept), `void` pauses the service (suspended); unpaused reinstates.
+async fn lemonsqueezy_free_pause_keeps_access_void_pause_suspends(app: &TestApp) {
+    let kit = testkit::kit(provider("lemonsqueezy").unwrap());
+    let now = now_s();
+    let steps = kit.steps(now, now);
+    let (api, path) = integration(app, "lemonsqueezy").await;
+    for body in &steps.created {
+        post_signed(app, &path, kit, body).await;
+    }
+    let license = licenses(app, &api).await[0].clone();
+    let sub_event = |name: &str, at: i64, status: &str, pause: Value| {
+        let mut body = steps.created[1].clone();
+        body["meta"]["event_name"] = json!(name);
+        let attributes = &mut body["data"]["attributes"];
+        attributes["status"] = json!(status);
+        attributes["pause"] = pause;
+        attributes["updated_at"] = json!(Timestamp::from_unix_seconds(at).to_rfc3339());
+        body
+    };
+    let free = sub_event(
+        "subscription_paused",
+        now - 50,
+        "paused",
+        json!({"mode": "free", "resumes_at": null}),
+    );
+    let r = post_signed(app, &path, kit, &free).await;
+    assert_eq!(r.body["events"][0]["status"], "applied", "{}", r.body);
+    assert_eq!(validation_code(app, &license).await, "VALID");
+    let void = sub_event(
+        "subscription_paused",
+        now - 40,
+        "paused",
+        json!({"mode": "void", "resumes_at": null}),
+    );
+    post_signed(app, &path, kit, &void).await;
+    assert_eq!(validation_code(app, &license).await, "SUSPENDED");
+    let unpaused = sub_event("subscription_unpaused", now - 30, "active", Value::Null);
+    post_signed(app, &path, kit, &unpaused).await;
+    assert_eq!(validation_code(app, &license).await, "VALID");
 }
