@@ -183,11 +183,23 @@ async fn start_server(url: &str) -> (Arc<dyn Store>, SocketAddr, SocketAddr) {
     for mode in [SignAnswers::Always, SignAnswers::Nonce] {
         let mut config = Config::for_database(url);
         config.sign_answers = mode;
-        let (router, _) = keygate_server::app::router(store.clone(), config);
+        // One load generator is one client address: the per-address rate limits would
+        // measure themselves. The connection limits and timeouts stay as deployed.
+        config.client_rate_per_second = 0.0;
+        config.webhook_rate_per_second = 0.0;
+        let limits = keygate_server::serve::Limits::from_config(&config);
+        let (router, state) = keygate_server::app::router(store.clone(), config);
         let router = router.merge(Router::new().route("/bench/bare", post(bare)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         addrs.push(listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let metrics = state.metrics.clone();
+        tokio::spawn(keygate_server::serve::serve(
+            listener,
+            router,
+            limits,
+            metrics,
+            std::future::pending(),
+        ));
     }
     (store, addrs[0], addrs[1])
 }

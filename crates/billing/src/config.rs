@@ -1,6 +1,8 @@
 //! What is wrong with an integration's settings, found when it is created or changed (422),
 //! and the checks the platforms share.
 
+use keygate_domain::ErrorCode;
+
 use crate::{BillingError, Secrets, Timestamp};
 
 /// A bad integration setting. Each variant has a stable [`code`](ConfigError::code) naming
@@ -28,14 +30,14 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ConfigError::SecretNotConfigured(_) => "SECRET_NOT_CONFIGURED",
-            ConfigError::SecretInvalid(_) => "SECRET_INVALID",
-            ConfigError::OptionNotConfigured(_) => "OPTION_NOT_CONFIGURED",
-            ConfigError::OptionInvalid(_) => "OPTION_INVALID",
-            ConfigError::CertificateNotConfigured(_) => "CERTIFICATE_NOT_CONFIGURED",
-            ConfigError::CertificateInvalid(_) => "CERTIFICATE_INVALID",
+            ConfigError::SecretNotConfigured(_) => ErrorCode::SecretNotConfigured,
+            ConfigError::SecretInvalid(_) => ErrorCode::SecretInvalid,
+            ConfigError::OptionNotConfigured(_) => ErrorCode::OptionNotConfigured,
+            ConfigError::OptionInvalid(_) => ErrorCode::OptionInvalid,
+            ConfigError::CertificateNotConfigured(_) => ErrorCode::CertificateNotConfigured,
+            ConfigError::CertificateInvalid(_) => ErrorCode::CertificateInvalid,
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Why a delivery was refused, with stable codes and the HTTP status the endpoint answers.
 
+use keygate_domain::ErrorCode;
+
 /// Why a webhook was refused. Each variant has a stable [`code`](BillingError::code); the
 /// text says what exactly was wrong (never a secret).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,25 +31,23 @@ pub enum BillingError {
 
 impl BillingError {
     /// The stable, machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            BillingError::SignatureMissing(_) => "SIGNATURE_MISSING",
-            BillingError::SignatureInvalid(_) => "SIGNATURE_INVALID",
-            BillingError::TimestampOutOfTolerance(_) => "TIMESTAMP_OUT_OF_TOLERANCE",
-            BillingError::SecretNotConfigured(_) => "SECRET_NOT_CONFIGURED",
-            BillingError::CertificateNotConfigured(_) => "CERTIFICATE_NOT_CONFIGURED",
-            BillingError::CertificateInvalid(_) => "CERTIFICATE_INVALID",
-            BillingError::MalformedPayload(_) => "MALFORMED_PAYLOAD",
+            BillingError::SignatureMissing(_) => ErrorCode::SignatureMissing,
+            BillingError::SignatureInvalid(_) => ErrorCode::SignatureInvalid,
+            BillingError::TimestampOutOfTolerance(_) => ErrorCode::TimestampOutOfTolerance,
+            BillingError::SecretNotConfigured(_) => ErrorCode::SecretNotConfigured,
+            BillingError::CertificateNotConfigured(_) => ErrorCode::CertificateNotConfigured,
+            BillingError::CertificateInvalid(_) => ErrorCode::CertificateInvalid,
+            BillingError::MalformedPayload(_) => ErrorCode::MalformedPayload,
         }
     }
 
-    /// The HTTP status a webhook endpoint should answer: 400 for a malformed body, 401 for
-    /// everything about authenticity (including a missing secret: nothing is applied).
+    /// The HTTP status a webhook endpoint should answer (the code's): 400 for a malformed
+    /// body, 401 for everything about authenticity (including a missing secret: nothing is
+    /// applied).
     pub fn http_status(&self) -> u16 {
-        match self {
-            BillingError::MalformedPayload(_) => 400,
-            _ => 401,
-        }
+        self.code().status()
     }
 
     pub(crate) fn malformed(message: impl Into<String>) -> Self {

@@ -5,6 +5,7 @@ pub mod billing;
 pub mod credentials;
 pub mod entities;
 pub mod error;
+pub mod error_code;
 pub mod license;
 pub mod limits;
 pub mod policy;
@@ -14,6 +15,7 @@ pub mod validation;
 
 pub use entities::*;
 pub use error::DomainError;
+pub use error_code::ErrorCode;
 pub use license::{License, LicenseStatus, LicenseView, Overrides, QuotaView};
 pub use policy::{ExpiryKind, Floating, Policy, PolicyInput, Quota};
 pub use time::Timestamp;

@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -28,6 +27,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub openapi: Arc<String>,
     pub signer: Arc<crate::signing::Signer>,
+    pub rate_limits: crate::limits::RateLimits,
+    /// Refused webhook deliveries not written yet (see `failure_log`).
+    pub failure_log: crate::failure_log::FailureLog,
     /// Background workers of this process, stopped with it.
     pub background: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
@@ -81,6 +83,7 @@ pub async fn build(config: Config) -> anyhow_free::Result<(Router, AppState)> {
         }
     });
     let (router, state) = router(store, config);
+    state.spawn_background(crate::failure_log::flusher(state.clone()));
     state.spawn_background(crate::gateway::worker(
         state.clone(),
         std::time::Duration::from_secs(5),
@@ -93,7 +96,11 @@ pub async fn build(config: Config) -> anyhow_free::Result<(Router, AppState)> {
 }
 
 pub fn router(store: Arc<dyn Store>, config: Config) -> (Router, AppState) {
-    let routes = routes::all();
+    let mut routes = routes::all();
+    if config.metrics_addr.is_some() {
+        // Served on its own listener instead (see `serve_metrics`).
+        routes.retain(|r| r.path != METRICS_PATH);
+    }
     let metrics = Metrics::new(
         routes
             .iter()
@@ -104,6 +111,8 @@ pub fn router(store: Arc<dyn Store>, config: Config) -> (Router, AppState) {
     let state = AppState(Arc::new(Shared {
         store,
         signer,
+        rate_limits: crate::limits::RateLimits::from_config(&config),
+        failure_log: Default::default(),
         config: Arc::new(config),
         metrics: Arc::new(metrics),
         openapi: Arc::new(openapi),
@@ -120,7 +129,18 @@ pub fn router(store: Arc<dyn Store>, config: Config) -> (Router, AppState) {
                 crate::idempotency::middleware,
             ))
         } else {
-            r.handler
+            match r.rate_limit() {
+                Some(routes::RateLimit::Integration) => r.handler.layer(
+                    middleware::from_fn_with_state(state.clone(), crate::limits::per_integration),
+                ),
+                Some(routes::RateLimit::ClientAddress) => {
+                    r.handler.layer(middleware::from_fn_with_state(
+                        state.clone(),
+                        crate::limits::per_client_address,
+                    ))
+                }
+                None => r.handler,
+            }
         };
         let merged = match by_path.remove(r.path) {
             Some(existing) => existing.merge(handler),
@@ -134,7 +154,12 @@ pub fn router(store: Arc<dyn Store>, config: Config) -> (Router, AppState) {
     }
     let router = router
         .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(crate::text_guard::uri_guard))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::edge,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state.clone());
@@ -143,9 +168,20 @@ pub fn router(store: Arc<dyn Store>, config: Config) -> (Router, AppState) {
 
 async fn fallback() -> crate::error::ApiError {
     crate::error::ApiError::new(
-        axum::http::StatusCode::NOT_FOUND,
-        "ROUTE_NOT_FOUND",
+        crate::error::ErrorCode::RouteNotFound,
         "no such endpoint: see /openapi.json",
+    )
+}
+
+/// One text for every 405, whoever answers it (the router, or a handler for a method it
+/// refuses), so they cannot be told apart.
+pub const METHOD_NOT_ALLOWED_MESSAGE: &str =
+    "this endpoint does not answer this method: see the Allow header and /openapi.json";
+
+async fn method_not_allowed() -> crate::error::ApiError {
+    crate::error::ApiError::new(
+        crate::error::ErrorCode::MethodNotAllowed,
+        METHOD_NOT_ALLOWED_MESSAGE,
     )
 }
 
@@ -180,34 +216,75 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     response
 }
 
+pub const METRICS_PATH: &str = "/metrics";
+
+/// The router of the metrics listener (`KEYGATE_METRICS_ADDR`): `/metrics` only.
+fn metrics_router(state: &AppState) -> Router {
+    Router::new()
+        .route(METRICS_PATH, axum::routing::get(routes::ops::metrics))
+        .fallback(fallback)
+        .with_state(state.clone())
+}
+
+/// Binds the main listener and, when configured, the metrics listener, and serves both until
+/// `stop` turns true.
+async fn listen(
+    router: Router,
+    state: &AppState,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow_free::Result<(SocketAddr, Option<SocketAddr>, Vec<JoinHandle<()>>)> {
+    let limits = crate::serve::Limits::from_config(&state.config);
+    let listener = TcpListener::bind(&state.config.bind).await?;
+    let addr = listener.local_addr()?;
+    let mut tasks = Vec::new();
+    let mut metrics_addr = None;
+    if let Some(bind) = &state.config.metrics_addr {
+        let metrics_listener = TcpListener::bind(bind).await?;
+        metrics_addr = Some(metrics_listener.local_addr()?);
+        tasks.push(tokio::spawn(crate::serve::serve(
+            metrics_listener,
+            metrics_router(state),
+            limits.clone(),
+            state.metrics.clone(),
+            stopped(stop.clone()),
+        )));
+    }
+    tasks.push(tokio::spawn(crate::serve::serve(
+        listener,
+        router,
+        limits,
+        state.metrics.clone(),
+        stopped(stop),
+    )));
+    Ok((addr, metrics_addr, tasks))
+}
+
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
 /// A running server, for tests and embedding.
 pub struct Server {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served when `KEYGATE_METRICS_ADDR` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Server {
     /// Starts serving `config` in the background (bind `127.0.0.1:0` for a random port).
     pub async fn start(config: Config) -> anyhow_free::Result<Server> {
-        let bind = config.bind.clone();
         let (router, state) = build(config).await?;
-        let listener = TcpListener::bind(&bind).await?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await
-        });
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let (addr, metrics_addr, tasks) = listen(router, &state, stop_rx).await?;
         Ok(Server {
             addr,
+            metrics_addr,
             state,
-            shutdown: Some(tx),
-            task,
+            stop,
+            tasks,
         })
     }
 
@@ -216,12 +293,16 @@ impl Server {
     }
 
     /// Stops accepting, lets in-flight requests finish, and waits.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
         }
-        let _ = (&mut self.task).await;
         self.state.stop_background();
+        self.state
+            .failure_log
+            .flush(self.state.store.as_ref())
+            .await;
     }
 }
 
@@ -232,16 +313,19 @@ pub async fn serve(config: Config) -> anyhow_free::Result<()> {
             "KEYGATE_MASTER_KEY is not set: platform secrets and signing keys are stored unencrypted"
         );
     }
-    let bind = config.bind.clone();
     let engine_url = keygate_store::redact_url(&config.database_url);
     let (router, state) = build(config).await?;
-    let listener = TcpListener::bind(&bind).await?;
-    tracing::info!(addr = %listener.local_addr()?, database = %engine_url, "keygate listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let (addr, metrics_addr, tasks) = listen(router, &state, stop_rx).await?;
+    tracing::info!(addr = %addr, metrics = ?metrics_addr, database = %engine_url, "keygate listening");
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
     // An attempt cut short here is attempted again once its claim lapses: never lost.
     state.stop_background();
+    state.failure_log.flush(state.store.as_ref()).await;
     tracing::info!("keygate stopped");
     Ok(())
 }

@@ -1,8 +1,7 @@
 //! Who is calling: an API key (admin endpoints) or the operator's root token.
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use keygate_domain::credentials::secrets_equal;
 use keygate_store::Principal;
@@ -12,7 +11,10 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .headers
         .get(axum::http::header::AUTHORIZATION)
         .ok_or_else(|| {
-            ApiError::unauthorized("MISSING_CREDENTIALS", "send `Authorization: Bearer <key>`")
+            ApiError::new(
+                ErrorCode::MissingCredentials,
+                "send `Authorization: Bearer <key>`",
+            )
         })?;
     let value = value.to_str().unwrap_or("");
     value
@@ -21,8 +23,8 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
-            ApiError::unauthorized(
-                "MALFORMED_CREDENTIALS",
+            ApiError::new(
+                ErrorCode::MalformedCredentials,
                 "the Authorization header must be `Bearer <key>`",
             )
         })
@@ -38,8 +40,8 @@ impl FromRequestParts<AppState> for Admin {
         let token = bearer(parts)?;
         match state.store.authenticate(token).await? {
             Some(principal) => Ok(Admin(principal)),
-            None => Err(ApiError::unauthorized(
-                "INVALID_API_KEY",
+            None => Err(ApiError::new(
+                ErrorCode::InvalidApiKey,
                 "the API key is unknown or revoked",
             )),
         }
@@ -55,8 +57,7 @@ impl FromRequestParts<AppState> for Operator {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Some(root) = state.config.root_token.as_deref().filter(|t| !t.is_empty()) else {
             return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "OPERATOR_DISABLED",
+                ErrorCode::OperatorDisabled,
                 "the operator endpoint is off: set KEYGATE_ROOT_TOKEN to enable it",
             ));
         };
@@ -64,8 +65,8 @@ impl FromRequestParts<AppState> for Operator {
         if secrets_equal(token, root) {
             Ok(Operator)
         } else {
-            Err(ApiError::unauthorized(
-                "INVALID_ROOT_TOKEN",
+            Err(ApiError::new(
+                ErrorCode::InvalidRootToken,
                 "the root token is wrong",
             ))
         }

@@ -74,6 +74,61 @@ pub struct Config {
     /// `license.expiring_soon` lead time (seconds before `expires_at`).
     #[arg(long, env = "KEYGATE_EXPIRING_SOON_SECONDS", default_value_t = 259_200)]
     pub expiring_soon_seconds: i64,
+    /// Connections served at once; further ones wait in the kernel's backlog.
+    #[arg(long, env = "KEYGATE_MAX_CONNECTIONS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Connections from one client address at once; more are closed on arrival (0 = no cap:
+    /// behind a reverse proxy every connection comes from the proxy).
+    #[arg(long, env = "KEYGATE_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: u32,
+    /// Time a client has to send a request's headers, from its first byte (seconds).
+    #[arg(long, env = "KEYGATE_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10.0, value_parser = positive_seconds)]
+    pub header_read_timeout_seconds: f64,
+    /// Time a client has to send a request's body once its headers are in (seconds): 408.
+    #[arg(long, env = "KEYGATE_BODY_READ_TIMEOUT_SECONDS", default_value_t = 30.0, value_parser = positive_seconds)]
+    pub body_read_timeout_seconds: f64,
+    /// A keep-alive connection waiting for its next request is closed after this (seconds).
+    #[arg(long, env = "KEYGATE_IDLE_TIMEOUT_SECONDS", default_value_t = 60.0, value_parser = positive_seconds)]
+    pub idle_timeout_seconds: f64,
+    /// Requests per second each client address may make to the client endpoints
+    /// (`/v1/licenses/validate`, `activate`, ...), on average (0 = no limit): 429 beyond.
+    #[arg(long, env = "KEYGATE_CLIENT_RATE_PER_SECOND", default_value_t = 20.0, value_parser = non_negative)]
+    pub client_rate_per_second: f64,
+    /// How many client-endpoint requests an address may make in a burst.
+    #[arg(long, env = "KEYGATE_CLIENT_RATE_BURST", default_value_t = 200)]
+    pub client_rate_burst: u32,
+    /// Webhook deliveries per second each integration accepts, on average (0 = no limit).
+    #[arg(long, env = "KEYGATE_WEBHOOK_RATE_PER_SECOND", default_value_t = 100.0, value_parser = non_negative)]
+    pub webhook_rate_per_second: f64,
+    /// How many webhook deliveries an integration accepts in a burst.
+    #[arg(long, env = "KEYGATE_WEBHOOK_RATE_BURST", default_value_t = 2000)]
+    pub webhook_rate_burst: u32,
+    /// How often refused webhook deliveries kept in memory are written to the failure log
+    /// (seconds; a clean stop writes them too).
+    #[arg(long, env = "KEYGATE_FAILURE_LOG_FLUSH_SECONDS", default_value_t = 5.0, value_parser = positive_seconds)]
+    pub failure_log_flush_seconds: f64,
+    /// When set, `/metrics` asks for `Authorization: Bearer <this token>`.
+    #[arg(long, env = "KEYGATE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// When set, `/metrics` is served on this address only, and no longer on `--bind`.
+    #[arg(long, env = "KEYGATE_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0 && *v <= 86_400.0)
+        .ok_or_else(|| format!("`{text}` is not a number of seconds (above 0, at most a day)"))
+}
+
+fn non_negative(text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| format!("`{text}` is not a number of at least 0"))
 }
 
 /// Delays before each attempt of an outbound delivery.
@@ -132,6 +187,18 @@ impl Config {
             outbound_retention_days: 30,
             expiry_sweep_seconds: 60.0,
             expiring_soon_seconds: 259_200,
+            max_connections: 1000,
+            max_connections_per_ip: 256,
+            header_read_timeout_seconds: 10.0,
+            body_read_timeout_seconds: 30.0,
+            idle_timeout_seconds: 60.0,
+            client_rate_per_second: 20.0,
+            client_rate_burst: 200,
+            webhook_rate_per_second: 100.0,
+            webhook_rate_burst: 2000,
+            failure_log_flush_seconds: 5.0,
+            metrics_token: None,
+            metrics_addr: None,
         }
     }
 }
@@ -169,5 +236,44 @@ mod tests {
         assert!(
             Cli::try_parse_from(["keygate", "serve", "--outbound-retry-schedule", "5,-1"]).is_err()
         );
+    }
+
+    #[test]
+    fn edge_limits_parse_and_refuse_nonsense() {
+        let cli = Cli::try_parse_from([
+            "keygate",
+            "serve",
+            "--max-connections",
+            "64",
+            "--max-connections-per-ip",
+            "0",
+            "--header-read-timeout-seconds",
+            "2.5",
+            "--client-rate-per-second",
+            "0",
+            "--metrics-addr",
+            "127.0.0.1:9090",
+        ])
+        .unwrap();
+        let Command::Serve(config) = cli.command else {
+            panic!("serve expected");
+        };
+        assert_eq!(
+            (config.max_connections, config.max_connections_per_ip),
+            (64, 0)
+        );
+        assert_eq!(config.header_read_timeout_seconds, 2.5);
+        assert_eq!(config.client_rate_per_second, 0.0);
+        assert_eq!(config.metrics_addr.as_deref(), Some("127.0.0.1:9090"));
+        for bad in [
+            ["--max-connections", "0"],
+            ["--header-read-timeout-seconds", "0"],
+            ["--idle-timeout-seconds", "-1"],
+            ["--body-read-timeout-seconds", "nan"],
+            ["--webhook-rate-per-second", "-5"],
+        ] {
+            let args = ["keygate", "serve", bad[0], bad[1]];
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
     }
 }

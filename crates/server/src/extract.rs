@@ -1,5 +1,5 @@
 //! Extractors that turn every kind of bad input into the contract error shape.
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
@@ -14,35 +14,61 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        check_json_content_type(req.headers())?;
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "PAYLOAD_TOO_LARGE",
+                    ErrorCode::PayloadTooLarge,
                     "the request body is larger than 1 MiB",
                 )
             } else {
-                ApiError::bad_request("BAD_BODY", rejection.body_text())
+                ApiError::new(ErrorCode::BadBody, rejection.body_text())
             }
         })?;
         parse_json(&bytes).map(ApiJson)
     }
 }
 
+/// A JSON body may come without a `Content-Type`, as JSON (`application/json`,
+/// `application/*+json`, in UTF-8), or as `curl -d` labels it (form-urlencoded); any other
+/// type (text/plain, multipart, XML, UTF-16 ...) is 415: it is not what the API reads.
+fn check_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let value = value.to_str().unwrap_or("").to_ascii_lowercase();
+    let mut params = value.split(';').map(str::trim);
+    let essence = params.next().unwrap_or("");
+    let json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    let utf8 = params
+        .filter_map(|p| p.strip_prefix("charset="))
+        .all(|c| matches!(c.trim_matches('"'), "utf-8" | "utf8"));
+    if (json && utf8) || essence == "application/x-www-form-urlencoded" {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("a `Content-Type` of `{value}` is not read: send application/json (UTF-8)"),
+        ))
+    }
+}
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "MALFORMED_JSON",
+        return Err(ApiError::new(
+            ErrorCode::MalformedJson,
             "the request body is empty: a JSON object is expected",
         ));
     }
     let parsed = serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
-            Category::Data => ApiError::bad_request("INVALID_BODY", e.to_string()),
-            _ => {
-                ApiError::bad_request("MALFORMED_JSON", format!("the body is not valid JSON: {e}"))
-            }
+            Category::Data => ApiError::new(ErrorCode::InvalidBody, e.to_string()),
+            _ => ApiError::new(
+                ErrorCode::MalformedJson,
+                format!("the body is not valid JSON: {e}"),
+            ),
         }
     })?;
     crate::text_guard::check_json_body(bytes)?;
@@ -59,6 +85,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))
-            .map_err(|e| ApiError::bad_request("INVALID_QUERY", e.body_text()))
+            .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.body_text()))
     }
 }

@@ -1,7 +1,7 @@
 //! `Idempotency-Key` on admin `POST`s: a retried request (same key, same body) gets the first
 //! answer again instead of creating a second object; the same key with another body is refused.
 use crate::app::{AppState, BODY_LIMIT};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::signing::{Purpose, Scope};
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -37,8 +37,8 @@ async fn handle(
         .ok()
         .filter(|k| !k.is_empty() && k.len() <= MAX_KEY)
         .ok_or_else(|| {
-            ApiError::bad_request(
-                "INVALID_IDEMPOTENCY_KEY",
+            ApiError::new(
+                ErrorCode::InvalidIdempotencyKey,
                 format!("the Idempotency-Key must be 1-{MAX_KEY} visible ASCII characters"),
             )
             .into_response()
@@ -67,8 +67,7 @@ async fn handle(
     let (parts, body) = request.into_parts();
     let bytes = to_bytes(body, BODY_LIMIT).await.map_err(|_| {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
+            ErrorCode::PayloadTooLarge,
             "the request body is larger than 1 MiB",
         )
         .into_response()
@@ -93,8 +92,7 @@ async fn handle(
     if let Some(stored) = stored {
         if stored.request_hash != request_hash {
             return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "IDEMPOTENCY_KEY_REUSED",
+                ErrorCode::IdempotencyKeyReused,
                 "this Idempotency-Key was used for a different request",
             )
             .into_response());

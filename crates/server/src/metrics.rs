@@ -1,6 +1,7 @@
 //! Prometheus metrics without a lock on the hot path: every route gets its slot of atomics
 //! when the router is built; a request finds its slot by (method, route pattern).
-use keygate_domain::ValidationCode;
+use crate::serve::ConnectionEvent;
+use keygate_domain::{ErrorCode, ValidationCode};
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -56,7 +57,34 @@ pub struct Metrics {
     validations: [Striped; ValidationCode::ALL.len()],
     /// Outbound webhook attempts by outcome (see [`OUTBOUND_OUTCOMES`]).
     outbound: [AtomicU64; OUTBOUND_OUTCOMES.len()],
+    connections_open: AtomicU64,
+    connection_events: [AtomicU64; CONNECTION_EVENTS.len()],
+    rate_limited: [AtomicU64; RATE_LIMIT_SCOPES.len()],
+    /// Refused webhook deliveries, by code (the codes a billing error can have).
+    webhook_refusals: HashMap<&'static str, AtomicU64>,
 }
+
+/// Connection events counted in `keygate_connections_total` (opening and closing are the
+/// `keygate_connections_open` gauge).
+const CONNECTION_EVENTS: [(ConnectionEvent, &str); 4] = [
+    (ConnectionEvent::HeaderTimeout, "header_timeout"),
+    (ConnectionEvent::IdleTimeout, "idle_timeout"),
+    (ConnectionEvent::PerAddressCap, "per_address_cap"),
+    (ConnectionEvent::CapReached, "cap_reached"),
+];
+
+const RATE_LIMIT_SCOPES: [&str; 2] = ["client", "webhook"];
+
+/// The codes a refused webhook delivery can have.
+pub const WEBHOOK_REFUSAL_CODES: [ErrorCode; 7] = [
+    ErrorCode::SignatureMissing,
+    ErrorCode::SignatureInvalid,
+    ErrorCode::TimestampOutOfTolerance,
+    ErrorCode::SecretNotConfigured,
+    ErrorCode::CertificateNotConfigured,
+    ErrorCode::CertificateInvalid,
+    ErrorCode::MalformedPayload,
+];
 
 /// The outcomes of an outbound attempt, as labelled in `keygate_outbound_attempts_total`.
 pub const OUTBOUND_OUTCOMES: [&str; 4] = ["succeeded", "retry", "failed", "gone"];
@@ -85,6 +113,13 @@ impl Metrics {
             index,
             validations: Default::default(),
             outbound: Default::default(),
+            connections_open: AtomicU64::new(0),
+            connection_events: Default::default(),
+            rate_limited: Default::default(),
+            webhook_refusals: WEBHOOK_REFUSAL_CODES
+                .iter()
+                .map(|c| (c.as_str(), AtomicU64::new(0)))
+                .collect(),
         }
     }
 
@@ -112,6 +147,36 @@ impl Metrics {
     pub fn record_outbound(&self, outcome: &str) {
         if let Some(i) = OUTBOUND_OUTCOMES.iter().position(|o| *o == outcome) {
             self.outbound[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn connection_event(&self, event: ConnectionEvent) {
+        match event {
+            ConnectionEvent::Opened => {
+                self.connections_open.fetch_add(1, Relaxed);
+            }
+            ConnectionEvent::Closed => {
+                self.connections_open.fetch_sub(1, Relaxed);
+            }
+            other => {
+                if let Some(i) = CONNECTION_EVENTS.iter().position(|(e, _)| *e == other) {
+                    self.connection_events[i].fetch_add(1, Relaxed);
+                }
+            }
+        }
+    }
+
+    /// A request refused with 429; `scope` is `client` or `webhook`.
+    pub fn record_rate_limited(&self, scope: &str) {
+        if let Some(i) = RATE_LIMIT_SCOPES.iter().position(|s| *s == scope) {
+            self.rate_limited[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A webhook delivery refused (bad signature, malformed body, ...).
+    pub fn record_webhook_refusal(&self, code: ErrorCode) {
+        if let Some(n) = self.webhook_refusals.get(code.as_str()) {
+            n.fetch_add(1, Relaxed);
         }
     }
 
@@ -191,6 +256,44 @@ impl Metrics {
                 out,
                 "keygate_outbound_attempts_total{{outcome=\"{outcome}\"}} {}",
                 self.outbound[i].load(Relaxed)
+            );
+        }
+        out.push_str("# HELP keygate_connections_open HTTP connections being served.\n");
+        out.push_str("# TYPE keygate_connections_open gauge\n");
+        let _ = writeln!(
+            out,
+            "keygate_connections_open {}",
+            self.connections_open.load(Relaxed)
+        );
+        out.push_str(
+            "# HELP keygate_connections_total Connections cut off by a limit, and times the cap was reached.\n",
+        );
+        out.push_str("# TYPE keygate_connections_total counter\n");
+        for (i, (_, event)) in CONNECTION_EVENTS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "keygate_connections_total{{event=\"{event}\"}} {}",
+                self.connection_events[i].load(Relaxed)
+            );
+        }
+        out.push_str("# HELP keygate_rate_limited_total Requests refused with 429, by limit.\n");
+        out.push_str("# TYPE keygate_rate_limited_total counter\n");
+        for (i, scope) in RATE_LIMIT_SCOPES.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "keygate_rate_limited_total{{scope=\"{scope}\"}} {}",
+                self.rate_limited[i].load(Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP keygate_webhook_refusals_total Webhook deliveries refused before the inbox, by code.\n",
+        );
+        out.push_str("# TYPE keygate_webhook_refusals_total counter\n");
+        for code in WEBHOOK_REFUSAL_CODES {
+            let _ = writeln!(
+                out,
+                "keygate_webhook_refusals_total{{code=\"{code}\"}} {}",
+                self.webhook_refusals[code.as_str()].load(Relaxed)
             );
         }
         out

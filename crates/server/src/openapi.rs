@@ -679,10 +679,19 @@ pub fn document(routes: &[Route]) -> Value {
             None => json!({"description": "success"}),
         };
         let error = json!({"description": "error", "content": {"application/json": {"schema": r("Error")}}});
-        op.insert(
-            "responses".into(),
-            json!({status.to_string(): ok, "default": error}),
-        );
+        let mut responses = json!({status.to_string(): ok, "default": error});
+        if route.request.is_some() || route.path.starts_with("/v1/webhooks/") {
+            responses["413"] = json!({"description": "PAYLOAD_TOO_LARGE: the body is over 1 MiB (a larger Content-Length is refused before the body is read)", "content": {"application/json": {"schema": r("Error")}}});
+        }
+        if route.request.is_some() {
+            responses["415"] = json!({"description": "UNSUPPORTED_MEDIA_TYPE: a Content-Type that is not JSON", "content": {"application/json": {"schema": r("Error")}}});
+        }
+        if route.rate_limit().is_some() {
+            responses["429"] = json!({"description": "RATE_LIMITED: too many requests from this address (client endpoints) or for this integration (webhooks)",
+                "headers": {"Retry-After": {"description": "seconds until a request is accepted again", "schema": {"type": "integer", "minimum": 1}}},
+                "content": {"application/json": {"schema": r("Error")}}});
+        }
+        op.insert("responses".into(), responses);
         match route.auth {
             Auth::Public => {
                 op.insert("security".into(), json!([]));

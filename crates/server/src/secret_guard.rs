@@ -5,8 +5,7 @@
 //! integration, so anything that looks like one is refused with `SECRET_IN_OPTIONS` and a
 //! pointer to where it belongs: `secrets` (sealed, never shown) for webhook secrets,
 //! `api_credentials` for platform API keys.
-use crate::error::ApiError;
-use axum::http::StatusCode;
+use crate::error::{ApiError, ErrorCode};
 use serde_json::Value;
 
 /// Parts of an option name that mean "this holds a credential" (matched case-insensitively
@@ -47,8 +46,7 @@ const WHERE_THEY_GO: &str = "put webhook secrets in `secrets` (sealed, never sho
 
 fn refused(what: &str, why: &str) -> ApiError {
     ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "SECRET_IN_OPTIONS",
+        ErrorCode::SecretInOptions,
         format!(
             "`{what}` {why}: it would be stored in clear and shown by every GET; {WHERE_THEY_GO}"
         ),

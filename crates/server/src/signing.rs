@@ -1,6 +1,6 @@
 //! Account signing keys: sealing them at rest, keeping them ready in memory, and signing
 //! answers and license files with them.
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
@@ -238,8 +238,7 @@ impl Signer {
     fn broken(&self, why: &str) -> ApiError {
         tracing::error!(reason = why, "cannot open a sealed secret");
         ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "SIGNING_KEY_UNAVAILABLE",
+            ErrorCode::SigningKeyUnavailable,
             "a sealed secret cannot be opened: check KEYGATE_MASTER_KEY",
         )
     }

@@ -6,9 +6,8 @@
 //! `INVALID_QUERY`, in a JSON body a 422 `INVALID_FIELD` naming the field. A platform's signed
 //! payload is not ours to refuse: its NULs become U+FFFD, so the event is still stored and
 //! applied (and the license still issued).
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use axum::extract::Request;
-use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -152,8 +151,7 @@ pub fn check_json_body(bytes: &[u8]) -> Result<(), ApiError> {
         Some(path) => {
             let field = if path.is_empty() { "body" } else { &path };
             Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "INVALID_FIELD",
+                ErrorCode::InvalidField,
                 format!("`{field}` holds a NUL character (U+0000), which Keygate does not store"),
             ))
         }
@@ -176,8 +174,7 @@ pub async fn uri_guard(request: Request, next: Next) -> Response {
 pub fn check_uri(uri: &axum::http::Uri) -> Result<(), ApiError> {
     if uri.path().contains("%00") {
         return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
+            ErrorCode::NotFound,
             "no object has an id holding a NUL character (U+0000)",
         ));
     }
@@ -187,8 +184,8 @@ pub fn check_uri(uri: &axum::http::Uri) -> Result<(), ApiError> {
     for pair in query.split('&') {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         if pair.contains("%00") {
-            return Err(ApiError::bad_request(
-                "INVALID_QUERY",
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
                 format!(
                     "query parameter `{}` holds a NUL character (U+0000)",
                     name.replace("%00", "\u{FFFD}")
@@ -196,8 +193,8 @@ pub fn check_uri(uri: &axum::http::Uri) -> Result<(), ApiError> {
             ));
         }
         if name == "limit" && !value.parse::<i64>().is_ok_and(|n| LIMIT_RANGE.contains(&n)) {
-            return Err(ApiError::bad_request(
-                "INVALID_QUERY",
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
                 format!(
                     "`limit` must be a whole number from {} to {}",
                     LIMIT_RANGE.start(),

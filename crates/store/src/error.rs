@@ -1,4 +1,4 @@
-use keygate_domain::{DomainError, ValidationCode};
+use keygate_domain::{DomainError, ErrorCode, ValidationCode};
 use thiserror::Error;
 
 /// Everything the store can refuse or fail with. Each variant carries a stable code;
@@ -9,9 +9,9 @@ pub enum StoreError {
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: ErrorCode, message: String },
     #[error("{message}")]
-    Invalid { code: &'static str, message: String },
+    Invalid { code: ErrorCode, message: String },
     /// The license exists but is not in a state that allows the operation.
     #[error("{}", .0.message())]
     LicenseRefused(ValidationCode),
@@ -24,14 +24,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         StoreError::Conflict {
             code,
             message: message.into(),
         }
     }
 
-    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(code: ErrorCode, message: impl Into<String>) -> Self {
         StoreError::Invalid {
             code,
             message: message.into(),

@@ -154,11 +154,14 @@ pub trait IntegrationStore: Send + Sync {
     /// The integration a webhook URL names, with its sealed secrets (no account known yet).
     async fn integration_for_webhook(&self, id: &str) -> Result<Option<(Integration, String)>>;
 
-    async fn record_webhook_failure(
+    /// Appends refused deliveries (collected in memory by the server, written in batches:
+    /// one transaction per call however many there are) and keeps the newest
+    /// [`FAILURE_LOG_SIZE`] of the integration.
+    async fn record_webhook_failures(
         &self,
-        integration: &Integration,
-        code: &str,
-        message: &str,
+        account_id: &str,
+        integration_id: &str,
+        failures: &[WebhookFailure],
     ) -> Result<()>;
     async fn list_webhook_failures(
         &self,

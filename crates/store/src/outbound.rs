@@ -3,6 +3,7 @@
 //! attempts, and the expiry sweeper's claims.
 use crate::{PageRequest, Principal, Result, StoreError};
 use async_trait::async_trait;
+use keygate_domain::ErrorCode;
 use keygate_domain::{Page, Timestamp};
 use serde::Serialize;
 
@@ -51,7 +52,7 @@ pub fn event_for_action(action: &str) -> Option<&'static str> {
 pub fn encode_event_types(types: &[String]) -> Result<String> {
     if types.is_empty() {
         return Err(StoreError::invalid(
-            "INVALID_FIELD",
+            ErrorCode::InvalidField,
             "`event_types` must list at least one event type, or `*`",
         ));
     }
@@ -62,7 +63,7 @@ pub fn encode_event_types(types: &[String]) -> Result<String> {
     for t in types {
         let Some(known) = EVENT_TYPES.iter().find(|k| **k == t) else {
             return Err(StoreError::invalid(
-                "INVALID_FIELD",
+                ErrorCode::InvalidField,
                 format!(
                     "unknown event type `{t}`: use `*` or some of {}",
                     EVENT_TYPES.join(", ")

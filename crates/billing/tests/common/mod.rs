@@ -72,7 +72,10 @@ pub fn secrets(list: &[&str]) -> Secrets {
 
 /// The error code of a refused verification (panics if it was accepted).
 pub fn refused(result: Result<(), BillingError>) -> &'static str {
-    result.expect_err("verification should have failed").code()
+    result
+        .expect_err("verification should have failed")
+        .code()
+        .as_str()
 }
 
 /// Parses a fixture that holds exactly one event.

@@ -2,7 +2,7 @@
 use super::Route;
 use crate::app::AppState;
 use crate::config::SignAnswers;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::ApiJson;
 use crate::signing::{AccountKey, signature_header};
 use axum::extract::State;
@@ -217,8 +217,7 @@ async fn activate(
             .is_some_and(|v| v.chars().count() > keygate_domain::limits::MAX_NAME_CHARS)
         {
             return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "INVALID_FIELD",
+                ErrorCode::InvalidField,
                 format!(
                     "`{field}` must be at most {} characters",
                     keygate_domain::limits::MAX_NAME_CHARS
@@ -251,8 +250,8 @@ async fn activate(
 
 fn check_nonce(nonce: &Option<String>) -> ApiResult<()> {
     if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE) {
-        return Err(ApiError::bad_request(
-            "INVALID_BODY",
+        return Err(ApiError::new(
+            ErrorCode::InvalidBody,
             format!("`nonce` is longer than {MAX_NONCE} characters"),
         ));
     }

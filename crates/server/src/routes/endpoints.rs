@@ -2,7 +2,7 @@
 use super::{PAGE_QUERY, Route};
 use crate::app::AppState;
 use crate::auth::Admin;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::outbound::{self, http};
 use crate::signing::{Purpose, Scope};
@@ -112,7 +112,13 @@ async fn check_url(state: &AppState, url: &str) -> ApiResult<String> {
     let url = url.trim();
     http::check_destination(url, state.config.outbound_allow_private)
         .await
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))?;
+        .map_err(|e| {
+            let code = match e {
+                http::SendError::PrivateAddress(_) => ErrorCode::PrivateAddress,
+                _ => ErrorCode::InvalidUrl,
+            };
+            ApiError::new(code, e.to_string())
+        })?;
     crate::secret_guard::refuse_secret_in_text("url", url)?;
     Ok(url.to_string())
 }

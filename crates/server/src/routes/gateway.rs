@@ -2,7 +2,7 @@
 use super::{PAGE_QUERY, PageQuery, Route};
 use crate::app::AppState;
 use crate::auth::Admin;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::signing::{Purpose, Scope};
 use axum::body::Bytes;
@@ -168,20 +168,23 @@ struct IntegrationPatch {
     api_credentials: Option<BTreeMap<String, String>>,
 }
 
-fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+fn invalid(code: ErrorCode, message: impl Into<String>) -> ApiError {
+    ApiError::new(code, message)
 }
 
 /// Options Keygate reads, checked; the platform-specific rest is kept as given.
 fn check_options(options: &Value) -> ApiResult<()> {
     let Some(map) = options.as_object() else {
-        return Err(invalid("INVALID_FIELD", "`options` must be a JSON object"));
+        return Err(invalid(
+            ErrorCode::InvalidField,
+            "`options` must be a JSON object",
+        ));
     };
     if let Some(r) = map.get("renewal")
         && !matches!(r.as_str(), Some("extend" | "new_license"))
     {
         return Err(invalid(
-            "INVALID_FIELD",
+            ErrorCode::InvalidField,
             "`options.renewal` must be `extend` or `new_license`",
         ));
     }
@@ -189,7 +192,7 @@ fn check_options(options: &Value) -> ApiResult<()> {
         && g.as_i64().is_none_or(|g| g < 0)
     {
         return Err(invalid(
-            "INVALID_FIELD",
+            ErrorCode::InvalidField,
             "`options.grace_seconds` must be a number of seconds",
         ));
     }
@@ -207,7 +210,7 @@ fn check_platform_settings(
         keygate_billing::Secrets::new(secrets.iter().cloned()).with_options(options.clone());
     provider
         .check_config(&secrets, Timestamp::now())
-        .map_err(|e| invalid(e.code(), e.to_string()))
+        .map_err(|e| ApiError::settings_refused(e.code(), e.to_string()))
 }
 
 /// An integration's secrets, unsealed (empty when none are stored).
@@ -246,13 +249,13 @@ fn seal_api_credentials(
                 format!("`{provider}` takes {}", allowed.join(", "))
             };
             return Err(invalid(
-                "UNKNOWN_API_CREDENTIAL",
+                ErrorCode::UnknownApiCredential,
                 format!("`api_credentials.{name}`: {expected}"),
             ));
         }
         if value.trim().is_empty() {
             return Err(invalid(
-                "INVALID_FIELD",
+                ErrorCode::InvalidField,
                 format!("`api_credentials.{name}` is empty"),
             ));
         }
@@ -274,7 +277,7 @@ fn check_api_base_url(state: &AppState, options: &Value) -> ApiResult<()> {
     };
     let Some(url) = url.as_str() else {
         return Err(invalid(
-            "OPTION_INVALID",
+            ErrorCode::OptionInvalid,
             "`options.api_base_url` must be a URL",
         ));
     };
@@ -314,7 +317,7 @@ async fn create(
 ) -> ApiResult<impl IntoResponse> {
     let Some(provider) = keygate_billing::provider(&input.provider) else {
         return Err(invalid(
-            "UNKNOWN_PROVIDER",
+            ErrorCode::UnknownProvider,
             format!(
                 "no provider `{}`: use one of {}",
                 input.provider,
@@ -413,17 +416,13 @@ async fn failures(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let data = state
-        .store
-        .list_webhook_failures(&who.account_id, &id)
-        .await?;
+    let data = crate::failure_log::list(&state, &who.account_id, &id).await?;
     Ok(axum::Json(json!({"data": data, "next_cursor": null})))
 }
 
 fn unknown_integration() -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "INTEGRATION_NOT_FOUND",
+        ErrorCode::IntegrationNotFound,
         "no integration of this provider has this id",
     )
 }
@@ -463,21 +462,17 @@ fn answer(ack: keygate_billing::Ack) -> Response {
     (status, [(header::CONTENT_TYPE, ack.content_type)], ack.body).into_response()
 }
 
-/// A refusal: nothing enters the inbox; the attempt goes to the bounded failure log.
+/// A refusal: nothing enters the inbox; the attempt goes to the failure log, in memory first.
 async fn refuse(
     state: &AppState,
     integration: &Integration,
     e: keygate_billing::BillingError,
 ) -> ApiError {
-    if let Err(log_error) = state
-        .store
-        .record_webhook_failure(integration, e.code(), &e.to_string())
-        .await
-    {
-        tracing::warn!(error = %log_error, "could not record a refused webhook");
-    }
-    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-    ApiError::new(status, e.code(), e.to_string())
+    state.metrics.record_webhook_refusal(e.code());
+    state
+        .failure_log
+        .record(integration, e.code(), &e.to_string());
+    ApiError::new(e.code(), e.to_string())
 }
 
 /// Verify → parse → store (durable, de-duplicated) → apply → the platform's acknowledgement.
@@ -608,8 +603,7 @@ async fn replay(
     let event = state.store.get_event(&who.account_id, &id).await?;
     if event.status == "ignored" {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "EVENT_IGNORED",
+            ErrorCode::EventIgnored,
             "Keygate does not act on this event type",
         ));
     }

@@ -2,10 +2,10 @@
 use super::Route;
 use crate::app::AppState;
 use crate::auth::Admin;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::ApiJson;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::IntoResponse;
 use keygate_domain::{Timestamp, ValidationRequest};
 use serde::Deserialize;
@@ -95,8 +95,7 @@ async fn license_file(
     let ttl = input.ttl_seconds.unwrap_or(DEFAULT_FILE_TTL);
     if !(60..=MAX_FILE_TTL).contains(&ttl) {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "INVALID_FIELD",
+            ErrorCode::InvalidField,
             format!("`ttl_seconds` must be 60..={MAX_FILE_TTL}"),
         ));
     }
@@ -117,11 +116,7 @@ async fn license_file(
     };
     if !outcome.code.is_valid() {
         // No file for a license the app could not use online either.
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            outcome.code.as_str(),
-            outcome.code.message(),
-        ));
+        return Err(ApiError::license_refused(outcome.code));
     }
     let now = Timestamp::now();
     let mut valid_until = now.plus_seconds(ttl);

@@ -1,7 +1,7 @@
 use super::{PAGE_QUERY, PageQuery, Route};
 use crate::app::AppState;
 use crate::auth::Admin;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiQuery, parse_json};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -151,19 +151,14 @@ async fn action(
         "renew" => LicenseAction::Renew,
         "extend" => {
             let seconds = input.seconds.ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "INVALID_FIELD",
-                    "extend needs {\"seconds\": N}",
-                )
+                ApiError::new(ErrorCode::InvalidField, "extend needs {\"seconds\": N}")
             })?;
             keygate_domain::limits::duration("seconds", Some(seconds)).map_err(ApiError::from)?;
             LicenseAction::Extend(seconds)
         }
         other => {
             return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "UNKNOWN_ACTION",
+                ErrorCode::UnknownAction,
                 format!(
                     "no license action `{other}`: use suspend, reinstate, revoke, renew or extend"
                 ),

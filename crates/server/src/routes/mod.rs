@@ -23,6 +23,15 @@ pub enum Auth {
     RootToken,
 }
 
+/// Which rate limit a route is under (see `crate::limits`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateLimit {
+    /// Per client address: the public client endpoints (the license key is the credential).
+    ClientAddress,
+    /// Per integration: platforms' webhooks.
+    Integration,
+}
+
 pub struct Route {
     pub method: &'static str,
     pub path: &'static str,
@@ -93,6 +102,16 @@ impl Route {
     pub fn query(mut self, query: &'static [(&'static str, &'static str)]) -> Self {
         self.query = query;
         self
+    }
+
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        if self.path.starts_with("/v1/webhooks/") {
+            Some(RateLimit::Integration)
+        } else if self.auth == Auth::Public && self.path.starts_with("/v1/") {
+            Some(RateLimit::ClientAddress)
+        } else {
+            None
+        }
     }
 }
 

@@ -1,10 +1,11 @@
 //! Operations: liveness, readiness, metrics, the OpenAPI document.
 use super::Route;
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
+use keygate_domain::credentials::secrets_equal;
 use serde_json::json;
 
 pub fn routes() -> Vec<Route> {
@@ -38,19 +39,42 @@ async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "DATABASE_UNAVAILABLE",
+                ErrorCode::DatabaseUnavailable,
                 "the database does not answer",
             ))
         }
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
+/// Public unless `KEYGATE_METRICS_TOKEN` is set (then `Authorization: Bearer <token>`).
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    if let Some(token) = state
+        .config
+        .metrics_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+    {
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+            .unwrap_or("");
+        if !secrets_equal(sent, token) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidMetricsToken,
+                "send `Authorization: Bearer <KEYGATE_METRICS_TOKEN>`",
+            ));
+        }
+    }
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
-    )
+    ))
 }
 
 async fn openapi(State(state): State<AppState>) -> impl IntoResponse {

@@ -5,6 +5,7 @@ mod harness;
 mod accounts;
 mod bad_input;
 mod cli;
+mod edge;
 mod enforcement;
 mod gateway;
 mod lifecycle;

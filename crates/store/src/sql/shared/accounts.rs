@@ -8,6 +8,7 @@ use super::{DbConn, SqlStore};
 use crate::sql::is_unique_violation;
 use crate::{AccountStore, Principal, Result, SigningKeyRecord, StoreError, now};
 use async_trait::async_trait;
+use keygate_domain::ErrorCode;
 use keygate_domain::credentials::{credential_hash, generate_api_key};
 use keygate_domain::{Account, Actor, ApiKey, new_id};
 use sqlx::Row;
@@ -111,7 +112,7 @@ impl AccountStore for SqlStore {
             .await?;
             if active <= 1 {
                 return Err(StoreError::conflict(
-                    "LAST_API_KEY",
+                    ErrorCode::LastApiKey,
                     "this is the account's last active API key: create another before revoking it",
                 ));
             }

@@ -11,6 +11,7 @@ use crate::now;
 use crate::sql::is_unique_violation;
 use crate::{CatalogStore, PageRequest, Principal, ProductInput, ProductPatch, Result, StoreError};
 use async_trait::async_trait;
+use keygate_domain::ErrorCode;
 use keygate_domain::policy::validate_metadata;
 use keygate_domain::{Page, Policy, PolicyInput, Product, Timestamp, new_id};
 
@@ -124,7 +125,7 @@ impl CatalogStore for SqlStore {
                     .await?;
             if policies > 0 {
                 return Err(StoreError::conflict(
-                    "PRODUCT_IN_USE",
+                    ErrorCode::ProductInUse,
                     format!("the product has {policies} policies: it cannot be deleted"),
                 ));
             }
@@ -143,7 +144,7 @@ impl CatalogStore for SqlStore {
         self.write_tx(async |tx| {
             if !product_exists(tx, &who.account_id, &input.product_id).await? {
                 return Err(StoreError::invalid(
-                    "PRODUCT_NOT_FOUND",
+                    ErrorCode::ProductNotFound,
                     format!("no product `{}` in this account", input.product_id),
                 ));
             }
@@ -202,14 +203,14 @@ impl CatalogStore for SqlStore {
                 for (k, v) in patch {
                     if k == "product_id" && v.as_str() != Some(before.product_id.as_str()) {
                         return Err(StoreError::invalid(
-                            "IMMUTABLE_FIELD",
+                            ErrorCode::ImmutableField,
                             "a policy's `product_id` cannot change: create a new policy instead",
                         ));
                     }
                     merged[k] = v;
                 }
                 let input: PolicyInput = serde_json::from_value(merged)
-                    .map_err(|e| StoreError::invalid("INVALID_FIELD", e.to_string()))?;
+                    .map_err(|e| StoreError::invalid(ErrorCode::InvalidField, e.to_string()))?;
                 input.validate()?;
                 let (created, updated) = (before.created_at, now());
                 insert_policy(tx, &who.account_id, id, &input, created, updated, true).await?;
@@ -245,7 +246,7 @@ async fn lock_product(conn: &mut DbConn, account_id: &str, id: &str) -> Result<P
 fn product_conflict(e: sqlx::Error, code: &str) -> StoreError {
     if is_unique_violation(&e) {
         StoreError::conflict(
-            "PRODUCT_CODE_TAKEN",
+            ErrorCode::ProductCodeTaken,
             format!("a product with code `{code}` already exists"),
         )
     } else {

@@ -2,6 +2,7 @@
 //! point 2 moves them there).
 
 use crate::{Result, StoreError};
+use keygate_domain::ErrorCode;
 use keygate_domain::Overrides;
 use keygate_domain::policy::validate_feature_code;
 
@@ -9,7 +10,7 @@ pub(crate) fn validate_text(field: &str, value: &str, max: usize) -> Result<()> 
     // Characters, as the OpenAPI `maxLength` counts them (not UTF-8 bytes).
     if value.trim().is_empty() || value.chars().count() > max {
         return Err(StoreError::invalid(
-            "INVALID_FIELD",
+            ErrorCode::InvalidField,
             format!("`{field}` must be 1-{max} characters"),
         ));
     }
@@ -26,7 +27,7 @@ pub(crate) fn validate_code(code: &str) -> Result<()> {
         Ok(())
     } else {
         Err(StoreError::invalid(
-            "INVALID_FIELD",
+            ErrorCode::InvalidField,
             "`code` must be 1-64 characters of letters, digits, _ - .",
         ))
     }
@@ -40,7 +41,7 @@ pub(crate) fn normalize_email(email: Option<String>) -> Result<Option<String>> {
             let at = e.find('@');
             if e.len() > 254 || !matches!(at, Some(i) if i > 0 && i < e.len() - 1) {
                 return Err(StoreError::invalid(
-                    "INVALID_FIELD",
+                    ErrorCode::InvalidField,
                     format!("`email` `{e}` is not an email address"),
                 ));
             }
@@ -59,14 +60,14 @@ pub(crate) fn validate_overrides(o: &Overrides) -> Result<()> {
     ] {
         if matches!(v, Some(n) if n <= 0) {
             return Err(StoreError::invalid(
-                "INVALID_FIELD",
+                ErrorCode::InvalidField,
                 format!("`{name}` must be a positive number"),
             ));
         }
     }
     if matches!(o.quota_limit, Some(n) if n < 0) {
         return Err(StoreError::invalid(
-            "INVALID_FIELD",
+            ErrorCode::InvalidField,
             "`overrides.quota_limit` must not be negative",
         ));
     }

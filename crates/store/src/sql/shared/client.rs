@@ -16,6 +16,7 @@ use crate::{
     ActivateInput, ClientStore, Result, StoreError, UsageInput, UsageMode, Validation, now,
 };
 use async_trait::async_trait;
+use keygate_domain::ErrorCode;
 use keygate_domain::credentials::credential_hash;
 use keygate_domain::validation::{PaymentFacts, decide};
 use keygate_domain::{
@@ -219,7 +220,7 @@ impl ClientStore for SqlStore {
                     .await?;
             if count >= max {
                 return Err(StoreError::conflict(
-                    "TOO_MANY_ACTIVATIONS",
+ErrorCode::TooManyActivations,
                     format!("the license allows {max} activations and has {count}"),
                 ));
             }
@@ -297,7 +298,7 @@ impl ClientStore for SqlStore {
                 (k.license.max_seats(&k.policy), k.policy.floating)
             else {
                 return Err(StoreError::invalid(
-                    "NOT_FLOATING",
+                    ErrorCode::NotFloating,
                     "the license's policy has no floating seats",
                 ));
             };
@@ -325,7 +326,7 @@ impl ClientStore for SqlStore {
             if renewed == 0 {
                 if used >= max_seats {
                     return Err(StoreError::conflict(
-                        "NO_SEAT_AVAILABLE",
+                        ErrorCode::NoSeatAvailable,
                         format!("all {max_seats} floating seats are in use"),
                     ));
                 }
@@ -381,7 +382,7 @@ impl ClientStore for SqlStore {
     async fn record_usage(&self, input: UsageInput) -> Result<UsageOutcome> {
         if input.amount <= 0 {
             return Err(StoreError::invalid(
-                "INVALID_FIELD",
+                ErrorCode::InvalidField,
                 "`amount` must be a positive number",
             ));
         }
@@ -392,7 +393,7 @@ impl ClientStore for SqlStore {
                 ensure_usable(&k, at)?;
                 if k.policy.quota.is_none() {
                     return Err(StoreError::invalid(
-                        "NOT_METERED",
+                        ErrorCode::NotMetered,
                         "the license's policy has no quota: usage is not recorded",
                     ));
                 }
@@ -400,7 +401,7 @@ impl ClientStore for SqlStore {
                     && !k.license.has_feature(&k.policy, f)
                 {
                     return Err(StoreError::conflict(
-                        "FEATURE_MISSING",
+                        ErrorCode::FeatureMissing,
                         format!("the license does not grant feature `{f}`"),
                     ));
                 }
@@ -427,7 +428,7 @@ impl ClientStore for SqlStore {
                     && new_used > limit
                 {
                     return Err(StoreError::conflict(
-                        "QUOTA_EXCEEDED",
+                        ErrorCode::QuotaExceeded,
                         format!(
                             "{} more would exceed the quota: {used} of {limit} used",
                             input.amount

@@ -9,6 +9,7 @@ use crate::{
     CustomerInput, CustomerPatch, CustomerStore, PageRequest, Principal, Result, StoreError, now,
 };
 use async_trait::async_trait;
+use keygate_domain::ErrorCode;
 use keygate_domain::policy::validate_metadata;
 use keygate_domain::{Customer, Page, new_id};
 use sqlx::Row;
@@ -204,7 +205,7 @@ async fn insert_external_ids(
         .map_err(|e| {
             if is_unique_violation(&e) {
                 StoreError::conflict(
-                    "EXTERNAL_ID_TAKEN",
+                    ErrorCode::ExternalIdTaken,
                     format!("another customer already has {provider} id `{external_id}`"),
                 )
             } else {

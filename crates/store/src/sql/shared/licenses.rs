@@ -17,6 +17,7 @@ use crate::{
     Result, StoreError, actor_of, now,
 };
 use async_trait::async_trait;
+use keygate_domain::ErrorCode;
 use keygate_domain::credentials::{credential_hash, generate_license_key};
 use keygate_domain::policy::validate_metadata;
 use keygate_domain::{
@@ -38,13 +39,13 @@ impl LicenseStore for SqlStore {
     ) -> Result<Vec<LicenseView>> {
         if count == 0 || count > MAX_BULK {
             return Err(StoreError::invalid(
-                "INVALID_FIELD",
+                ErrorCode::InvalidField,
                 format!("a bulk creation makes 1-{MAX_BULK} licenses"),
             ));
         }
         if input.key.is_some() && count > 1 {
             return Err(StoreError::invalid(
-                "INVALID_FIELD",
+                ErrorCode::InvalidField,
                 "a custom `key` names one license: it cannot be used in bulk",
             ));
         }
@@ -52,7 +53,7 @@ impl LicenseStore for SqlStore {
         validate_metadata(&input.metadata)?;
         if matches!(input.quantity, Some(q) if q <= 0) {
             return Err(StoreError::invalid(
-                "INVALID_FIELD",
+                ErrorCode::InvalidField,
                 "`quantity` must be a positive number",
             ));
         }
@@ -61,7 +62,7 @@ impl LicenseStore for SqlStore {
                 let k = k.trim().to_string();
                 if k.len() < 16 || k.len() > 256 || k.chars().any(|c| c.is_control()) {
                     return Err(StoreError::invalid(
-                        "INVALID_FIELD",
+                        ErrorCode::InvalidField,
                         "a custom `key` must be 16-256 printable characters",
                     ));
                 }
@@ -74,7 +75,7 @@ impl LicenseStore for SqlStore {
             .await?
             .ok_or_else(|| {
                 StoreError::invalid(
-                    "POLICY_NOT_FOUND",
+ErrorCode::PolicyNotFound,
                     format!("no policy `{}` in this account", input.policy_id),
                 )
             })?;
@@ -82,7 +83,7 @@ impl LicenseStore for SqlStore {
             && !customer_exists(tx, &who.account_id, c).await?
         {
             return Err(StoreError::invalid(
-                "CUSTOMER_NOT_FOUND",
+ErrorCode::CustomerNotFound,
                 format!("no customer `{c}` in this account"),
             ));
         }
@@ -138,7 +139,8 @@ impl LicenseStore for SqlStore {
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
-                    StoreError::conflict("KEY_TAKEN", "a license with this key already exists")
+                    StoreError::conflict(
+ErrorCode::KeyTaken, "a license with this key already exists")
                 } else {
                     e.into()
                 }
@@ -189,7 +191,7 @@ impl LicenseStore for SqlStore {
             }
             Some(other) => {
                 return Err(StoreError::invalid(
-                    "INVALID_FILTER",
+                    ErrorCode::InvalidFilter,
                     format!(
                         "`status` must be active, suspended, revoked or expired, not `{other}`"
                     ),
@@ -232,7 +234,7 @@ impl LicenseStore for SqlStore {
                         .await?
                         .ok_or_else(|| {
                             StoreError::invalid(
-                                "POLICY_NOT_FOUND",
+                                ErrorCode::PolicyNotFound,
                                 format!("no policy `{policy_id}` in this account"),
                             )
                         })?;
@@ -244,7 +246,7 @@ impl LicenseStore for SqlStore {
                         && !customer_exists(tx, &who.account_id, c).await?
                     {
                         return Err(StoreError::invalid(
-                            "CUSTOMER_NOT_FOUND",
+                            ErrorCode::CustomerNotFound,
                             format!("no customer `{c}` in this account"),
                         ));
                     }
@@ -260,7 +262,7 @@ impl LicenseStore for SqlStore {
                 if let Some(quantity) = patch.quantity {
                     if matches!(quantity, Some(q) if q <= 0) {
                         return Err(StoreError::invalid(
-                            "INVALID_FIELD",
+                            ErrorCode::InvalidField,
                             "`quantity` must be a positive number",
                         ));
                     }
@@ -296,7 +298,7 @@ impl LicenseStore for SqlStore {
                 let at = now();
                 let revoked = || {
                     StoreError::conflict(
-                        "LICENSE_REVOKED",
+                        ErrorCode::LicenseRevoked,
                         "the license is revoked: revocation is final",
                     )
                 };
@@ -318,7 +320,7 @@ impl LicenseStore for SqlStore {
                             LicenseAction::Extend(s) => {
                                 if s <= 0 {
                                     return Err(StoreError::invalid(
-                                        "INVALID_FIELD",
+                                        ErrorCode::InvalidField,
                                         "`seconds` must be a positive number",
                                     ));
                                 }
@@ -326,14 +328,14 @@ impl LicenseStore for SqlStore {
                             }
                             _ => policy.duration_seconds.ok_or_else(|| {
                                 StoreError::invalid(
-                                    "POLICY_NOT_RENEWABLE",
+                                    ErrorCode::PolicyNotRenewable,
                                     "the policy has no duration_seconds to renew by: use extend",
                                 )
                             })?,
                         };
                         if license.expires_at.is_none() {
                             return Err(StoreError::invalid(
-                                "LICENSE_PERPETUAL",
+                                ErrorCode::LicensePerpetual,
                                 "the license never expires: there is nothing to renew or extend",
                             ));
                         }

@@ -11,6 +11,7 @@ use crate::gateway::{
 };
 use crate::{Principal, Result, StoreError, now};
 use async_trait::async_trait;
+use keygate_domain::ErrorCode;
 use keygate_domain::new_id;
 use sqlx::Row;
 
@@ -90,13 +91,13 @@ async fn write_mappings(
         validate_text("mappings[].external_id", &m.external_id, 255)?;
         if !seen.insert(m.external_id.as_str()) {
             return Err(StoreError::invalid(
-                "INVALID_FIELD",
+                ErrorCode::InvalidField,
                 format!("`{}` is mapped twice", m.external_id),
             ));
         }
         if load_policy(conn, account_id, &m.policy_id).await?.is_none() {
             return Err(StoreError::invalid(
-                "POLICY_NOT_FOUND",
+                ErrorCode::PolicyNotFound,
                 format!("no policy `{}` in this account", m.policy_id),
             ));
         }
@@ -251,32 +252,37 @@ impl IntegrationStore for SqlStore {
         Ok(found)
     }
 
-    async fn record_webhook_failure(
+    async fn record_webhook_failures(
         &self,
-        integration: &Integration,
-        code: &str,
-        message: &str,
+        account_id: &str,
+        integration_id: &str,
+        failures: &[WebhookFailure],
     ) -> Result<()> {
+        if failures.is_empty() {
+            return Ok(());
+        }
         self.write_tx(async |tx| {
-            sqlx::query(
-                "INSERT INTO webhook_failures (id, account_id, integration_id, code, message, \
-             received_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(new_id())
-            .bind(&integration.account_id)
-            .bind(&integration.id)
-            .bind(code)
-            .bind(message.chars().take(1000).collect::<String>())
-            .bind(now().0)
-            .execute(&mut *tx)
-            .await?;
+            for failure in failures {
+                sqlx::query(
+                    "INSERT INTO webhook_failures (id, account_id, integration_id, code, message, \
+                     received_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&failure.id)
+                .bind(account_id)
+                .bind(integration_id)
+                .bind(&failure.code)
+                .bind(failure.message.chars().take(1000).collect::<String>())
+                .bind(failure.received_at.0)
+                .execute(&mut *tx)
+                .await?;
+            }
             // Bounded: a flood of forged deliveries cannot fill the disk.
             sqlx::query(&format!(
                 "DELETE FROM webhook_failures WHERE integration_id = $1 AND id NOT IN \
              (SELECT id FROM webhook_failures WHERE integration_id = $1 ORDER BY id DESC \
              LIMIT {FAILURE_LOG_SIZE})"
             ))
-            .bind(&integration.id)
+            .bind(integration_id)
             .execute(&mut *tx)
             .await?;
             Ok(())

@@ -8,6 +8,7 @@ use super::endpoints::load_endpoint;
 use crate::outbound::{Attempt, AttemptRecord, Delivery, DeliveryStore, DueDelivery, Outcome};
 use crate::{PageRequest, Result, StoreError, now};
 use async_trait::async_trait;
+use keygate_domain::ErrorCode;
 use keygate_domain::{Page, Timestamp, new_id};
 use sqlx::Row;
 use std::collections::HashMap;
@@ -104,7 +105,7 @@ impl DeliveryStore for SqlStore {
             }
             Some(other) => {
                 return Err(StoreError::invalid(
-                    "INVALID_FILTER",
+                    ErrorCode::InvalidFilter,
                     format!("`status` must be pending, succeeded or failed, not `{other}`"),
                 ));
             }
@@ -126,7 +127,7 @@ impl DeliveryStore for SqlStore {
             let endpoint = load_endpoint(tx, account_id, endpoint_id).await?;
             if !endpoint.enabled {
                 return Err(StoreError::conflict(
-                    "ENDPOINT_DISABLED",
+                    ErrorCode::EndpointDisabled,
                     "the endpoint is disabled: enable it first (PATCH enabled: true)",
                 ));
             }

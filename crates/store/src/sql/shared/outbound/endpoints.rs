@@ -9,6 +9,7 @@ use crate::outbound::{
 };
 use crate::{PageRequest, Principal, Result, StoreError, now};
 use async_trait::async_trait;
+use keygate_domain::ErrorCode;
 use keygate_domain::{Page, Timestamp, new_id};
 use sqlx::Row;
 
@@ -51,7 +52,7 @@ pub(crate) async fn load_endpoint(
 fn validate_description(d: &Option<String>) -> Result<()> {
     if matches!(d, Some(d) if d.len() > 1000) {
         return Err(StoreError::invalid(
-            "INVALID_FIELD",
+            ErrorCode::InvalidField,
             "`description` must be at most 1000 characters",
         ));
     }
