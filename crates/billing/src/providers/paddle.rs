@@ -78,6 +78,9 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
     let occurred_at = rfc3339_at(event, "/occurred_at")
         .ok_or_else(|| BillingError::malformed("`/occurred_at` is missing or not RFC 3339"))?;
     let mut out = BillingEvent::new(event_id, event_type.as_str(), Kind::Ignored, occurred_at);
+    // Paddle's `occurred_at` has microseconds; Keygate's times have milliseconds. The rest
+    // orders two events of the same millisecond (compared right after `occurred_at`).
+    out.ordering_version = str_at(event, "/occurred_at").and_then(|t| sub_millisecond(&t));
     let Some(data) = at(event, "/data") else {
         return Ok(out);
     };
@@ -269,4 +272,29 @@ fn adjustment(out: &mut BillingEvent, data: &Value) {
         external_id,
         lines: Vec::new(),
     });
+}
+
+/// The microseconds below the millisecond of an RFC 3339 time (`.621022Z` → 22), when the
+/// fraction has more than three digits.
+fn sub_millisecond(time: &str) -> Option<i64> {
+    let fraction = time.split_once('.')?.1;
+    let digits: String = fraction.chars().take_while(char::is_ascii_digit).collect();
+    if digits.len() <= 3 {
+        return None;
+    }
+    let micros: String = digits.chars().skip(3).take(3).collect();
+    let micros = format!("{micros:0<3}");
+    micros.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sub_millisecond_orders_within_one_millisecond() {
+        use super::sub_millisecond;
+        assert_eq!(sub_millisecond("2024-04-12T10:18:49.621022Z"), Some(22));
+        assert_eq!(sub_millisecond("2024-04-12T10:18:49.6215Z"), Some(500));
+        assert_eq!(sub_millisecond("2024-04-12T10:18:49.621Z"), None);
+        assert_eq!(sub_millisecond("2024-04-12T10:18:49Z"), None);
+    }
 }

@@ -13,7 +13,8 @@ on_both_engines!(
     fastspring_without_expansion_pauses_and_partial_batches,
     chargebee_dunning_survives_snapshots_and_backdated_types_apply,
     paddle_unmapped_add_on_is_skipped_not_fatal,
-    lemonsqueezy_free_pause_keeps_access_void_pause_suspends
+    lemonsqueezy_free_pause_keeps_access_void_pause_suspends,
+    paddle_same_millisecond_orders_by_microseconds
 );
 
 const MONTH: i64 = testkit::MONTH;
@@ -395,4 +396,39 @@ async fn lemonsqueezy_free_pause_keeps_access_void_pause_suspends(app: &TestApp)
     let unpaused = sub_event("subscription_unpaused", now - 30, "active", Value::Null);
     post_signed(app, &path, kit, &unpaused).await;
     assert_eq!(validation_code(app, &license).await, "VALID");
+}
+
+/// Two Paddle updates within one millisecond, the newer delivered first and with the event id
+/// that sorts first: the microseconds of `occurred_at` decide, not the id.
+async fn paddle_same_millisecond_orders_by_microseconds(app: &TestApp) {
+    let kit = testkit::kit(provider("paddle").unwrap());
+    let now = now_s();
+    let steps = kit.steps(now, now);
+    let (api, path) = integration(app, "paddle").await;
+    post_signed(app, &path, kit, &steps.created[0]).await;
+    let at = Timestamp::from_unix_seconds(now - 50).to_rfc3339();
+    let at = at
+        .trim_end_matches('Z')
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string();
+    let update = |id: &str, micros: &str, qty: i64| {
+        let mut body = steps.quantity[0].clone();
+        body["event_id"] = json!(id);
+        body["notification_id"] = json!(format!("ntf_{id}"));
+        body["occurred_at"] = json!(format!("{at}.621{micros}Z"));
+        for item in body["data"]["items"].as_array_mut().unwrap() {
+            item["quantity"] = json!(qty);
+        }
+        body
+    };
+    let newer = update("evt_a_newer", "022", 7);
+    let older = update("evt_z_older", "010", 3);
+    for body in [&newer, &older] {
+        let r = post_signed(app, &path, kit, body).await;
+        assert_eq!(r.body["events"][0]["status"], "applied", "{}", r.body);
+    }
+    let license = licenses(app, &api).await[0].clone();
+    assert_eq!(license["max_activations"], 7, "{license}");
 }
