@@ -84,6 +84,7 @@ error_codes! {
         QuotaExceeded = "QUOTA_EXCEEDED",
         FeatureMissing = "FEATURE_MISSING",
         EventIgnored = "EVENT_IGNORED",
+        IdempotencyInProgress = "IDEMPOTENCY_IN_PROGRESS",
     ],
     413 => [
         PayloadTooLarge = "PAYLOAD_TOO_LARGE",

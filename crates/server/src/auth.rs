@@ -6,6 +6,16 @@ use axum::http::request::Parts;
 use keygate_domain::credentials::secrets_equal;
 use keygate_store::Principal;
 
+/// The credential of an `Authorization: Bearer <token>` value. The scheme name is
+/// case-insensitive (RFC 7235) and may be followed by any run of spaces or tabs.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let value = value.trim_start();
+    let split = value.find([' ', '\t'])?;
+    let (scheme, token) = value.split_at(split);
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let value = parts
         .headers
@@ -16,18 +26,12 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
                 "send `Authorization: Bearer <key>`",
             )
         })?;
-    let value = value.to_str().unwrap_or("");
-    value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::MalformedCredentials,
-                "the Authorization header must be `Bearer <key>`",
-            )
-        })
+    bearer_token(value.to_str().unwrap_or("")).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::MalformedCredentials,
+            "the Authorization header must be `Bearer <key>`",
+        )
+    })
 }
 
 /// An admin request: the API key's account is the only one it can see or touch.
@@ -69,6 +73,36 @@ impl FromRequestParts<AppState> for Operator {
                 ErrorCode::InvalidRootToken,
                 "the root token is wrong",
             ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_scheme_is_case_insensitive_and_spaces_are_free() {
+        for value in [
+            "Bearer kg_sk_1",
+            "bearer kg_sk_1",
+            "BEARER kg_sk_1",
+            "bEaReR kg_sk_1",
+            "Bearer   kg_sk_1",
+            "Bearer\tkg_sk_1",
+            "  Bearer kg_sk_1  ",
+        ] {
+            assert_eq!(bearer_token(value), Some("kg_sk_1"), "{value:?}");
+        }
+        for value in [
+            "Bearer",
+            "Bearer ",
+            "Basic kg_sk_1",
+            "Bearerkg_sk_1",
+            "",
+            "kg_sk_1",
+        ] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 /// Failures are recorded on the event itself, never lost.
 pub async fn apply(state: &AppState, account_id: &str, event_id: &str) -> String {
     match state.store.apply_event(account_id, event_id).await {
-        Ok(status) => status,
+        Ok(status) => status.to_string(),
         Err(e) => {
             tracing::warn!(event_id, error = %e, "applying a billing event failed; it stays pending for the worker");
             "pending".to_string()

@@ -1,6 +1,12 @@
 //! `Idempotency-Key` on admin `POST`s: a retried request (same key, same body) gets the first
 //! answer again instead of creating a second object; the same key with another body is refused.
+//!
+//! The key is claimed in the database before the request's work runs, so of N identical
+//! requests sent at once exactly one does the work: the others answer 409
+//! `IDEMPOTENCY_IN_PROGRESS` while it runs, and its answer once it has. The work runs in a task of
+//! its own, so a client that hangs up does not cancel it between its commit and the stored answer.
 use crate::app::{AppState, BODY_LIMIT};
+use crate::auth::bearer_token;
 use crate::error::{ApiError, ErrorCode};
 use crate::signing::{Purpose, Scope};
 use axum::body::{Body, to_bytes};
@@ -8,11 +14,15 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use keygate_store::IdempotentResponse;
+use keygate_domain::Timestamp;
+use keygate_store::{IdempotencyClaim, IdempotentResponse};
 use sha2::{Digest, Sha256};
 
 pub const HEADER: &str = "idempotency-key";
 const MAX_KEY: usize = 255;
+/// A claim this old that never answered belongs to a process that died mid-request: a retry
+/// takes it over and runs the request again.
+const STALE_CLAIM_SECONDS: i64 = 300;
 
 pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
@@ -50,7 +60,7 @@ async fn handle(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .map(str::to_string);
     let principal = match token {
         Some(t) => state
@@ -84,18 +94,34 @@ async fn handle(
         .map(|b| format!("{b:02x}"))
         .collect();
 
-    let stored = state
+    let account_id = principal.account_id.clone();
+    let stale_before = Timestamp::now().plus_seconds(-STALE_CLAIM_SECONDS);
+    let claim = state
         .store
-        .idempotent_response(&principal.account_id, &key)
+        .claim_idempotency_key(&account_id, &key, &request_hash, stale_before)
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
+    let stored = match claim {
+        IdempotencyClaim::Claimed => None,
+        IdempotencyClaim::InProgress { request_hash: held } => {
+            if held != request_hash {
+                return Err(reused());
+            }
+            let mut refused = ApiError::new(
+                ErrorCode::IdempotencyInProgress,
+                "a request with this Idempotency-Key is still being processed: retry shortly",
+            )
+            .into_response();
+            refused
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Err(refused);
+        }
+        IdempotencyClaim::Answered(stored) => Some(stored),
+    };
     if let Some(stored) = stored {
         if stored.request_hash != request_hash {
-            return Err(ApiError::new(
-                ErrorCode::IdempotencyKeyReused,
-                "this Idempotency-Key was used for a different request",
-            )
-            .into_response());
+            return Err(reused());
         }
         // Answers are stored sealed (they may hold a secret shown once: an API key, an
         // endpoint's whsec_); rows from before that are plain JSON.
@@ -119,31 +145,60 @@ async fn handle(
         return Ok(response);
     }
 
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
-    // Server errors are not remembered: the retry should really try again.
-    if response.status().is_server_error() {
-        return Ok(response);
+    let request = Request::from_parts(parts, Body::from(bytes));
+    let held = (state.clone(), account_id.clone(), key.clone());
+    let state = state.clone();
+    let work = tokio::spawn(async move {
+        let response = next.run(request).await;
+        // Server errors are not remembered: the retry should really try again.
+        if response.status().is_server_error() {
+            release(&state, &account_id, &key).await;
+            return response;
+        }
+        let (parts, body) = response.into_parts();
+        let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
+        let saved = state
+            .store
+            .save_idempotent_response(
+                &account_id,
+                &key,
+                IdempotentResponse {
+                    request_hash,
+                    status: parts.status.as_u16(),
+                    body: state.signer.seal_text(
+                        &Scope::new(&account_id, Purpose::IdempotentAnswer),
+                        &String::from_utf8_lossy(&bytes),
+                    ),
+                },
+            )
+            .await;
+        if let Err(e) = saved {
+            tracing::warn!(error = %e, "could not remember an idempotent response");
+            release(&state, &account_id, &key).await;
+        }
+        Response::from_parts(parts, Body::from(bytes))
+    });
+    match work.await {
+        Ok(response) => Ok(response),
+        Err(e) => {
+            tracing::error!(error = %e, "an idempotent request's handler failed");
+            let (state, account_id, key) = held;
+            release(&state, &account_id, &key).await;
+            Err(ApiError::new(ErrorCode::Internal, "the request failed: retry it").into_response())
+        }
     }
-    let (parts, body) = response.into_parts();
-    let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
-    let saved = state
-        .store
-        .save_idempotent_response(
-            &principal.account_id,
-            &key,
-            IdempotentResponse {
-                request_hash,
-                status: parts.status.as_u16(),
-                body: state
-                    .signer
-                    .seal_text(&answer_scope, &String::from_utf8_lossy(&bytes)),
-            },
-        )
-        .await;
-    if let Err(e) = saved {
-        tracing::warn!(error = %e, "could not remember an idempotent response");
+}
+
+fn reused() -> Response {
+    ApiError::new(
+        ErrorCode::IdempotencyKeyReused,
+        "this Idempotency-Key was used for a different request",
+    )
+    .into_response()
+}
+
+async fn release(state: &AppState, account_id: &str, key: &str) {
+    if let Err(e) = state.store.release_idempotency_key(account_id, key).await {
+        tracing::warn!(error = %e, "could not release an idempotency key");
     }
-    Ok(Response::from_parts(parts, Body::from(bytes)))
 }

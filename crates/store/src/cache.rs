@@ -48,6 +48,8 @@ pub struct ValidationCache {
 }
 
 impl ValidationCache {
+    // Only SQLite keeps one (PostgreSQL has other writers).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub fn new(capacity: usize) -> Self {
         ValidationCache {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),

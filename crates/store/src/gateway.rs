@@ -46,6 +46,56 @@ pub struct IntegrationWrite {
     pub mappings: Option<Vec<Mapping>>,
 }
 
+/// Where an inbox event stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InboxStatus {
+    /// Stored, not applied yet (or a transient failure left it for the worker).
+    Pending,
+    /// Applied: its changes are committed with it.
+    Applied,
+    /// A type Keygate does not act on: kept, never applied.
+    Ignored,
+    /// Applying it was refused (e.g. `NO_MAPPING`): fix the cause, then replay it.
+    Failed,
+}
+
+impl InboxStatus {
+    pub const ALL: [InboxStatus; 4] = [
+        InboxStatus::Pending,
+        InboxStatus::Applied,
+        InboxStatus::Ignored,
+        InboxStatus::Failed,
+    ];
+
+    /// As stored and as the API shows it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            InboxStatus::Pending => "pending",
+            InboxStatus::Applied => "applied",
+            InboxStatus::Ignored => "ignored",
+            InboxStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for InboxStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// So `status == "applied"` still reads as it did when statuses were strings.
+impl PartialEq<&str> for InboxStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewWebhookEvent {
     pub provider_event_id: String,
@@ -55,8 +105,8 @@ pub struct NewWebhookEvent {
     pub raw_body: String,
     pub normalized: serde_json::Value,
     pub verified: bool,
-    /// `pending` (to apply) or `ignored` (a type Keygate does not act on).
-    pub status: &'static str,
+    /// `Pending` (to apply) or `Ignored` (a type Keygate does not act on).
+    pub status: InboxStatus,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -76,8 +126,7 @@ pub struct WebhookEvent {
     pub occurred_at: Timestamp,
     pub received_at: Timestamp,
     pub verified: bool,
-    /// `pending`, `applied`, `ignored` or `failed`.
-    pub status: String,
+    pub status: InboxStatus,
     pub actions: serde_json::Value,
     pub error: Option<EventError>,
     pub attempts: i64,
@@ -129,7 +178,7 @@ pub struct Subscription {
 pub struct Inserted {
     pub id: String,
     pub new: bool,
-    pub status: String,
+    pub status: InboxStatus,
 }
 
 /// How many refused deliveries are kept per integration.
@@ -196,7 +245,7 @@ pub trait InboxStore: Send + Sync {
     async fn get_event(&self, account_id: &str, id: &str) -> Result<WebhookEvent>;
     /// Applies a stored event (newer-wins on the subscription, then reconcile its licenses), in
     /// one transaction; records the outcome on the event. Returns the event's new status.
-    async fn apply_event(&self, account_id: &str, event_id: &str) -> Result<String>;
+    async fn apply_event(&self, account_id: &str, event_id: &str) -> Result<InboxStatus>;
     /// Events stored but not applied (e.g. the process died in between), oldest first.
     async fn pending_events(&self, limit: i64) -> Result<Vec<(String, String)>>;
 
@@ -206,4 +255,21 @@ pub trait InboxStore: Send + Sync {
         page: PageRequest,
     ) -> Result<Page<Subscription>>;
     async fn get_subscription(&self, account_id: &str, id: &str) -> Result<Subscription>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InboxStatus;
+
+    #[test]
+    fn inbox_statuses_read_back_and_show_as_before() {
+        for s in InboxStatus::ALL {
+            assert_eq!(InboxStatus::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        let shown: Vec<_> = InboxStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(shown, ["pending", "applied", "ignored", "failed"]);
+        assert!(InboxStatus::Ignored == "ignored");
+        assert_eq!(InboxStatus::parse("done"), None);
+    }
 }

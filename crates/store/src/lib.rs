@@ -24,15 +24,25 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Opens the database named by `url` (`sqlite://...` or `postgres://...`). Does not migrate.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(sql::sqlite::SqliteStore::connect(url).await?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(sql::postgres::PostgresStore::connect(url).await?))
-    } else {
-        Err(StoreError::Config(format!(
-            "unsupported database URL `{}`: use sqlite://PATH or postgres://...",
-            redact_url(url)
-        )))
+        #[cfg(feature = "sqlite")]
+        return Ok(Arc::new(sql::sqlite::SqliteStore::connect(url).await?));
+        #[cfg(not(feature = "sqlite"))]
+        return Err(StoreError::Config(
+            "this build has no SQLite support (feature `sqlite` of keygate-store)".into(),
+        ));
     }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        return Ok(Arc::new(sql::postgres::PostgresStore::connect(url).await?));
+        #[cfg(not(feature = "postgres"))]
+        return Err(StoreError::Config(
+            "this build has no PostgreSQL support (feature `postgres` of keygate-store)".into(),
+        ));
+    }
+    Err(StoreError::Config(format!(
+        "unsupported database URL `{}`: use sqlite://PATH or postgres://...",
+        redact_url(url)
+    )))
 }
 
 /// A URL with its password removed, safe to log.

@@ -135,6 +135,52 @@ pub struct Attempt {
     pub duration_ms: i64,
 }
 
+/// Where an outbound delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt.
+    Pending,
+    /// The endpoint answered 2xx.
+    Succeeded,
+    /// No attempts left (or the endpoint is gone).
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 3] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Succeeded,
+        DeliveryStatus::Failed,
+    ];
+
+    /// As stored and as the API shows it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Succeeded => "succeeded",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// So `status == "failed"` still reads as it did when statuses were strings.
+impl PartialEq<&str> for DeliveryStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// A message to one endpoint.
 #[derive(Debug, Clone, Serialize)]
 pub struct Delivery {
@@ -142,8 +188,7 @@ pub struct Delivery {
     pub id: String,
     pub endpoint_id: String,
     pub event_type: String,
-    /// `pending`, `succeeded` or `failed`.
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     /// When the next attempt is due (pending only).
     pub next_attempt_at: Option<Timestamp>,
@@ -319,5 +364,16 @@ mod tests {
             Some("license.renewed")
         );
         assert_eq!(event_for_action("product.created"), None);
+    }
+
+    #[test]
+    fn delivery_statuses_read_back_and_show_as_before() {
+        let shown: Vec<_> = DeliveryStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(shown, ["pending", "succeeded", "failed"]);
+        for s in DeliveryStatus::ALL {
+            assert_eq!(DeliveryStatus::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert_eq!(DeliveryStatus::parse("sent"), None);
     }
 }

@@ -44,8 +44,20 @@ pub struct SigningKeyRecord {
 #[derive(Debug, Clone)]
 pub struct IdempotentResponse {
     pub request_hash: String,
+    /// 0 while the claiming request is still at work.
     pub status: u16,
     pub body: String,
+}
+
+/// What claiming an idempotency key found.
+#[derive(Debug, Clone)]
+pub enum IdempotencyClaim {
+    /// This request holds the key: do the work, then save its answer (or release the key).
+    Claimed,
+    /// Another request holds it and has not answered yet.
+    InProgress { request_hash: String },
+    /// The key's request has answered.
+    Answered(IdempotentResponse),
 }
 
 /// Every part of the store, on one engine.
@@ -234,14 +246,30 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<Page<AuditEntry>>;
 }
 
-/// Stored answers to admin `POST`s that carried an `Idempotency-Key`.
+/// Stored answers to admin `POST`s that carried an `Idempotency-Key`. A key is claimed before
+/// the request's work runs (a row that is unique per account and key), so of concurrent
+/// identical requests exactly one does the work; the others see it in progress, then its
+/// answer.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
+    /// Claims `key` for a request with this hash, unless it is already claimed. A claim still in
+    /// progress that was made before `stale_before` (its process died) is taken over.
+    async fn claim_idempotency_key(
+        &self,
+        account_id: &str,
+        key: &str,
+        request_hash: &str,
+        stale_before: Timestamp,
+    ) -> Result<IdempotencyClaim>;
+    /// Gives up a claim whose request did not finish (a server error): a retry runs it again.
+    async fn release_idempotency_key(&self, account_id: &str, key: &str) -> Result<()>;
+    /// The stored answer, or the claim in progress (status 0).
     async fn idempotent_response(
         &self,
         account_id: &str,
         key: &str,
     ) -> Result<Option<IdempotentResponse>>;
+    /// Stores the answer of a claimed key (or of an unclaimed one).
     async fn save_idempotent_response(
         &self,
         account_id: &str,

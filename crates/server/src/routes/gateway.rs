@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keygate_domain::Timestamp;
 use keygate_store::gateway::{
-    EventFilter, Integration, IntegrationWrite, Mapping, NewWebhookEvent,
+    EventFilter, InboxStatus, Integration, IntegrationWrite, Mapping, NewWebhookEvent,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -514,7 +514,11 @@ async fn webhook(
                     raw_body: raw.clone(),
                     normalized: serde_json::to_value(&event).unwrap_or_default(),
                     verified: true,
-                    status: if ignored { "ignored" } else { "pending" },
+                    status: if ignored {
+                        InboxStatus::Ignored
+                    } else {
+                        InboxStatus::Pending
+                    },
                 },
             )
             .await?;
@@ -522,7 +526,7 @@ async fn webhook(
             id: inserted.id,
             provider_event_id: event.event_id,
             event_type: event.event_type,
-            status: inserted.status,
+            status: inserted.status.to_string(),
             duplicate: !inserted.new,
         });
     }

@@ -58,7 +58,7 @@ async fn crash_between_store_and_apply(app: TestApp) -> TestApp {
                 raw_body: body.clone(),
                 normalized: serde_json::to_value(&events[0]).unwrap(),
                 verified: true,
-                status: "pending",
+                status: keygate_store::gateway::InboxStatus::Pending,
             },
         )
         .await

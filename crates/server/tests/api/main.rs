@@ -8,6 +8,7 @@ mod cli;
 mod edge;
 mod enforcement;
 mod gateway;
+mod idempotency;
 mod lifecycle;
 mod ops;
 mod outbound;

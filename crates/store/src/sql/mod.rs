@@ -4,7 +4,9 @@
 //! connections are opened. The SQL text is the same on both: both engines accept `$N`
 //! placeholders, `RETURNING`, `ON CONFLICT` and `FILTER`.
 
+#[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {

@@ -22,6 +22,8 @@ mod engine {
     pub const BEGIN_WRITE: Option<&str> = None;
     /// Worker claims: rows another node is claiming are skipped, not waited for.
     pub const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+    /// Migrations run under `pg_advisory_lock`: nodes starting together take turns.
+    pub const ADVISORY_LOCKS: bool = true;
     pub const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::POSTGRES;
 
     /// Several nodes may write: no process-local cache could see their changes.

@@ -27,6 +27,8 @@ mod engine {
     pub const BEGIN_WRITE: Option<&str> = Some("BEGIN IMMEDIATE");
     /// Worker claims: the single writer already makes the claiming UPDATE atomic.
     pub const SKIP_LOCKED: &str = "";
+    /// SQLite has no advisory locks: `BEGIN IMMEDIATE` serializes the migrations.
+    pub const ADVISORY_LOCKS: bool = false;
     pub const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::SQLITE;
 
     /// Licenses kept in the validation cache (`KEYGATE_VALIDATION_CACHE`, 0 = off).
@@ -56,13 +58,15 @@ mod engine {
             // hot index pages of a large database.
             .pragma("cache_size", "-32768");
         // A local file does not drop connections: no liveness ping before every acquire
-        // (on SQLite that ping costs a full worker-thread round trip).
+        // (on SQLite that ping costs a full worker-thread round trip). The writer fsyncs the
+        // WAL at every commit (FULL): what it answered survives a power loss, not only a crash
+        // of the process. Group commit makes that one fsync per group of webhook deliveries.
         let write = SqlitePoolOptions::new()
             .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
+            .connect_with(options.clone().synchronous(SqliteSynchronous::Full))
             .await?;
         let readers = std::thread::available_parallelism()
             .map(|n| n.get() as u32)
@@ -118,3 +122,25 @@ mod engine {
 mod shared;
 
 pub use shared::SqlStore as SqliteStore;
+
+#[cfg(test)]
+mod tests {
+    /// Commits are on disk before they are answered: the writer syncs the WAL at every commit;
+    /// readers, which commit nothing, keep NORMAL.
+    #[tokio::test]
+    async fn the_writer_syncs_every_commit() {
+        let dir = std::env::temp_dir().join(format!("keygate-sync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("k.db").display());
+        let pools = super::engine::open_pools(&url).await.unwrap();
+        let level = |pool| async move {
+            sqlx::query_scalar::<_, i64>("PRAGMA synchronous")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        };
+        assert_eq!(level(&pools.write).await, 2, "FULL");
+        assert_eq!(level(&pools.read).await, 1, "NORMAL");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

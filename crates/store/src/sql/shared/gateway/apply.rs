@@ -7,7 +7,7 @@ use super::super::outbound::enqueue_outbound_into;
 use super::super::rows::parse_json;
 use super::lookups::{Lookups, upsert_customer};
 use super::subscriptions::{ApplyContext, apply_to_order, apply_to_subscription};
-use crate::gateway::Integration;
+use crate::gateway::{InboxStatus, Integration};
 use crate::{Result, now};
 use keygate_domain::billing::BillingEvent;
 use keygate_domain::reconcile::{IntegrationOptions, SubscriptionState};
@@ -112,8 +112,8 @@ pub(crate) async fn apply_loaded(
         (None, None) => Ok(()),
     };
     let (status, code, message) = match &outcome {
-        Ok(()) => ("applied", None, None),
-        Err(e) => ("failed", Some(e.code()), Some(e.to_string())),
+        Ok(()) => (InboxStatus::Applied, None, None),
+        Err(e) => (InboxStatus::Failed, Some(e.code()), Some(e.to_string())),
     };
     let actions = serde_json::Value::Array(applied.actions);
     // Outbound: `billing_event.applied` / `billing_event.failed`.
@@ -139,7 +139,7 @@ pub(crate) async fn apply_loaded(
 
 /// What applying an event decided, for its inbox row.
 pub(crate) struct ApplyOutcome {
-    pub(crate) status: &'static str,
+    pub(crate) status: InboxStatus,
     pub(crate) actions: String,
     pub(crate) error_code: Option<&'static str>,
     pub(crate) error: Option<String>,
@@ -153,12 +153,12 @@ fn billing_event_outbound(
     integration: &Integration,
     event_id: &str,
     event: &BillingEvent,
-    status: &str,
+    status: InboxStatus,
     actions: &serde_json::Value,
     code: Option<&str>,
     message: &Option<String>,
 ) -> (&'static str, String) {
-    let event_type = if status == "applied" {
+    let event_type = if status == InboxStatus::Applied {
         "billing_event.applied"
     } else {
         "billing_event.failed"

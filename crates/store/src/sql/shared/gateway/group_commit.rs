@@ -9,7 +9,7 @@ use super::super::rows::LICENSE_COLS;
 use super::apply::apply_loaded;
 use super::lookups::{Lookups, customer_email, parse_lookups, push_lookups};
 use super::subscriptions::existing_from_row;
-use crate::gateway::{Inserted, Integration, NewWebhookEvent};
+use crate::gateway::{InboxStatus, Inserted, Integration, NewWebhookEvent};
 use crate::{Result, StoreError, now};
 use keygate_domain::billing::BillingEvent;
 use keygate_domain::new_id;
@@ -162,7 +162,8 @@ pub(crate) async fn receive_together(
 /// locks the subscription row before its licenses, in the apply.
 fn prefetched_subscription(job: &ReceiveJob) -> Option<&str> {
     let s = job.parsed.subscription.as_ref()?;
-    (FOR_UPDATE.is_empty() && job.event.status == "pending").then_some(s.external_id.as_str())
+    (FOR_UPDATE.is_empty() && job.event.status == InboxStatus::Pending)
+        .then_some(s.external_id.as_str())
 }
 
 fn push_subscription_licenses(
@@ -251,7 +252,7 @@ async fn receive_in(
         ));
     }
     let id = new_id();
-    let outcome = if event.status == "pending" {
+    let outcome = if event.status == InboxStatus::Pending {
         // Mapped policies were read with the integration: a policy edit racing this delivery is
         // as if it had come a moment earlier or later. Any other policy is read in the apply.
         let mut policies = integration
@@ -298,23 +299,23 @@ async fn receive_in(
     let (status, touched) = match outcome {
         Some(o) => {
             batch
-                .bind(o.status)
+                .bind(o.status.as_str())
                 .bind(o.actions)
                 .bind(o.error_code)
                 .bind(o.error)
                 .bind(1_i64)
                 .bind(o.applied_at);
-            (o.status.to_string(), o.touched_keys)
+            (o.status, o.touched_keys)
         }
         None => {
             batch
-                .bind(event.status)
+                .bind(event.status.as_str())
                 .bind("[]")
                 .bind(None::<String>)
                 .bind(None::<String>)
                 .bind(0_i64)
                 .bind(None::<i64>);
-            (event.status.to_string(), Vec::new())
+            (event.status, Vec::new())
         }
     };
     Ok((

@@ -10,8 +10,8 @@ use super::group_commit::{RECEIVE_ATTEMPTS, ReceiveJob, receive_together};
 use super::integrations::load_integration;
 use super::lookups::lookups;
 use crate::gateway::{
-    EventError, EventFilter, InboxStore, Inserted, Integration, NewWebhookEvent, Subscription,
-    WebhookEvent,
+    EventError, EventFilter, InboxStatus, InboxStore, Inserted, Integration, NewWebhookEvent,
+    Subscription, WebhookEvent,
 };
 use crate::sql::is_unique_violation;
 use crate::{PageRequest, Result, StoreError, now};
@@ -27,6 +27,12 @@ pub(crate) const EVENT_COLS: &str = "id, account_id, integration_id, provider, p
 const SUBSCRIPTION_COLS: &str = "id, integration_id, provider, external_id, customer_id, \
      status, current_period_end, last_event_at, state, created_at, updated_at";
 
+pub(crate) fn inbox_status(row: &DbRow) -> Result<InboxStatus> {
+    let status: String = row.try_get("status")?;
+    InboxStatus::parse(&status)
+        .ok_or_else(|| StoreError::Corrupt(format!("inbox event status `{status}`")))
+}
+
 fn event_from_row(row: &DbRow) -> Result<WebhookEvent> {
     let code: Option<String> = row.try_get("error_code")?;
     let message: Option<String> = row.try_get("error")?;
@@ -41,7 +47,7 @@ fn event_from_row(row: &DbRow) -> Result<WebhookEvent> {
         occurred_at: ts(row.try_get("occurred_at")?),
         received_at: ts(row.try_get("received_at")?),
         verified: row.try_get("verified")?,
-        status: row.try_get("status")?,
+        status: inbox_status(row)?,
         actions: parse_json(row.try_get::<&str, _>("actions")?)?,
         error: code.map(|code| EventError {
             code,
@@ -94,7 +100,7 @@ async fn insert_event_in(
     .bind(&event.raw_body)
     .bind(event.normalized.to_string())
     .bind(event.verified)
-    .bind(event.status)
+    .bind(event.status.as_str())
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -102,7 +108,7 @@ async fn insert_event_in(
         return Ok(Inserted {
             id,
             new: true,
-            status: event.status.to_string(),
+            status: event.status,
         });
     }
     let row = sqlx::query(
@@ -116,7 +122,7 @@ async fn insert_event_in(
     Ok(Inserted {
         id: row.try_get("id")?,
         new: false,
-        status: row.try_get("status")?,
+        status: inbox_status(&row)?,
     })
 }
 
@@ -214,7 +220,7 @@ impl InboxStore for SqlStore {
         Ok(event)
     }
 
-    async fn apply_event(&self, account_id: &str, event_id: &str) -> Result<String> {
+    async fn apply_event(&self, account_id: &str, event_id: &str) -> Result<InboxStatus> {
         let (status, touched) = self.apply_event_tx(account_id, event_id).await?;
         for key in touched {
             self.invalidate_key(&key);
@@ -224,8 +230,9 @@ impl InboxStore for SqlStore {
 
     async fn pending_events(&self, limit: i64) -> Result<Vec<(String, String)>> {
         let rows = sqlx::query(&format!(
-            "SELECT account_id, id FROM webhook_events WHERE status = 'pending' ORDER BY id \
-             LIMIT {limit}"
+            "SELECT account_id, id FROM webhook_events WHERE status = '{}' ORDER BY id \
+             LIMIT {limit}",
+            InboxStatus::Pending
         ))
         .fetch_all(&self.read)
         .await?;
@@ -265,7 +272,7 @@ impl SqlStore {
         &self,
         account_id: &str,
         event_id: &str,
-    ) -> Result<(String, Vec<String>)> {
+    ) -> Result<(InboxStatus, Vec<String>)> {
         self.write_tx(async |tx| apply_stored(tx, account_id, event_id).await)
             .await
     }
@@ -277,7 +284,7 @@ async fn apply_stored(
     tx: &mut DbConn,
     account_id: &str,
     event_id: &str,
-) -> Result<(String, Vec<String>)> {
+) -> Result<(InboxStatus, Vec<String>)> {
     let sql = format!(
         "SELECT {EVENT_COLS} FROM webhook_events WHERE account_id = $1 AND id = $2{FOR_UPDATE}"
     );
@@ -288,7 +295,7 @@ async fn apply_stored(
         .await?
         .ok_or(StoreError::NotFound("event"))?;
     let stored = event_from_row(&row)?;
-    if stored.status == "ignored" {
+    if stored.status == InboxStatus::Ignored {
         return Ok((stored.status, Vec::new()));
     }
     let event: BillingEvent = serde_json::from_value(stored.event.clone())?;
@@ -312,11 +319,11 @@ async fn apply_stored(
              attempts = attempts + 1, applied_at = $6 WHERE id = $1",
         )
         .bind(event_id.to_string())
-        .bind(outcome.status)
+        .bind(outcome.status.as_str())
         .bind(outcome.actions)
         .bind(outcome.error_code)
         .bind(outcome.error)
         .bind(outcome.applied_at);
     batch.flush(tx).await?;
-    Ok((outcome.status.to_string(), outcome.touched_keys))
+    Ok((outcome.status, outcome.touched_keys))
 }

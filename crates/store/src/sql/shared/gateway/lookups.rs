@@ -5,7 +5,7 @@ use super::super::audit::{Change, audit_into};
 use super::super::batch::WriteBatch;
 use super::super::{DbConn, DbRow};
 use super::apply::Applied;
-use crate::gateway::Integration;
+use crate::gateway::{InboxStatus, Integration};
 use crate::{Result, StoreError, now};
 use keygate_domain::billing::BillingEvent;
 use keygate_domain::reconcile::ExistingLicense;
@@ -16,7 +16,7 @@ use sqlx::Row;
 #[derive(Debug, Default)]
 pub(crate) struct Lookups {
     /// The delivery is already in the inbox: (event id, status).
-    pub(crate) duplicate: Option<(String, String)>,
+    pub(crate) duplicate: Option<(String, InboxStatus)>,
     pub(crate) customer_by_external_id: Option<String>,
     pub(crate) customer_by_email: Option<String>,
     /// The event's subscription as stored: `Some(None)` if Keygate has not seen it, `None` if
@@ -94,7 +94,13 @@ pub(crate) fn push_lookups(
 
 pub(crate) fn parse_lookups(row: &DbRow, event: &BillingEvent) -> Result<Lookups> {
     let event_id: Option<String> = row.try_get("event_id")?;
-    let event_status: Option<String> = row.try_get("event_status")?;
+    let event_status = match row.try_get::<Option<String>, _>("event_status")? {
+        Some(s) => Some(
+            InboxStatus::parse(&s)
+                .ok_or_else(|| StoreError::Corrupt(format!("inbox event status `{s}`")))?,
+        ),
+        None => None,
+    };
     Ok(Lookups {
         duplicate: event_id.zip(event_status),
         customer_by_external_id: row.try_get("by_external_id")?,

@@ -5,7 +5,9 @@ use super::super::engine::SKIP_LOCKED;
 use super::super::rows::{ListQuery, fetch_page, parse_json, placeholders, ts};
 use super::super::{DbConn, DbRow, SqlStore};
 use super::endpoints::load_endpoint;
-use crate::outbound::{Attempt, AttemptRecord, Delivery, DeliveryStore, DueDelivery, Outcome};
+use crate::outbound::{
+    Attempt, AttemptRecord, Delivery, DeliveryStatus, DeliveryStore, DueDelivery, Outcome,
+};
 use crate::{PageRequest, Result, StoreError, now};
 use async_trait::async_trait;
 use keygate_domain::ErrorCode;
@@ -17,13 +19,15 @@ const DELIVERY_COLS: &str = "id, endpoint_id, event_type, payload, status, attem
      next_attempt_at, last_status, last_error, last_attempt_at, created_at, updated_at";
 
 fn delivery_from_row(row: &DbRow) -> Result<Delivery> {
-    let status: String = row.try_get("status")?;
+    let stored: String = row.try_get("status")?;
+    let status = DeliveryStatus::parse(&stored)
+        .ok_or_else(|| StoreError::Corrupt(format!("delivery status `{stored}`")))?;
     Ok(Delivery {
         id: row.try_get("id")?,
         endpoint_id: row.try_get("endpoint_id")?,
         event_type: row.try_get("event_type")?,
         attempts: row.try_get("attempts")?,
-        next_attempt_at: if status == "pending" {
+        next_attempt_at: if status == DeliveryStatus::Pending {
             Some(ts(row.try_get("next_attempt_at")?))
         } else {
             None
@@ -98,12 +102,10 @@ impl DeliveryStore for SqlStore {
         load_endpoint(&mut conn, account_id, endpoint_id).await?;
         let mut q = ListQuery::new(account_id);
         q.push("endpoint_id = ?", endpoint_id);
-        match status.as_deref() {
+        match status.as_deref().map(|s| (s, DeliveryStatus::parse(s))) {
             None => {}
-            Some("pending" | "succeeded" | "failed") => {
-                q.push("status = ?", status.unwrap_or_default())
-            }
-            Some(other) => {
+            Some((_, Some(status))) => q.push("status = ?", status.as_str()),
+            Some((other, None)) => {
                 return Err(StoreError::invalid(
                     ErrorCode::InvalidFilter,
                     format!("`status` must be pending, succeeded or failed, not `{other}`"),
@@ -240,9 +242,9 @@ impl DeliveryStore for SqlStore {
     ) -> Result<()> {
         let at = attempt.attempted_at;
         let (status, next) = match outcome {
-            Outcome::Succeeded => ("succeeded", at),
-            Outcome::Retry(next) => ("pending", next),
-            Outcome::Failed | Outcome::Gone => ("failed", at),
+            Outcome::Succeeded => (DeliveryStatus::Succeeded, at),
+            Outcome::Retry(next) => (DeliveryStatus::Pending, next),
+            Outcome::Failed | Outcome::Gone => (DeliveryStatus::Failed, at),
         };
         self.write_tx(async |tx| {
         sqlx::query(
@@ -252,7 +254,7 @@ impl DeliveryStore for SqlStore {
         )
         .bind(&d.endpoint_id)
         .bind(&d.message_id)
-        .bind(status)
+        .bind(status.as_str())
         .bind(next.0)
         .bind(attempt.status_code.map(i64::from))
         .bind(&attempt.error)
