@@ -18,3 +18,4 @@ mod resources;
 mod sealing;
 mod signing;
 mod ssrf;
+mod truth;
