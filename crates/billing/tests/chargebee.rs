@@ -273,6 +273,35 @@ fn subscription_lifecycle() {
         },
     );
     assert_eq!(cancelled.subscription.unwrap().ended_at, Some(secs(T1)));
+    // Sent instead of the plain types: the same meaning. Deleted: access ends.
+    for name in [
+        "subscription_canceled_with_backdating.json",
+        "subscription_deleted.json",
+    ] {
+        let event = parse(name);
+        check(
+            name,
+            &event,
+            Kind::SubscriptionCanceled,
+            Expect {
+                status: Some(Status::Canceled),
+                ..Expect::default()
+            },
+        );
+        assert!(event.subscription.unwrap().ended_at.is_some(), "{name}");
+    }
+    // Dunning: Chargebee keeps `active`, the unpaid invoices say otherwise; a snapshot
+    // during dunning keeps the failure.
+    check(
+        "changed in dunning",
+        &parse("subscription_changed.in_dunning.json"),
+        Kind::SubscriptionUpdated,
+        Expect {
+            status: Some(Status::PastDue),
+            partial: Some(false),
+            ..Expect::default()
+        },
+    );
 
     check(
         "paused",

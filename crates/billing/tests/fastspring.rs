@@ -242,7 +242,16 @@ fn charges() {
             ..Expect::default()
         },
     );
-    assert_eq!(ids.subscription.unwrap().current_period_end, None);
+    assert_eq!(ids.subscription.as_ref().unwrap().current_period_end, None);
+    // Nothing to extend by in the event: derived from the known period, else
+    // WEBHOOK_EXPANSION_REQUIRED. The expanded charge tells its period.
+    assert_eq!(
+        ids.period_missing.map(|m| m.code()),
+        Some("WEBHOOK_EXPANSION_REQUIRED")
+    );
+    let expanded = parse("subscription.charge.completed.json");
+    assert_eq!(expanded.period_missing, None);
+    assert_eq!(expanded.billing_interval_seconds, Some(30 * 86_400));
     check(
         "charge failed",
         &parse("subscription.charge.failed.json"),
@@ -307,6 +316,66 @@ fn returns_chargebacks_unknown() {
         },
     );
     assert_eq!(unknown.event_type, "mailingListEntry.updated");
+}
+
+#[test]
+fn paused_suspends_and_resumed_reinstates() {
+    let paused = parse("subscription.paused.json");
+    check(
+        "paused",
+        &paused,
+        Kind::SubscriptionPaused,
+        Expect {
+            subscription_id: Some("sub_FS1"),
+            status: Some(Status::Paused),
+            partial: Some(false),
+            ..Expect::default()
+        },
+    );
+    check(
+        "resumed",
+        &parse("subscription.resumed.json"),
+        Kind::SubscriptionResumed,
+        Expect {
+            status: Some(Status::Active),
+            ..Expect::default()
+        },
+    );
+}
+
+#[test]
+fn a_partial_batch_is_answered_with_the_processed_ids_one_per_line() {
+    let receipt = |id: &str, status: &str| keygate_billing::Receipt {
+        id: format!("we_{id}"),
+        provider_event_id: id.into(),
+        event_type: "subscription.updated".into(),
+        status: status.into(),
+        duplicate: false,
+    };
+    let headers = Headers::new();
+    let request = keygate_billing::Request::post(&headers, b"{}");
+    let ack = fastspring().0.acknowledge(
+        &request,
+        &[
+            receipt("evt_a", "applied"),
+            receipt("evt_b", "failed"),
+            receipt("evt_c", "ignored"),
+        ],
+    );
+    assert_eq!(ack.status, 202);
+    assert_eq!(ack.content_type, "text/plain; charset=utf-8");
+    assert_eq!(String::from_utf8(ack.body).unwrap(), "evt_a\nevt_c\n");
+    let all_failed = fastspring()
+        .0
+        .acknowledge(&request, &[receipt("evt_b", "failed")]);
+    assert_eq!((all_failed.status, all_failed.body.is_empty()), (202, true));
+    let all_ok = fastspring()
+        .0
+        .acknowledge(&request, &[receipt("evt_a", "applied")]);
+    assert_eq!(
+        (all_ok.status, all_ok.content_type),
+        (200, "application/json")
+    );
 }
 
 #[test]

@@ -237,6 +237,16 @@ fn subscriptions() {
             ..Expect::default()
         },
     );
+    // `pause.mode: free`: "the subscription is still active", the service given for free.
+    check(
+        "paused free",
+        &parse("subscription_paused.free.json"),
+        Kind::SubscriptionUpdated,
+        Expect {
+            status: Some(Status::Active),
+            ..Expect::default()
+        },
+    );
     check(
         "unpaused",
         &parse("subscription_unpaused.json"),

@@ -378,12 +378,18 @@ fn subscription_events() {
         &cancelled,
         Kind::SubscriptionCancelScheduled,
         Expect {
-            // Billing stopped; what was paid for stays paid for.
+            // Billing stopped; what was paid for stays paid for. Real CANCELLED resources
+            // have no `next_billing_time`: the snapshot does not tell the period (it keeps
+            // the known one, the reconcile ends the licenses there: `SubscriptionCancelScheduled`).
             status: Some(Status::Active),
-            cancel_at_period_end: Some(true),
-            period_end: Some(rfc("2026-03-06T10:00:00Z")),
+            partial: Some(true),
+            items: Some(vec![("P-5ML4271244454362WXNWU5NQ", 7)]),
             ..Expect::default()
         },
+    );
+    assert_eq!(
+        cancelled.subscription.as_ref().unwrap().current_period_end,
+        None
     );
     let expired = parse("BILLING.SUBSCRIPTION.EXPIRED.json");
     check(
@@ -415,6 +421,13 @@ fn payment_events() {
             partial: Some(true),
             ..Expect::default()
         },
+    );
+    // The sale has no period: derived from the known one, else API_CREDENTIALS_REQUIRED.
+    assert_eq!(
+        parse("PAYMENT.SALE.COMPLETED.json")
+            .period_missing
+            .map(|m| m.code()),
+        Some("API_CREDENTIALS_REQUIRED")
     );
     check(
         "refund",

@@ -301,6 +301,21 @@ pub struct BillingEvent {
     /// chargeback, as the kind says). The integration's `options.refunds` decides from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reversal: Option<Reversal>,
+    /// The subscription's billing interval, when the event's subscription object tells it
+    /// (PayPal: `next_billing_time` − `last_payment.time` in whole days; FastSpring:
+    /// `intervalLength` × `intervalUnit`): what a renewal payment that carries no period
+    /// extends the known paid-through date by.
+    #[serde(default)]
+    pub billing_interval_seconds: Option<i64>,
+    /// The last payment the snapshot's period already accounts for (PayPal
+    /// `billing_info.last_payment.time`): a renewal payment at that time is not a new period.
+    #[serde(default)]
+    pub last_payment_at: Option<Timestamp>,
+    /// Set on a renewal payment that carries no period (PayPal `PAYMENT.SALE.COMPLETED`,
+    /// FastSpring `subscription.charge.completed` without Webhook Expansion): Keygate derives
+    /// the new period from what it knows, else the event fails with this need's code.
+    #[serde(default)]
+    pub period_missing: Option<MissingPeriod>,
 }
 
 /// The size and stage of a refund or dispute.
@@ -338,6 +353,27 @@ impl Reversal {
     }
 }
 
+/// What completes a renewal that carries no period when Keygate cannot derive it (no known
+/// paid-through date or billing interval): the event stays `failed` with [`MissingPeriod::code`]
+/// and is replayed once that is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingPeriod {
+    /// The platform's API (the subscription object) has it: configure `api_credentials`.
+    ApiCredentials,
+    /// The platform sends it when Webhook Expansion is enabled (FastSpring).
+    WebhookExpansion,
+}
+
+impl MissingPeriod {
+    pub fn code(self) -> &'static str {
+        match self {
+            MissingPeriod::ApiCredentials => "API_CREDENTIALS_REQUIRED",
+            MissingPeriod::WebhookExpansion => "WEBHOOK_EXPANSION_REQUIRED",
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -363,6 +399,9 @@ impl BillingEvent {
             needs_fetch: Vec::new(),
             order_aliases: Vec::new(),
             reversal: None,
+            billing_interval_seconds: None,
+            last_payment_at: None,
+            period_missing: None,
         }
     }
 

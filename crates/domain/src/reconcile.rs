@@ -37,8 +37,10 @@
 //!
 //! - One license per mapped item (`extend`), or per mapped item and paid period
 //!   (`new_license`); policy from the [`Mapping`], `quantity` from the item (policies with
-//!   `seats_from_quantity` turn it into seats). Every item must be mapped, else
-//!   [`ReconcileError::NoMapping`] and no change at all; and have a quantity of 1 to
+//!   `seats_from_quantity` turn it into seats). An unmapped item (an add-on, a one-time or
+//!   prorated charge) is skipped and listed ([`unmapped_items`]: `UNMAPPED_ITEM` in the
+//!   event's actions); only when no item maps is it [`ReconcileError::NoMapping`] and no
+//!   change at all. A mapped item must have a quantity of 1 to
 //!   [`crate::limits::MAX_QUANTITY`], else [`ReconcileError::InvalidQuantity`] (never a seat
 //!   count of zero or less).
 //! - Expiry, for `expiry: subscription` policies only: the paid-through date
@@ -69,7 +71,9 @@
 //! A manual suspension of a license of an active subscription is undone by the next
 //! reconcile (the planner cannot tell it from an automatic one); a manual revocation stays.
 
-use crate::billing::{BillingEvent, BillingEventKind, BillingItem, SubscriptionStatus};
+use crate::billing::{
+    BillingEvent, BillingEventKind, BillingItem, MissingPeriod, SubscriptionStatus,
+};
 use crate::validation::PaymentFacts;
 use crate::{ExpiryKind, LicenseStatus, Policy, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -195,6 +199,7 @@ pub struct StateClock {
     pub cancel_at: Option<EventPosition>,
     pub ended_at: Option<EventPosition>,
     pub trial_end: Option<EventPosition>,
+    pub billing_interval: Option<EventPosition>,
     /// The newest success and every failure after it, oldest first.
     pub payments: Vec<PaymentSignal>,
 }
@@ -239,6 +244,13 @@ pub struct SubscriptionState {
     pub last_event_at: Option<Timestamp>,
     #[serde(default)]
     pub ordering_version: Option<i64>,
+    /// The billing interval the platform last told ([`BillingEvent::billing_interval_seconds`]).
+    #[serde(default)]
+    pub billing_interval_seconds: Option<i64>,
+    /// Payments up to this time are counted in `current_period_end` (the last payment a
+    /// snapshot named, or the last renewal payment a period was derived from).
+    #[serde(default)]
+    pub payments_counted_until: Option<Timestamp>,
     #[serde(default)]
     pub clock: StateClock,
 }
@@ -262,6 +274,8 @@ impl SubscriptionState {
             order_ids: Vec::new(),
             last_event_at: None,
             ordering_version: None,
+            billing_interval_seconds: None,
+            payments_counted_until: None,
             clock: StateClock::default(),
         }
     }
@@ -316,6 +330,43 @@ fn normalized_items(items: &[BillingItem]) -> Vec<BillingItem> {
     out
 }
 
+/// How close to the last payment a snapshot counted a renewal payment may be and still be
+/// that same payment (PayPal's first sale and the `last_payment` of its activation).
+pub const SAME_PAYMENT_SECONDS: i64 = 600;
+
+/// The paid-through date a renewal payment that carries no period implies
+/// ([`BillingEvent::period_missing`]): the known paid-through date plus the known billing
+/// interval, once per payment. `Ok(None)`: nothing to derive (the event tells its period, is
+/// no such renewal, or is a payment the known period already counts). `Err`: nothing known to
+/// derive from; the event fails with the need's code and is replayed once it is configured
+/// (or once a full snapshot has told the period). A derived date is only a stand-in: the next
+/// full snapshot, newer by [`EventPosition`], overwrites it.
+pub fn derived_period_end(
+    state: Option<&SubscriptionState>,
+    event: &BillingEvent,
+) -> Result<Option<Timestamp>, ReconcileError> {
+    let (Some(needs), Some(snap)) = (event.period_missing, event.subscription.as_ref()) else {
+        return Ok(None);
+    };
+    if event.kind != BillingEventKind::SubscriptionRenewed || snap.current_period_end.is_some() {
+        return Ok(None);
+    }
+    let known = state.and_then(|s| {
+        Some((
+            s,
+            s.current_period_end?,
+            s.billing_interval_seconds.filter(|i| *i > 0)?,
+        ))
+    });
+    let Some((state, end, interval)) = known else {
+        return Err(ReconcileError::PeriodUnknown { needs });
+    };
+    let counted = state.payments_counted_until.is_some_and(|c| {
+        event.occurred_at.millis() <= c.plus_seconds(SAME_PAYMENT_SECONDS).millis()
+    });
+    Ok((!counted).then(|| end.plus_seconds(interval)))
+}
+
 /// Apply one event to the stored state of its subscription (`None`: none stored yet).
 /// Returns the new state, or `None` when the event changes nothing (a duplicate, an event
 /// whose every field something newer already told, an event of another subscription or
@@ -338,6 +389,7 @@ pub fn apply_event(
     // What this event tells: the outer Option is "told", the inner the value.
     let told = |value: Option<Timestamp>| if full { Some(value) } else { value.map(Some) };
     let status = snap.status.or_else(|| implied_status(event.kind));
+    let derived = derived_period_end(state, event).ok().flatten();
     let clock = &mut next.clock;
 
     lww(
@@ -360,9 +412,23 @@ pub fn apply_event(
     lww(
         &mut next.current_period_end,
         &mut clock.current_period_end,
-        told(snap.current_period_end),
+        told(snap.current_period_end.or(derived)),
         &at,
     );
+    lww(
+        &mut next.billing_interval_seconds,
+        &mut clock.billing_interval,
+        event.billing_interval_seconds.map(Some),
+        &at,
+    );
+    let counted = event
+        .last_payment_at
+        .into_iter()
+        .chain(derived.map(|_| event.occurred_at))
+        .max();
+    if counted.is_some() {
+        next.payments_counted_until = next.payments_counted_until.max(counted);
+    }
     let cancel_at_period_end = if full {
         Some(snap.cancel_at_period_end)
     } else if event.kind == K::SubscriptionCancelScheduled {
@@ -463,7 +529,7 @@ pub fn payment_facts(state: &SubscriptionState, options: &IntegrationOptions) ->
 }
 
 /// The end of the current period: `current_period_end`, or `trial_end` while trialing.
-fn period_end(state: &SubscriptionState) -> Option<Timestamp> {
+pub fn period_end(state: &SubscriptionState) -> Option<Timestamp> {
     state.current_period_end.or(match state.status {
         Some(SubscriptionStatus::Trialing) => state.trial_end,
         _ => None,
@@ -589,6 +655,16 @@ pub enum ReconcileError {
         max = crate::limits::MAX_QUANTITY
     )]
     InvalidQuantity { external_id: String, quantity: i64 },
+    /// A renewal payment without its period, and no known paid-through date and billing
+    /// interval to derive it from.
+    #[error(
+        "the renewal payment carries no period and Keygate knows no paid-through date and billing interval to derive it from; {}, then replay the event",
+        match needs {
+            MissingPeriod::ApiCredentials => "configure the integration's api_credentials (or wait for the platform's next subscription event)",
+            MissingPeriod::WebhookExpansion => "enable Webhook Expansion on the platform's webhook",
+        }
+    )]
+    PeriodUnknown { needs: MissingPeriod },
 }
 
 impl ReconcileError {
@@ -597,19 +673,40 @@ impl ReconcileError {
             ReconcileError::NoMapping { .. } => "NO_MAPPING",
             ReconcileError::UnknownPolicy { .. } => "POLICY_NOT_FOUND",
             ReconcileError::InvalidQuantity { .. } => "INVALID_QUANTITY",
+            ReconcileError::PeriodUnknown { needs } => needs.code(),
         }
     }
 }
 
-/// Every item with its mapped policy, or the first item that has none or whose quantity is
-/// out of range (no partial plans).
+/// The items no mapping names: skipped by the plan (an add-on, a one-time or prorated charge
+/// the vendor does not license), listed in the event's actions as `UNMAPPED_ITEM`. The plan
+/// fails with `NO_MAPPING` only when no item maps.
+pub fn unmapped_items<'a>(items: &'a [BillingItem], mappings: &[Mapping]) -> Vec<&'a BillingItem> {
+    items
+        .iter()
+        .filter(|item| !mappings.iter().any(|m| m.external_id == item.external_id))
+        .collect()
+}
+
+/// Every mapped item with its policy (unmapped ones skipped, see [`unmapped_items`]); an
+/// error when items exist but none maps, or a mapped item's quantity is out of range or its
+/// policy unknown (no partial plans).
 fn resolve<'a>(
     items: &'a [BillingItem],
     policies: &'a HashMap<String, Policy>,
     mappings: &[Mapping],
 ) -> Result<Vec<(&'a BillingItem, &'a Policy)>, ReconcileError> {
+    let unmapped = unmapped_items(items, mappings);
+    if let Some(first) = unmapped.first()
+        && unmapped.len() == items.len()
+    {
+        return Err(ReconcileError::NoMapping {
+            external_id: first.external_id.clone(),
+        });
+    }
     items
         .iter()
+        .filter(|item| mappings.iter().any(|m| m.external_id == item.external_id))
         .map(|item| {
             if !(1..=crate::limits::MAX_QUANTITY).contains(&item.quantity) {
                 return Err(ReconcileError::InvalidQuantity {
@@ -735,11 +832,14 @@ pub fn plan(
     }
     // 2. Plan changes: a license whose item left the subscription goes to a new item,
     //    preferring one whose policy is of the same product.
+    // A license whose item is still on the subscription is no orphan, mapped or not (its
+    // mapping may have been removed): it only follows the status.
     let is_orphan = |l: &ExistingLicense| {
         in_pool(l)
-            && !slots
+            && !state
+                .items
                 .iter()
-                .any(|(item, _)| l.item_external_id.as_deref() == Some(item.external_id.as_str()))
+                .any(|item| l.item_external_id.as_deref() == Some(item.external_id.as_str()))
     };
     let mut orphans: Vec<usize> = (0..licenses.len())
         .filter(|&i| !used[i] && is_orphan(&licenses[i]))
@@ -1757,6 +1857,69 @@ mod tests {
     }
 
     #[test]
+    fn a_renewal_payment_without_its_period_extends_by_the_known_interval() {
+        let sale = |id: &str, day: i64| BillingEvent {
+            period_missing: Some(MissingPeriod::ApiCredentials),
+            ..ev(
+                id,
+                K::SubscriptionRenewed,
+                day,
+                partial(Some(S::Active), None),
+            )
+        };
+        // Nothing known yet: the event fails with what to configure, and changes nothing.
+        let err = derived_period_end(None, &sale("e_s1", 30)).unwrap_err();
+        assert_eq!(err.code(), "API_CREDENTIALS_REQUIRED");
+        assert!(err.to_string().contains("api_credentials"), "{err}");
+        let mut w = World::new(RenewalMode::Extend);
+        let mut act = activated(&[("price_pro", 1)]);
+        // Without an interval a period end alone is not enough.
+        assert!(derived_period_end(apply_event(None, &act).as_ref(), &sale("e_s1", 30)).is_err());
+        act.billing_interval_seconds = Some(30 * DAY);
+        act.last_payment_at = Some(t(0));
+        w.ok(&act);
+        // The first payment, which the activation already counts: nothing derived.
+        let first = BillingEvent {
+            occurred_at: t(0).plus_seconds(5),
+            ..sale("e_s0", 0)
+        };
+        assert_eq!(derived_period_end(w.state.as_ref(), &first), Ok(None));
+        assert_eq!(w.ok(&first), vec![]);
+        // The renewal payment: the known end plus one interval.
+        assert_eq!(
+            derived_period_end(w.state.as_ref(), &sale("e_s1", 30)),
+            Ok(Some(t(60)))
+        );
+        assert_eq!(
+            w.ok(&sale("e_s1", 30)),
+            vec![LicenseChange::SetExpiry {
+                license_id: "lic_1".into(),
+                expires_at: t(60)
+            }]
+        );
+        // Once per payment (deliver() checks the duplicate is a no-op); the next one goes on.
+        assert_eq!(
+            derived_period_end(w.state.as_ref(), &sale("e_s1", 30)),
+            Ok(None)
+        );
+        w.ok(&sale("e_s2", 60));
+        assert_eq!(w.state().current_period_end, Some(t(90)));
+        // The next full snapshot is the truth.
+        w.ok(&ev(
+            "e_upd",
+            K::SubscriptionUpdated,
+            61,
+            full(S::Active, &[("price_pro", 1)], 88),
+        ));
+        assert_eq!(w.state().current_period_end, Some(t(88)));
+        assert_eq!(w.licenses[0].expires_at, Some(t(88)));
+        // A sale older than that snapshot derives nothing over it.
+        let late = sale("e_s_late", 59);
+        let after = apply_event(w.state.as_ref(), &late);
+        assert!(after.is_none_or(|s| s.current_period_end == Some(t(88))));
+    }
+
+    #[test]
     fn refund_naming_only_a_subscription_invoice_is_routable() {
         let mut w = World::new(RenewalMode::Extend);
         let mut paid = ev(
@@ -1775,11 +1938,10 @@ mod tests {
     }
 
     #[test]
-    fn an_unmapped_item_fails_the_whole_plan() {
+    fn an_unmapped_item_is_skipped_and_only_no_mapping_at_all_fails() {
+        // Only unmapped items: NO_MAPPING, nothing planned.
         let mut w = World::new(RenewalMode::Extend);
-        let err = w
-            .deliver(&activated(&[("price_pro", 1), ("price_unknown", 1)]))
-            .unwrap_err();
+        let err = w.deliver(&activated(&[("price_unknown", 1)])).unwrap_err();
         assert_eq!(
             err,
             ReconcileError::NoMapping {
@@ -1788,16 +1950,36 @@ mod tests {
         );
         assert_eq!(err.code(), "NO_MAPPING");
         assert!(err.to_string().contains("price_unknown"));
-        assert!(w.licenses.is_empty(), "no partial plan");
-        // The vendor adds the mapping, the event is replayed: both licenses.
+        assert!(w.licenses.is_empty());
+
+        // A mapped plan with an unmapped add-on / one-time charge: the plan is licensed, the
+        // add-on skipped (and named, for the event's actions).
+        let mut w = World::new(RenewalMode::Extend);
+        let event = activated(&[("price_pro", 1), ("price_unknown", 3)]);
+        let changes = w.ok(&event);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert!(matches!(
+            &changes[0],
+            LicenseChange::Create { item_external_id, .. } if item_external_id == "price_pro"
+        ));
+        let skipped = unmapped_items(&w.state().items, &w.mappings);
+        assert_eq!(skipped, vec![&item("price_unknown", 3)]);
+        // The vendor adds the mapping, the event is replayed: the add-on's license too.
         w.mappings.push(Mapping {
             external_id: "price_unknown".into(),
             policy_id: "addon".into(),
         });
         let changes = w.plan().unwrap();
-        assert_eq!(changes.len(), 2);
-        // A mapping to a policy that does not exist is an error too.
-        w.mappings.last_mut().unwrap().policy_id = "gone".into();
+        assert_eq!(changes.len(), 1);
+        apply_changes(&mut w.licenses, &changes);
+        // The mapping removed again: its license is not an orphan (the item is still there).
+        w.mappings.pop();
+        assert_eq!(w.plan().unwrap(), vec![]);
+        // A mapping to a policy that does not exist is an error.
+        w.mappings.push(Mapping {
+            external_id: "price_unknown".into(),
+            policy_id: "gone".into(),
+        });
         let err = w.plan().unwrap_err();
         assert_eq!(err.code(), "POLICY_NOT_FOUND");
     }
@@ -1906,9 +2088,17 @@ mod tests {
             }
         )));
 
-        // Unmapped line: no partial plan; non-order kinds are not order events.
+        // An unmapped line is skipped; only no mapped line at all fails. Non-order kinds are
+        // not order events.
         let mut odd = state.clone();
         odd.lines.push(item("sku_x", 1));
+        assert_eq!(
+            plan_order(&odd, &[], &policies(), &mappings())
+                .unwrap()
+                .len(),
+            3
+        );
+        odd.lines = vec![item("sku_x", 1)];
         assert_eq!(
             plan_order(&odd, &[], &policies(), &mappings())
                 .unwrap_err()

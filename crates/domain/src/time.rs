@@ -14,6 +14,11 @@ impl Timestamp {
         Timestamp((now.unix_timestamp_nanos() / 1_000_000) as i64)
     }
 
+    /// 0000-01-01T00:00:00.000Z.
+    pub const MIN_RFC3339_MILLIS: i64 = -62_167_219_200_000;
+    /// 9999-12-31T23:59:59.999Z.
+    pub const MAX_RFC3339_MILLIS: i64 = 253_402_300_799_999;
+
     pub fn from_unix_seconds(seconds: i64) -> Self {
         Timestamp(seconds.saturating_mul(1000))
     }
@@ -36,7 +41,11 @@ impl Timestamp {
 
     /// `YYYY-MM-DDTHH:MM:SS[.mmm]Z`. Hand-rolled: it runs several times per validation answer.
     pub fn to_rfc3339(self) -> String {
-        let millis = self.0.clamp(0, 253_402_300_799_999); // 0000..=9999 years only
+        // The years RFC 3339 can write, 0000..=9999: every time `parse_rfc3339` accepts is
+        // written back as itself (stored events and states are read back through it).
+        let millis = self
+            .0
+            .clamp(Self::MIN_RFC3339_MILLIS, Self::MAX_RFC3339_MILLIS);
         let secs = millis.div_euclid(1000);
         let ms = millis.rem_euclid(1000);
         let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -121,13 +130,15 @@ mod tests {
             1_798_761_599_999,
             4_102_444_800_000,
             -1,
+            -30_199_996_799_000,
+            Timestamp::MIN_RFC3339_MILLIS,
+            Timestamp::MAX_RFC3339_MILLIS,
         ] {
             let ours = Timestamp(millis).to_rfc3339();
-            let reference =
-                OffsetDateTime::from_unix_timestamp_nanos(millis.max(0) as i128 * 1_000_000)
-                    .unwrap()
-                    .format(&Rfc3339)
-                    .unwrap();
+            let reference = OffsetDateTime::from_unix_timestamp_nanos(millis as i128 * 1_000_000)
+                .unwrap()
+                .format(&Rfc3339)
+                .unwrap();
             assert_eq!(
                 Timestamp::parse_rfc3339(&ours).unwrap(),
                 Timestamp::parse_rfc3339(&reference).unwrap(),
@@ -138,6 +149,13 @@ mod tests {
             Timestamp(1_709_164_800_123).to_rfc3339(),
             "2024-02-29T00:00:00.123Z"
         );
+        // Before 1970 too: a time read back from storage is the time written.
+        let old = Timestamp::parse_rfc3339("1013-01-01T00:00:01Z").unwrap();
+        assert_eq!(old.to_rfc3339(), "1013-01-01T00:00:01Z");
+        assert_eq!(Timestamp::parse_rfc3339(&old.to_rfc3339()).unwrap(), old);
+        // Outside 0000..=9999 the format has no spelling: the nearest bound.
+        assert_eq!(Timestamp(i64::MIN).to_rfc3339(), "0000-01-01T00:00:00Z");
+        assert_eq!(Timestamp(i64::MAX).to_rfc3339(), "9999-12-31T23:59:59.999Z");
     }
 
     #[test]

@@ -47,6 +47,10 @@ fn metadata() -> Value {
     json!({"type": "object", "description": "free-form JSON object (at most 16 KiB)"})
 }
 
+fn nonce() -> Value {
+    json!({"type": "string", "maxLength": 256, "description": "echoed inside the signed answer"})
+}
+
 fn event_type_names() -> Value {
     let mut names = vec![json!("*")];
     names.extend(
@@ -224,7 +228,7 @@ pub fn schemas() -> Map<String, Value> {
         obj(
             &["policy_id"],
             json!({"policy_id": string(), "customer_id": opt_string(),
-                   "key": {"type": "string", "description": "bring your own key (16-256 chars); generated when absent"},
+                   "key": {"type": "string", "description": "bring your own key (16-256 printable characters); generated when absent"},
                    "starts_at": time(), "expires_at": opt_time(), "overrides": overrides.clone(),
                    "quantity": opt_int(), "metadata": metadata()}),
         ),
@@ -255,7 +259,7 @@ pub fn schemas() -> Map<String, Value> {
             json!({"key": string(), "fingerprint": string(),
                    "product": {"type": "string", "description": "product code or id the license must be for"},
                    "features": strings(),
-                   "nonce": {"type": "string", "description": "echoed inside the answer (at most 256 chars)"},
+                   "nonce": nonce(),
                    "session": {"type": "string", "description": "floating licenses: NO_SEAT_AVAILABLE unless this session holds a seat or one is free"}}),
         ),
     );
@@ -273,7 +277,7 @@ pub fn schemas() -> Map<String, Value> {
         "ActivateInput",
         obj(
             &["key", "fingerprint"],
-            json!({"key": string(), "fingerprint": string(), "name": string(), "platform": string()}),
+            json!({"key": string(), "fingerprint": string(), "name": opt_string(), "platform": opt_string(), "nonce": nonce()}),
         ),
     );
     put(
@@ -287,7 +291,7 @@ pub fn schemas() -> Map<String, Value> {
         "SeatInput",
         obj(
             &["key", "session"],
-            json!({"key": string(), "session": string()}),
+            json!({"key": string(), "session": string(), "nonce": nonce()}),
         ),
     );
     put(
@@ -302,7 +306,7 @@ pub fn schemas() -> Map<String, Value> {
         "UsageInput",
         obj(
             &["key", "amount"],
-            json!({"key": string(), "feature": string(), "amount": int(),
+            json!({"key": string(), "feature": string(), "amount": {"type": "integer", "minimum": 1},
                    "mode": {"type": "string", "enum": ["prepay", "postpay"], "default": "prepay"}}),
         ),
     );
@@ -510,7 +514,7 @@ fn state_limits(schemas: &mut Map<String, Value>) {
     let name = json!({"minLength": 1, "maxLength": MAX_NAME_CHARS});
     let duration = json!({"minimum": 1, "maximum": MAX_DURATION_SECONDS});
     let count = json!({"minimum": 1, "maximum": MAX_COUNT});
-    let features = json!({"maxItems": MAX_FEATURES, "items": {"maxLength": 64}});
+    let features = json!({"maxItems": MAX_FEATURES, "items": {"maxLength": 64, "pattern": "^[A-Za-z0-9_.:-]+$"}});
     let metadata = json!({
         "description": format!("free-form JSON object (at most {} KiB serialized, nested at most {MAX_METADATA_DEPTH} levels)", MAX_METADATA_BYTES / 1024)});
     let mut rules: Vec<(&str, &[&str], Value)> = Vec::new();
@@ -638,6 +642,185 @@ fn path_params(path: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Bodies of the routes that read their body raw instead of through a schema.
+fn raw_request_body(route: &Route) -> Option<Value> {
+    match (route.method, route.path) {
+        ("POST", "/v1/webhooks/{provider}/{integration_id}") => Some(json!({
+            "required": false,
+            "description": "the platform's payload exactly as sent (verified on these bytes by the platform's scheme)",
+            "content": {"application/json": {"schema": {}}}
+        })),
+        ("POST", "/v1/licenses/{id}/actions/{action}") => Some(json!({
+            "required": false,
+            "description": "only `extend` reads it: {\"seconds\": N}",
+            "content": {"application/json": {"schema": r("ExtendInput")}}
+        })),
+        _ => None,
+    }
+}
+
+fn json_answer(description: &str, schema: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": r(schema)}}})
+}
+
+/// The routes whose answers carry `Keygate-Signature` (over the exact body bytes).
+fn signs_answer(route: &Route) -> bool {
+    matches!(
+        route.path,
+        "/v1/licenses/validate" | "/v1/licenses/activate" | "/v1/licenses/checkout"
+    )
+}
+
+/// Every success an operation answers: the route's own, then the others it may give.
+fn successes(route: &Route) -> Vec<(u16, Value)> {
+    let (status, schema) = route.response;
+    let main = match (route.path, schema) {
+        (_, Some(s)) => json_answer("success", s),
+        ("/v1/licenses/file" | "/metrics", None) => json!({"description": "success",
+            "content": {"text/plain": {"schema": {"type": "string"}}}}),
+        ("/openapi.json", None) => json!({"description": "this document",
+            "content": {"application/json": {"schema": {"type": "object"}}}}),
+        (_, None) => json!({"description": "success"}),
+    };
+    let mut out = vec![(status, main)];
+    match (route.method, route.path) {
+        ("POST", "/v1/licenses/activate") => out.push((
+            200,
+            json_answer("the machine was already activated: its activation", "Activation"),
+        )),
+        ("POST", "/v1/webhooks/{provider}/{integration_id}") => out.push((
+            202,
+            json_answer(
+                "a batch where only some events applied: `processed` lists them, the others are `failed` in the inbox",
+                "WebhookReceipt",
+            ),
+        )),
+        _ => {}
+    }
+    if signs_answer(route) || (route.method == "POST" && route.auth == Auth::ApiKey) {
+        for (_, answer) in &mut out {
+            let headers = &mut answer["headers"];
+            if signs_answer(route) {
+                headers["Keygate-Signature"] = json!({"description": "Ed25519 signature of the body (see the licfile crate)", "schema": {"type": "string"}});
+            } else {
+                headers["Idempotent-Replayed"] = json!({"description": "`true` when this answer replays an earlier request with the same Idempotency-Key", "schema": {"type": "string", "enum": ["true"]}});
+            }
+        }
+    }
+    out
+}
+
+/// Every error status an operation can answer, derived from what the route takes: each one is
+/// listed with the error envelope, so an undocumented status is a contract violation.
+pub fn error_statuses(route: &Route) -> std::collections::BTreeSet<u16> {
+    let mut s = std::collections::BTreeSet::new();
+    let writes = matches!(route.method, "POST" | "PATCH" | "DELETE");
+    let takes_body = route.request.is_some() || raw_request_body(route).is_some();
+    let idempotent = route.method == "POST" && route.auth == Auth::ApiKey;
+    if route.auth != Auth::Public {
+        s.insert(401);
+    }
+    if route.auth == Auth::RootToken {
+        s.insert(403); // OPERATOR_DISABLED
+    }
+    if route.path.contains('{') {
+        s.extend([400, 404]); // an id that cannot be one (e.g. a NUL in it), NOT_FOUND
+    }
+    if !route.query.is_empty() {
+        s.extend([400, 422]); // INVALID_QUERY, INVALID_FILTER
+    }
+    if takes_body || idempotent {
+        // MALFORMED_JSON / INVALID_BODY, REQUEST_TIMEOUT (a body sent too slowly),
+        // PAYLOAD_TOO_LARGE, INVALID_FIELD
+        s.extend([400, 408, 413, 422]);
+    }
+    if idempotent {
+        s.insert(409); // IDEMPOTENCY_KEY_IN_USE while the first request runs
+    }
+    if writes && route.auth == Auth::ApiKey {
+        s.extend([409, 422]); // uniqueness conflicts, references to missing objects
+    }
+    if !matches!(route.path, "/healthz" | "/metrics" | "/openapi.json") {
+        s.insert(503); // UNAVAILABLE: the database is busy
+    }
+    if route.request.is_some() {
+        s.insert(415); // UNSUPPORTED_MEDIA_TYPE
+    }
+    if route.rate_limit().is_some() {
+        s.insert(429);
+    }
+    match (route.method, route.path) {
+        // The license key is the credential: unknown key, or a license that refuses.
+        ("POST", "/v1/licenses/activate" | "/v1/licenses/checkout" | "/v1/licenses/usage") => {
+            s.extend([403, 404, 409, 422]);
+        }
+        ("POST", "/v1/licenses/deactivate" | "/v1/licenses/checkin") => {
+            s.extend([404, 422]);
+        }
+        ("POST", "/v1/licenses/file") => {
+            s.extend([403, 404, 422]);
+        }
+        // Refused signatures (401) and payloads (400) from the platform.
+        ("POST", "/v1/webhooks/{provider}/{integration_id}") => {
+            s.extend([400, 401, 404, 413, 422]);
+        }
+        _ => {}
+    }
+    s
+}
+
+/// What an error status means, with every code the API answers it with (from the one list).
+fn error_description(status: u16) -> String {
+    let meaning = match status {
+        400 => "malformed request",
+        401 => "missing or wrong credentials or signature",
+        403 => {
+            "refused: the operator endpoint is off, or the license's validation code (SUSPENDED, EXPIRED, ...)"
+        }
+        404 => "the object or route does not exist (in this account)",
+        408 => "the request was not sent in time",
+        409 => {
+            "conflict: a unique value taken, a limit reached, or the Idempotency-Key's first request still running"
+        }
+        413 => {
+            "the body is over 1 MiB (a larger Content-Length is refused before the body is read)"
+        }
+        415 => "a Content-Type that is not JSON",
+        422 => "well-formed but not acceptable",
+        429 => {
+            "too many requests from this address (client endpoints) or for this integration (webhooks)"
+        }
+        503 => "the database is busy or does not answer: retry",
+        _ => "error",
+    };
+    let codes: Vec<&str> = keygate_domain::ErrorCode::ALL
+        .iter()
+        .filter(|c| c.status() == status)
+        .map(|c| c.as_str())
+        .collect();
+    if codes.is_empty() {
+        meaning.to_string()
+    } else {
+        format!("{meaning}: {}", codes.join(", "))
+    }
+}
+
+/// The `responses` object of an operation.
+fn responses(route: &Route) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (status, answer) in successes(route) {
+        out.insert(status.to_string(), answer);
+    }
+    for status in error_statuses(route) {
+        let mut answer = json_answer(&error_description(status), "Error");
+        if status == 429 {
+            answer["headers"] = json!({"Retry-After": {"description": "seconds until a request is accepted again", "schema": {"type": "integer", "minimum": 1}}});
+        }
+        out.insert(status.to_string(), answer);
+    }
+    out
+}
+
 pub fn document(routes: &[Route]) -> Value {
     let mut paths = Map::new();
     for route in routes {
@@ -670,28 +853,10 @@ pub fn document(routes: &[Route]) -> Value {
                 "requestBody".into(),
                 json!({"required": true, "content": {"application/json": {"schema": r(schema)}}}),
             );
+        } else if let Some(body) = raw_request_body(route) {
+            op.insert("requestBody".into(), body);
         }
-        let (status, schema) = route.response;
-        let ok = match schema {
-            Some(s) => {
-                json!({"description": "success", "content": {"application/json": {"schema": r(s)}}})
-            }
-            None => json!({"description": "success"}),
-        };
-        let error = json!({"description": "error", "content": {"application/json": {"schema": r("Error")}}});
-        let mut responses = json!({status.to_string(): ok, "default": error});
-        if route.request.is_some() || route.path.starts_with("/v1/webhooks/") {
-            responses["413"] = json!({"description": "PAYLOAD_TOO_LARGE: the body is over 1 MiB (a larger Content-Length is refused before the body is read)", "content": {"application/json": {"schema": r("Error")}}});
-        }
-        if route.request.is_some() {
-            responses["415"] = json!({"description": "UNSUPPORTED_MEDIA_TYPE: a Content-Type that is not JSON", "content": {"application/json": {"schema": r("Error")}}});
-        }
-        if route.rate_limit().is_some() {
-            responses["429"] = json!({"description": "RATE_LIMITED: too many requests from this address (client endpoints) or for this integration (webhooks)",
-                "headers": {"Retry-After": {"description": "seconds until a request is accepted again", "schema": {"type": "integer", "minimum": 1}}},
-                "content": {"application/json": {"schema": r("Error")}}});
-        }
-        op.insert("responses".into(), responses);
+        op.insert("responses".into(), Value::Object(responses(route)));
         match route.auth {
             Auth::Public => {
                 op.insert("security".into(), json!([]));
@@ -742,6 +907,61 @@ mod tests {
                 "schema {name} is referenced but missing"
             );
         }
+    }
+
+    #[test]
+    fn every_status_is_listed_with_its_body() {
+        let doc = document(&crate::routes::all());
+        let op = |method: &str, path: &str| doc["paths"][path][method].clone();
+        let activate = op("post", "/v1/licenses/activate");
+        for status in ["200", "201"] {
+            assert_eq!(
+                activate["responses"][status]["content"]["application/json"]["schema"],
+                r("Activation"),
+                "activate {status}"
+            );
+        }
+        let webhook = op("post", "/v1/webhooks/{provider}/{integration_id}");
+        for status in ["200", "202"] {
+            assert_eq!(
+                webhook["responses"][status]["content"]["application/json"]["schema"],
+                r("WebhookReceipt")
+            );
+        }
+        assert!(webhook["requestBody"]["content"]["application/json"].is_object());
+        assert!(webhook["responses"]["401"].is_object() && webhook["responses"]["400"].is_object());
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap();
+                assert!(
+                    !responses.contains_key("default"),
+                    "{method} {path}: a catch-all hides statuses"
+                );
+                for (status, answer) in responses {
+                    if !status.starts_with('2') {
+                        assert_eq!(
+                            answer["content"]["application/json"]["schema"],
+                            r("Error"),
+                            "{method} {path} {status}"
+                        );
+                    }
+                }
+                if op["security"] != json!([]) {
+                    assert!(responses.contains_key("401"), "{method} {path}: no 401");
+                }
+            }
+        }
+        let validate = op("post", "/v1/licenses/validate");
+        assert!(validate["responses"]["429"]["headers"]["Retry-After"].is_object());
+        assert!(validate["responses"]["200"]["headers"]["Keygate-Signature"].is_object());
+        let limit = doc["paths"]["/v1/licenses"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .unwrap()
+            .clone();
+        assert_eq!(limit["schema"]["maximum"], 200);
     }
 
     #[test]

@@ -100,13 +100,18 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
     let customer_json = at(event, "/content/customer");
     let invoice = at(event, "/content/invoice");
     let mut snapshot = subscription_json.map(subscription).transpose()?;
-    out.ordering_version = subscription_json
-        .or(customer_json)
-        .and_then(|o| int_at(o, "/resource_version"));
+    // The subscription's own counter only: the customer's counts other changes and would
+    // misorder subscription facts within one second.
+    out.ordering_version = subscription_json.and_then(|o| int_at(o, "/resource_version"));
     out.customer = customer(customer_json, subscription_json);
 
     let status = snapshot.as_ref().and_then(|s| s.status);
-    out.kind = match event_type.as_str() {
+    // A backdated change is sent instead of the plain one; it means the same here (note
+    // `subscription_canceled_with_backdating`, with one *l*).
+    let base_type = event_type
+        .strip_suffix("_with_backdating")
+        .unwrap_or(&event_type);
+    out.kind = match base_type {
         "customer_created" | "customer_changed" => Kind::CustomerUpserted,
         "subscription_created" | "subscription_started" => match status {
             Some(Status::Trialing) => Kind::TrialStarted,
@@ -116,12 +121,18 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
         "subscription_activated" | "subscription_reactivated" => Kind::SubscriptionActivated,
         "subscription_renewed" => Kind::SubscriptionRenewed,
         "subscription_cancellation_scheduled" => Kind::SubscriptionCancelScheduled,
-        "subscription_cancelled" => Kind::SubscriptionCanceled,
+        "subscription_cancelled" | "subscription_canceled" | "subscription_deleted" => {
+            Kind::SubscriptionCanceled
+        }
         "subscription_changed"
         | "subscription_changes_scheduled"
         | "subscription_items_renewed"
         | "subscription_scheduled_cancellation_removed"
-        | "subscription_pause_scheduled" => Kind::SubscriptionUpdated,
+        | "subscription_scheduled_changes_removed"
+        | "subscription_pause_scheduled"
+        | "subscription_scheduled_pause_removed"
+        | "subscription_resumption_scheduled"
+        | "subscription_scheduled_resumption_removed" => Kind::SubscriptionUpdated,
         "subscription_paused" => Kind::SubscriptionPaused,
         "subscription_resumed" => Kind::SubscriptionResumed,
         "subscription_trial_extended" => Kind::TrialStarted,
@@ -150,6 +161,13 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
         snapshot = invoice
             .and_then(|i| str_at(i, "/subscription_id"))
             .map(SubscriptionSnapshot::partial);
+    }
+    if base_type == "subscription_deleted"
+        && let Some(s) = snapshot.as_mut()
+    {
+        // The subscription no longer exists on Chargebee: access ends now.
+        s.status = Some(Status::Canceled);
+        s.ended_at = s.ended_at.or(Some(occurred_at));
     }
     if out.kind == Kind::PaymentFailed {
         // Chargebee keeps `active` during dunning.
@@ -236,6 +254,14 @@ fn subscription(subscription: &Value) -> Result<SubscriptionSnapshot, BillingErr
     let external_id = required(subscription, "/id")?;
     let raw = str_at(subscription, "/status").unwrap_or_default();
     let status = status(&raw);
+    // Chargebee keeps `active` while dunning retries: unpaid invoices are the failure, so a
+    // later snapshot (a quantity change, a card update) does not wipe it.
+    let in_dunning = int_at(subscription, "/due_invoices_count").is_some_and(|n| n > 0)
+        || unix_seconds_at(subscription, "/due_since").is_some();
+    let status = match status {
+        Some(Status::Active) if in_dunning => Some(Status::PastDue),
+        other => other,
+    };
     let ended = status == Some(Status::Canceled);
     let non_renewing = raw == "non_renewing";
     Ok(SubscriptionSnapshot {

@@ -6,7 +6,7 @@
 //!
 //! Parse: one POST carries several events, `{"events": [{id, type, created (ms), live, data},
 //! ...]}`; [`parse`](crate::Provider::parse) returns one [`BillingEvent`] per element, in
-//! order, so the server can answer 202 with the ids it processed. `data.account` and
+//! order, so a partial batch is answered 202 with the ids processed, one per line. `data.account` and
 //! `data.subscription` / `data.order` are ids, or objects with Webhook Expansion on.
 //! Subscription items are the product path (`product`) plus add-ons.
 
@@ -18,7 +18,7 @@ use crate::scheme::{Algorithm, BodyHmac, Encoding};
 use crate::{Ack, BillingError, ConfigError, Provider, Receipt, Request, Secrets};
 use keygate_domain::Timestamp;
 use keygate_domain::billing::{
-    BillingEvent, BillingEventKind as Kind, BillingItem, CustomerRef, OrderRef,
+    BillingEvent, BillingEventKind as Kind, BillingItem, CustomerRef, MissingPeriod, OrderRef,
     SubscriptionSnapshot, SubscriptionStatus as Status,
 };
 use serde_json::Value;
@@ -47,16 +47,24 @@ impl Provider for FastSpring {
         crate::config::require_secret(secrets, now)
     }
 
-    /// A batch where only some events applied: 202, so FastSpring retries the rest (the
-    /// body stays Keygate's JSON receipt).
+    /// A batch where some event failed: 202 with the ids of the events processed, one per
+    /// line, as FastSpring reads it (it marks those processed and re-sends the rest; the
+    /// re-sent ones are duplicates here, answered processed once replayed). Every event
+    /// stored and none failed: 200, all processed.
     fn acknowledge(&self, _request: &Request, receipts: &[Receipt]) -> Ack {
-        let failed = receipts.iter().filter(|r| r.status == "failed").count();
-        let status = if failed > 0 && failed < receipts.len() {
-            202
-        } else {
-            200
-        };
-        Ack::receipt_with_status(status, receipts)
+        if receipts.iter().all(|r| r.status != "failed") {
+            return Ack::receipt(receipts);
+        }
+        let processed: Vec<&str> = receipts
+            .iter()
+            .filter(|r| r.status != "failed")
+            .map(|r| r.provider_event_id.as_str())
+            .collect();
+        let mut body = processed.join("\n");
+        if !body.is_empty() {
+            body.push('\n');
+        }
+        Ack::text(202, body)
     }
 
     fn verify(
@@ -124,7 +132,9 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
         | "subscription.deactivated"
         | "subscription.charge.completed"
         | "subscription.charge.failed"
-        | "subscription.payment.overdue" => {
+        | "subscription.payment.overdue"
+        | "subscription.paused"
+        | "subscription.resumed" => {
             let Some(mut snapshot) = subscription(data) else {
                 return Err(BillingError::malformed(format!(
                     "{event_type} names no subscription"
@@ -138,6 +148,10 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
                 "subscription.canceled" => Kind::SubscriptionCancelScheduled,
                 "subscription.deactivated" => Kind::SubscriptionCanceled,
                 "subscription.charge.completed" => Kind::SubscriptionRenewed,
+                // "After the subscription is in a paused state, customers will not have
+                // access to the services" (FastSpring): suspend until resumed.
+                "subscription.paused" => Kind::SubscriptionPaused,
+                "subscription.resumed" => Kind::SubscriptionResumed,
                 "subscription.charge.failed" | "subscription.payment.overdue" => {
                     Kind::PaymentFailed
                 }
@@ -145,6 +159,16 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
             };
             match out.kind {
                 Kind::SubscriptionRenewed if snapshot.partial => {
+                    // Without Webhook Expansion the charge names only ids: no period. The
+                    // reconcile extends by the known interval, else the event fails
+                    // WEBHOOK_EXPANSION_REQUIRED.
+                    snapshot.status = Some(Status::Active);
+                    out.period_missing = Some(MissingPeriod::WebhookExpansion);
+                }
+                Kind::SubscriptionPaused => snapshot.status = Some(Status::Paused),
+                Kind::SubscriptionResumed
+                    if matches!(snapshot.status, None | Some(Status::Paused)) =>
+                {
                     snapshot.status = Some(Status::Active)
                 }
                 Kind::PaymentFailed if matches!(snapshot.status, None | Some(Status::Active)) => {
@@ -167,6 +191,7 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
                     .filter(|s| s.is_object())
                     .and_then(customer)
             });
+            out.billing_interval_seconds = billing_interval(data);
             out.subscription = Some(snapshot);
         }
         "return.created" => {
@@ -241,6 +266,25 @@ fn product_item(item: &Value) -> Option<BillingItem> {
     })
 }
 
+/// `intervalLength` × `intervalUnit` of the subscription object (a month counted as 30 days,
+/// a year as 365: a derived date is a stand-in the next full snapshot corrects).
+fn billing_interval(data: &Value) -> Option<i64> {
+    let object = match at(data, "/subscription") {
+        Some(sub @ Value::Object(_)) => sub,
+        _ => data,
+    };
+    const DAY: i64 = 86_400;
+    let unit = match str_at(object, "/intervalUnit")?.as_str() {
+        "day" => DAY,
+        "week" => 7 * DAY,
+        "month" => 30 * DAY,
+        "year" => 365 * DAY,
+        _ => return None,
+    };
+    let length = int_at(object, "/intervalLength").unwrap_or(1);
+    (1..=1000).contains(&length).then_some(unit * length)
+}
+
 fn status(state: &str, active: Option<bool>) -> Option<Status> {
     if active == Some(false) {
         return Some(Status::Canceled);
@@ -250,6 +294,7 @@ fn status(state: &str, active: Option<bool>) -> Option<Status> {
         "trial" => Status::Trialing,
         "overdue" => Status::PastDue,
         "deactivated" => Status::Canceled,
+        "paused" => Status::Paused,
         _ => return None,
     })
 }

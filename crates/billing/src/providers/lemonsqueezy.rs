@@ -80,7 +80,10 @@ fn parse_event(event: &Value, event_name: &str) -> Result<BillingEvent, BillingE
 
     match event_name {
         // Only a paid order grants anything. A subscription's first order also comes as
-        // `order_created`, with `subscription_created` for the same variant.
+        // `order_created` ("always sent alongside" `subscription_created`, in either order):
+        // subscription events name that order (`attributes.order_id`), so the gateway routes
+        // the order to the subscription, or moves the order's license to the subscription
+        // when the order came first. One purchase, one license.
         "order_created" if str_at(attributes, "/status").as_deref() == Some("paid") => {
             out.kind = Kind::OrderPaid;
             out.customer = customer(attributes);
@@ -113,6 +116,9 @@ fn parse_event(event: &Value, event_name: &str) -> Result<BillingEvent, BillingE
                 "subscription_created" => Kind::SubscriptionActivated,
                 "subscription_cancelled" => Kind::SubscriptionCancelScheduled,
                 "subscription_expired" => Kind::SubscriptionCanceled,
+                "subscription_paused" if snapshot.status == Some(Status::Active) => {
+                    Kind::SubscriptionUpdated
+                }
                 "subscription_paused" => Kind::SubscriptionPaused,
                 "subscription_unpaused" => Kind::SubscriptionResumed,
                 // `subscription_resumed` is an un-cancel: the same subscription goes on.
@@ -120,6 +126,10 @@ fn parse_event(event: &Value, event_name: &str) -> Result<BillingEvent, BillingE
             };
             out.customer = customer(attributes);
             out.subscription = Some(snapshot);
+            out.order = str_at(attributes, "/order_id").map(|external_id| OrderRef {
+                external_id,
+                lines: Vec::new(),
+            });
         }
         "subscription_payment_success"
         | "subscription_payment_failed"
@@ -183,6 +193,12 @@ fn subscription(id: &str, attributes: &Value) -> SubscriptionSnapshot {
         "on_trial" => Some(Status::Trialing),
         // `cancelled` is the grace period: access continues until `ends_at`.
         "active" | "cancelled" => Some(Status::Active),
+        // "Payment collection has been paused and the subscription is still active": with
+        // `pause.mode: free` the customer gets the service for free meanwhile (access kept);
+        // `void` is a pause of the service (suspend).
+        "paused" if str_at(attributes, "/pause/mode").as_deref() == Some("free") => {
+            Some(Status::Active)
+        }
         "paused" => Some(Status::Paused),
         "past_due" => Some(Status::PastDue),
         "unpaid" => Some(Status::Unpaid),

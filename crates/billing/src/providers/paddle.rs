@@ -9,7 +9,7 @@
 //! payloads carry no test-mode flag (sandbox is a separate account with its own secret), so
 //! `livemode` is `true`; the integration knows whether it is a sandbox.
 
-use crate::json::{array, at, id_at, int_at, parse_object, required, rfc3339_at, str_at};
+use crate::json::{array, at, bool_at, id_at, int_at, parse_object, required, rfc3339_at, str_at};
 use crate::scheme::{Layout, TimestampedHmac, Unit, Window};
 use crate::{BillingError, ConfigError, Provider, Request, Secrets};
 use keygate_domain::Timestamp;
@@ -78,6 +78,9 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
     let occurred_at = rfc3339_at(event, "/occurred_at")
         .ok_or_else(|| BillingError::malformed("`/occurred_at` is missing or not RFC 3339"))?;
     let mut out = BillingEvent::new(event_id, event_type.as_str(), Kind::Ignored, occurred_at);
+    // Paddle's `occurred_at` has microseconds; Keygate's times have milliseconds. The rest
+    // orders two events of the same millisecond (compared right after `occurred_at`).
+    out.ordering_version = str_at(event, "/occurred_at").and_then(|t| sub_millisecond(&t));
     let Some(data) = at(event, "/data") else {
         return Ok(out);
     };
@@ -158,8 +161,29 @@ fn customer_id(data: &Value) -> Option<CustomerRef> {
 }
 
 fn items(data: &Value) -> Vec<BillingItem> {
+    items_where(data, |_| true)
+}
+
+/// What a subscription is billed for again and again: Paddle lists one-time charges
+/// (`recurring: false`, a price without `billing_cycle`), prorations and `inactive` items
+/// beside them, in subscriptions and in their transactions ("as well as any prorated or
+/// one-time charges", Paddle's renewal scenario). Those are not the subscription's items.
+fn recurring_items(data: &Value) -> Vec<BillingItem> {
+    items_where(data, |item| {
+        let one_time = bool_at(item, "/recurring") == Some(false)
+            || at(item, "/price")
+                .and_then(Value::as_object)
+                .is_some_and(|price| price.get("billing_cycle").is_some_and(Value::is_null));
+        let prorated = at(item, "/proration").is_some_and(|p| !p.is_null());
+        let inactive = str_at(item, "/status").as_deref() == Some("inactive");
+        !(one_time || prorated || inactive)
+    })
+}
+
+fn items_where(data: &Value, keep: impl Fn(&Value) -> bool) -> Vec<BillingItem> {
     array(data, "/items")
         .iter()
+        .filter(|item| keep(item))
         .filter_map(|item| {
             Some(BillingItem {
                 external_id: id_at(item, "/price").or_else(|| str_at(item, "/price_id"))?,
@@ -179,7 +203,7 @@ fn subscription(data: &Value) -> Result<SubscriptionSnapshot, BillingError> {
     Ok(SubscriptionSnapshot {
         external_id,
         status,
-        items: items(data),
+        items: recurring_items(data),
         current_period_end: rfc3339_at(data, "/current_billing_period/ends_at"),
         cancel_at_period_end: cancel_scheduled && !ended,
         cancel_at: if cancel_scheduled {
@@ -226,7 +250,7 @@ fn transaction_completed(out: &mut BillingEvent, data: &Value) {
     };
     let mut snapshot = SubscriptionSnapshot::partial(sub_id);
     snapshot.status = Some(Status::Active);
-    snapshot.items = items(data);
+    snapshot.items = recurring_items(data);
     snapshot.current_period_end = rfc3339_at(data, "/billing_period/ends_at");
     out.subscription = Some(snapshot);
     out.order = transaction_order(data, false);
@@ -248,4 +272,29 @@ fn adjustment(out: &mut BillingEvent, data: &Value) {
         external_id,
         lines: Vec::new(),
     });
+}
+
+/// The microseconds below the millisecond of an RFC 3339 time (`.621022Z` → 22), when the
+/// fraction has more than three digits.
+fn sub_millisecond(time: &str) -> Option<i64> {
+    let fraction = time.split_once('.')?.1;
+    let digits: String = fraction.chars().take_while(char::is_ascii_digit).collect();
+    if digits.len() <= 3 {
+        return None;
+    }
+    let micros: String = digits.chars().skip(3).take(3).collect();
+    let micros = format!("{micros:0<3}");
+    micros.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sub_millisecond_orders_within_one_millisecond() {
+        use super::sub_millisecond;
+        assert_eq!(sub_millisecond("2024-04-12T10:18:49.621022Z"), Some(22));
+        assert_eq!(sub_millisecond("2024-04-12T10:18:49.6215Z"), Some(500));
+        assert_eq!(sub_millisecond("2024-04-12T10:18:49.621Z"), None);
+        assert_eq!(sub_millisecond("2024-04-12T10:18:49Z"), None);
+    }
 }

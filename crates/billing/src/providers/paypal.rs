@@ -201,17 +201,21 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
             }
             out.customer = subscriber(resource);
             out.subscription = Some(snapshot);
+            out.last_payment_at = rfc3339_at(resource, "/billing_info/last_payment/time");
+            out.billing_interval_seconds = billing_interval(resource);
         }
         "PAYMENT.SALE.COMPLETED" => {
-            // A subscription payment (first or recurring). The sale carries no period: the
-            // new paid-through date comes with the subscription (BILLING.SUBSCRIPTION.* or a
-            // fetch of the subscription).
+            // A subscription payment (first or recurring). The sale carries no period and
+            // PayPal sends no subscription event on renewal: the reconcile extends the known
+            // paid-through date by the known interval (once per sale; the first sale is the
+            // activation's `last_payment`), else the event fails API_CREDENTIALS_REQUIRED.
             if let Some(sub_id) = str_at(resource, "/billing_agreement_id") {
                 let mut snapshot = SubscriptionSnapshot::partial(sub_id);
                 snapshot.status = Some(Status::Active);
                 out.kind = Kind::SubscriptionRenewed;
                 out.subscription = Some(snapshot);
                 out.order = order(str_at(resource, "/id"));
+                out.period_missing = Some(keygate_domain::billing::MissingPeriod::ApiCredentials);
             }
         }
         "PAYMENT.SALE.REFUNDED" | "PAYMENT.SALE.REVERSED" => {
@@ -275,6 +279,17 @@ fn in_trial(resource: &Value) -> bool {
     has_trial && !regular_billed
 }
 
+/// The billing interval: from the last payment to the next billing time, in whole days (the
+/// plan's frequency is not in the resource; months differ by a day or two, which the next
+/// subscription event corrects).
+fn billing_interval(resource: &Value) -> Option<i64> {
+    const DAY: i64 = 86_400;
+    let last = rfc3339_at(resource, "/billing_info/last_payment/time")?;
+    let next = rfc3339_at(resource, "/billing_info/next_billing_time")?;
+    let days = ((next.millis() - last.millis()) / 1000 + DAY / 2).div_euclid(DAY);
+    (days > 0).then_some(days * DAY)
+}
+
 fn subscription(resource: &Value) -> Result<SubscriptionSnapshot, BillingError> {
     let external_id = required(resource, "/id")?;
     let raw = str_at(resource, "/status").unwrap_or_default();
@@ -289,17 +304,27 @@ fn subscription(resource: &Value) -> Result<SubscriptionSnapshot, BillingError> 
         "EXPIRED" => Some(Status::Canceled),
         _ => None,
     };
+    let items: Vec<BillingItem> = str_at(resource, "/plan_id")
+        .map(|plan_id| BillingItem {
+            external_id: plan_id,
+            product_external_id: None,
+            quantity: int_at(resource, "/quantity").unwrap_or(1),
+        })
+        .into_iter()
+        .collect();
+    if cancelled && next_billing.is_none() {
+        // Real CANCELLED resources carry no `next_billing_time`: what was paid for stays
+        // paid for, so the known period end is kept (a partial snapshot does not erase it)
+        // and the licenses end there.
+        let mut snapshot = SubscriptionSnapshot::partial(external_id);
+        snapshot.status = status;
+        snapshot.items = items;
+        return Ok(snapshot);
+    }
     Ok(SubscriptionSnapshot {
         external_id,
         status,
-        items: str_at(resource, "/plan_id")
-            .map(|plan_id| BillingItem {
-                external_id: plan_id,
-                product_external_id: None,
-                quantity: int_at(resource, "/quantity").unwrap_or(1),
-            })
-            .into_iter()
-            .collect(),
+        items,
         current_period_end: next_billing,
         cancel_at_period_end: cancelled,
         cancel_at: if cancelled { next_billing } else { None },

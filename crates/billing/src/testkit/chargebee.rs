@@ -88,6 +88,15 @@ fn chargebee_invoice(id: &str, status: &str, dunning: Option<&str>, at: i64) -> 
     invoice
 }
 
+/// A subscription with an unpaid invoice: Chargebee keeps it `active` and says so with
+/// `due_invoices_count`, `due_since`, `total_dues`.
+fn in_dunning(mut subscription: Value, since: i64) -> Value {
+    subscription["due_invoices_count"] = json!(1);
+    subscription["due_since"] = json!(since);
+    subscription["total_dues"] = json!(15000);
+    subscription
+}
+
 fn chargebee_steps(now: i64, failed_at: i64) -> Steps {
     let p1 = now + MONTH;
     let p2 = now + 2 * MONTH;
@@ -123,7 +132,8 @@ fn chargebee_steps(now: i64, failed_at: i64) -> Steps {
             "ev_cb_failed",
             "payment_failed",
             failed_at,
-            json!({"subscription": chargebee_subscription("active", started, 5, p2, 1003, None),
+            json!({"subscription": in_dunning(
+                       chargebee_subscription("active", started, 5, p2, 1003, None), failed_at),
                    "customer": chargebee_customer(),
                    "invoice": chargebee_invoice("inv_3", "payment_due", Some("in_progress"), failed_at),
                    "transaction": {"id": "txn_3", "status": "failure", "type": "payment",

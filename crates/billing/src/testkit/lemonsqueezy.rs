@@ -91,20 +91,49 @@ fn lemonsqueezy_invoice(event_name: &str, id: &str, at: i64, reason: &str, statu
     )
 }
 
+/// The order of a purchase: `order_created` comes with every `subscription_created` (Lemon
+/// Squeezy: "always sent alongside"), for the same order and variant.
+pub(crate) fn lemonsqueezy_order(at: i64) -> Value {
+    lemonsqueezy_event(
+        "order_created",
+        "orders",
+        "5501",
+        json!({"store_id": 4242, "customer_id": 9001,
+               "identifier": "3a1f6c2e-8b7d-4e0f-9c5a-1d2e3f4a5b6c", "order_number": 1001,
+               "user_name": "Ann Example", "user_email": "ann@example.com",
+               "currency": "USD", "currency_rate": "1.0000", "subtotal": 15000,
+               "discount_total": 0, "tax": 0, "total": 15000, "subtotal_usd": 15000,
+               "discount_total_usd": 0, "tax_usd": 0, "total_usd": 15000,
+               "tax_name": null, "tax_rate": "0.00", "status": "paid", "status_formatted": "Paid",
+               "refunded": false, "refunded_at": null,
+               "first_order_item": {"id": 6601, "order_id": 5501, "product_id": 7001,
+                   "variant_id": 8001, "price_id": 2201, "product_name": "Keygate Pro",
+                   "variant_name": "Monthly", "price": 15000, "quantity": 1,
+                   "created_at": rfc(at), "updated_at": rfc(at), "test_mode": false},
+               "urls": {"receipt": "https://app.lemonsqueezy.com/my-orders/3a1f6c2e-8b7d-4e0f-9c5a-1d2e3f4a5b6c"},
+               "created_at": rfc(at), "updated_at": rfc(at), "test_mode": false}),
+    )
+}
+
 fn lemonsqueezy_steps(now: i64, failed_at: i64) -> Steps {
     let p1 = now + MONTH;
     let p2 = now + 2 * MONTH;
     let created = now - 100;
     Steps {
-        created: vec![lemonsqueezy_subscription(
-            "subscription_created",
-            now - 100,
-            "active",
-            1,
-            p1,
-            None,
-            created,
-        )],
+        // The purchase as Lemon Squeezy sends it: the order, then the subscription (either
+        // may come first); one license.
+        created: vec![
+            lemonsqueezy_order(now - 101),
+            lemonsqueezy_subscription(
+                "subscription_created",
+                now - 100,
+                "active",
+                1,
+                p1,
+                None,
+                created,
+            ),
+        ],
         // The renewal payment carries no period; `subscription_updated` brings `renews_at`.
         renewed: vec![
             lemonsqueezy_invoice(

@@ -135,32 +135,26 @@ fn paypal_steps(now: i64, failed_at: i64) -> Steps {
     let p1 = now + MONTH;
     let p2 = now + 2 * MONTH;
     Steps {
+        // The activation an hour before the rest: its `last_payment` is the first sale, which
+        // PayPal also sends as PAYMENT.SALE.COMPLETED and which must not extend anything.
         created: vec![paypal_subscription(
             "WH-1ACTIVATED",
             "BILLING.SUBSCRIPTION.ACTIVATED",
-            now - 100,
+            now - 3600,
             "ACTIVE",
             1,
             p1,
             1,
         )],
-        // GAP: PayPal's renewal event, PAYMENT.SALE.COMPLETED, carries no period (and Keygate
-        // does not fetch the subscription), so on its own it cannot move the expiry: the new
-        // paid-through date (`next_billing_time`) only arrives with the next
-        // BILLING.SUBSCRIPTION.* event. The renewal is therefore the sale followed by such an
-        // event (here BILLING.SUBSCRIPTION.UPDATED with the next billing time moved).
-        renewed: vec![
-            paypal_sale("WH-2SALE", "PAYMENT.SALE.COMPLETED", now - 90, "SALE-2"),
-            paypal_subscription(
-                "WH-3UPDATED",
-                "BILLING.SUBSCRIPTION.UPDATED",
-                now - 89,
-                "ACTIVE",
-                1,
-                p2,
-                2,
-            ),
-        ],
+        // What PayPal really sends on a renewal: the sale alone, no period and no subscription
+        // event. Keygate extends the known paid-through date (p1) by the interval it learnt
+        // from the activation (next_billing_time − last_payment.time): p2.
+        renewed: vec![paypal_sale(
+            "WH-2SALE",
+            "PAYMENT.SALE.COMPLETED",
+            now - 90,
+            "SALE-2",
+        )],
         quantity: vec![paypal_subscription(
             "WH-4QTY",
             "BILLING.SUBSCRIPTION.UPDATED",

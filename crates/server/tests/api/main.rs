@@ -19,3 +19,4 @@ mod resources;
 mod sealing;
 mod signing;
 mod ssrf;
+mod truth;

@@ -238,6 +238,22 @@ fn apply_changes(
     Ok(())
 }
 
+/// The items the plan skipped for want of a mapping, in the event's actions.
+fn record_unmapped(
+    applied: &mut Applied,
+    items: &[keygate_domain::billing::BillingItem],
+    mappings: &[reconcile::Mapping],
+) {
+    for item in reconcile::unmapped_items(items, mappings) {
+        applied.actions.push(serde_json::json!({
+            "action": "skipped",
+            "code": "UNMAPPED_ITEM",
+            "item_external_id": item.external_id,
+            "quantity": item.quantity,
+        }));
+    }
+}
+
 /// What the apply of one event works with.
 pub(crate) struct ApplyContext<'a> {
     pub(crate) integration: &'a Integration,
@@ -296,6 +312,19 @@ pub(crate) async fn apply_to_subscription(
         None => (new_id(), None, None),
     };
     let customer_id = stored_customer.or(customer_id);
+    // A renewal payment without its period: derived from what is known, else the event
+    // fails (nothing written) with what to configure, and is replayable.
+    let derived = match reconcile::derived_period_end(state.as_ref(), event) {
+        Ok(derived) => derived,
+        Err(e) => return Ok(Err(e)),
+    };
+    // An order this subscription names for the first time (Lemon Squeezy's `order_id`: its
+    // `order_created` always comes along, possibly first): licenses issued for it as a
+    // one-time order become this subscription's, so the purchase has one license.
+    let new_order = event
+        .order_id()
+        .filter(|o| !state.as_ref().is_some_and(|s| s.has_order(o)))
+        .map(str::to_string);
     let next = reconcile::apply_event(state.as_ref(), event);
     let state = match (next, state) {
         (Some(next), _) => next,
@@ -303,6 +332,16 @@ pub(crate) async fn apply_to_subscription(
         // An event that tells nothing about a subscription Keygate has not seen.
         (None, None) => return Ok(Ok(())),
     };
+    if let Some(end) = derived
+        && state.current_period_end == Some(end)
+    {
+        applied.actions.push(serde_json::json!({
+            "action": "derived_period_end",
+            "current_period_end": end,
+            "billing_interval_seconds": state.billing_interval_seconds,
+            "note": "the payment carries no period: the known paid-through date plus the billing interval; the next subscription event corrects it",
+        }));
+    }
     let status = state
         .status
         .map(|s| s.as_str().to_string())
@@ -348,11 +387,15 @@ pub(crate) async fn apply_to_subscription(
             .bind(at.0)
             .bind(at.0);
     }
-    let licenses = match row.map(|r| r.licenses) {
+    let mut licenses = match row.map(|r| r.licenses) {
         Some(Some(prefetched)) => prefetched,
         Some(None) => existing_licenses(conn, account_id, "subscription_id", &sub_id).await?,
         None => Vec::new(),
     };
+    if let Some(order) = new_order {
+        licenses.extend(rehome_order_licenses(conn, batch, cx, &order, &sub_id, &state).await?);
+        licenses.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    }
     // Payment state lives on the subscription: every license of it validates differently now.
     applied
         .touched_keys
@@ -363,6 +406,7 @@ pub(crate) async fn apply_to_subscription(
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
+    record_unmapped(applied, &state.items, &mappings);
     let owner = Owner {
         account_id,
         customer_id: customer_id.as_deref(),
@@ -373,6 +417,47 @@ pub(crate) async fn apply_to_subscription(
         batch, &owner, changes, &licenses, policies, cx.actor, applied,
     )?;
     Ok(Ok(()))
+}
+
+/// Moves the licenses issued for the one-time order `order` (if Keygate has such an order)
+/// to the subscription `sub_id`, as licenses of its current period; returns them.
+async fn rehome_order_licenses(
+    conn: &mut DbConn,
+    batch: &mut WriteBatch,
+    cx: &ApplyContext<'_>,
+    order: &str,
+    sub_id: &str,
+    state: &SubscriptionState,
+) -> Result<Vec<(License, ExistingLicense)>> {
+    let account_id = cx.integration.account_id.as_str();
+    let found = sqlx::query("SELECT id FROM orders WHERE integration_id = $1 AND external_id = $2")
+        .bind(&cx.integration.id)
+        .bind(order)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(found) = found else {
+        return Ok(Vec::new());
+    };
+    let order_row: String = found.try_get("id")?;
+    let mut moved = existing_licenses(conn, account_id, "order_id", &order_row).await?;
+    if moved.is_empty() {
+        return Ok(moved);
+    }
+    let period = reconcile::period_end(state);
+    batch
+        .push(
+            "UPDATE licenses SET subscription_id = $3, order_id = NULL, period_end = $4 \
+             WHERE account_id = $1 AND order_id = $2",
+        )
+        .bind(account_id.to_string())
+        .bind(order_row)
+        .bind(sub_id.to_string())
+        .bind(period.map(|t| t.0));
+    for (license, existing) in &mut moved {
+        license.subscription_id = Some(sub_id.to_string());
+        existing.period_end = period;
+    }
+    Ok(moved)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -445,6 +530,7 @@ pub(crate) async fn apply_to_order(
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
+    record_unmapped(applied, &state.lines, &mappings);
     let owner = Owner {
         account_id,
         customer_id: customer_id.as_deref(),

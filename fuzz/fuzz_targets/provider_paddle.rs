@@ -1,0 +1,3 @@
+//! paddle webhooks: verify + parse of arbitrary bodies, signed and unsigned.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|body: &[u8]| keygate_fuzz::provider_target("paddle", body));
