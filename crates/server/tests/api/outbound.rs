@@ -739,11 +739,14 @@ async fn client_and_billing_events(app: &TestApp) {
         assert_eq!(r.status, 200, "{}", r.body);
     }
     let got = rx
-        .wait("billing events", |r| {
+        // The order's license.created is delivered concurrently with its billing event:
+        // wait for both rather than count it the moment the billing events are in.
+        .wait("billing events and the order's license", |r| {
             r.iter()
                 .filter(|r| r.kind().starts_with("billing_event."))
                 .count()
                 >= 2
+                && r.iter().filter(|r| r.kind() == "license.created").count() >= 2
         })
         .await;
     let applied: Vec<&Received> = got
