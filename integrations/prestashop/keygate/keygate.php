@@ -24,8 +24,10 @@ class Keygate extends Module
 {
     const HOOKS = ['actionOrderStatusPostUpdate', 'actionOrderSlipAdd'];
 
-    /** Rows posted inline by a hook: the shop's own request waits for them. */
+    /** Rows posted inline by a hook: the shop's own request waits for them... */
     const HOOK_DRAIN_LIMIT = 5;
+    /** ...and no new post starts after this many seconds. */
+    const HOOK_DRAIN_SECONDS = 5;
     /** Rows posted by one cron call. */
     const CRON_DRAIN_LIMIT = 100;
 
@@ -285,7 +287,7 @@ class Keygate extends Module
             return;
         }
         $this->queue()->push($event, $this->now());
-        $this->dispatcher($settings)->drain(self::HOOK_DRAIN_LIMIT);
+        $this->dispatcher($settings)->drain(self::HOOK_DRAIN_LIMIT, self::HOOK_DRAIN_SECONDS);
     }
 
     /**

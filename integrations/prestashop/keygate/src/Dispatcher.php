@@ -32,19 +32,30 @@ final class Dispatcher
     }
 
     /**
-     * Posts up to `$limit` due rows.
+     * Posts up to `$limit` due rows, oldest first, one claim at a time; stops taking more once
+     * `$budgetSeconds` have passed (a hook runs inside the shop's own request).
      *
      * @param int $limit
+     * @param int|null $budgetSeconds
      *
      * @return array{delivered: int, failed: int, dead: int}
      */
-    public function drain($limit)
+    public function drain($limit, $budgetSeconds = null)
     {
         $result = ['delivered' => 0, 'failed' => 0, 'dead' => 0];
         if (!$this->settings->isComplete()) {
             return $result;
         }
-        foreach ($this->queue->claimDue($this->now(), $limit) as $row) {
+        $start = $this->now();
+        for ($n = 0; $n < $limit; ++$n) {
+            if ($budgetSeconds !== null && $this->now() - $start >= $budgetSeconds) {
+                break;
+            }
+            $rows = $this->queue->claimDue($this->now(), 1);
+            if (!$rows) {
+                break;
+            }
+            $row = $rows[0];
             $answer = $this->attempt($row);
             if ($answer['status'] >= 200 && $answer['status'] < 300) {
                 $this->queue->delivered($row['id_keygate_queue']);

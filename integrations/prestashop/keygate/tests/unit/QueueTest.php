@@ -148,6 +148,43 @@ final class QueueTest extends TestCase
         $this->assertSame(1, $this->dispatcher()->drain(2)['delivered']);
     }
 
+    public function testATimeBudgetStopsTakingMoreRows()
+    {
+        $builder = Fixtures::builder();
+        foreach ([2, 4, 7] as $state) {
+            $this->queue->push($builder->statusChanged(new Order(42), Fixtures::state($state)), $this->now);
+        }
+        // Each post takes 3 s (the clock moves while the transport "waits").
+        $transport = new class($this) implements Keygate\PrestaShop\Transport {
+            private $test;
+            public $posts = 0;
+
+            public function __construct($test)
+            {
+                $this->test = $test;
+            }
+
+            public function post($url, array $headers, $body)
+            {
+                ++$this->posts;
+                $this->test->advance(3);
+
+                return ['status' => 204, 'retry_after' => null, 'error' => ''];
+            }
+        };
+        $dispatcher = new Dispatcher($this->queue, $transport, new Settings(Fixtures::URL, Fixtures::SECRET), function () {
+            return $this->now;
+        });
+        $this->assertSame(['delivered' => 2, 'failed' => 0, 'dead' => 0], $dispatcher->drain(10, 5));
+        $this->assertSame(1, $this->queue->stats()['pending'], 'the third waits for the next drain');
+        $this->assertSame(1, $dispatcher->drain(10)['delivered']);
+    }
+
+    public function advance($seconds)
+    {
+        $this->now += $seconds;
+    }
+
     public function testNothingIsPostedWithoutACompleteConfiguration()
     {
         $this->queue->push($this->event(), $this->now);
