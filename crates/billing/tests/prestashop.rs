@@ -6,10 +6,10 @@
 mod common;
 
 use common::*;
-use keygate_domain::billing::Reversal;
 use keygate_billing::providers::prestashop::PrestaShop;
 use keygate_billing::scheme::standard_webhooks;
 use keygate_billing::{BillingEvent, BillingEventKind as Kind, Headers, Provider, Request};
+use keygate_domain::billing::Reversal;
 use serde_json::Value;
 
 /// The module's fixture secret (integrations/prestashop/keygate/tests/unit/Fixtures.php).
@@ -172,7 +172,11 @@ fn refusals() {
         .with("webhook-timestamp", ts.to_string())
         .with("webhook-signature", v.signature.as_str());
     let err = PrestaShop
-        .verify(&Request::post(&moved, &v.body), &secrets(&[SECRET]), secs(ts))
+        .verify(
+            &Request::post(&moved, &v.body),
+            &secrets(&[SECRET]),
+            secs(ts),
+        )
         .unwrap_err();
     assert_eq!(err.code().as_str(), "SIGNATURE_INVALID");
 }
@@ -203,7 +207,10 @@ fn check_config_wants_whsec_keys_of_24_bytes() {
             .unwrap_err();
         assert_eq!(err.code().as_str(), "SECRET_INVALID", "{bad}");
         assert!(err.to_string().contains("secret #2"), "{err}");
-        assert!(!err.to_string().contains(bad), "the text never holds a secret");
+        assert!(
+            !err.to_string().contains(bad),
+            "the text never holds a secret"
+        );
     }
 }
 
@@ -317,7 +324,8 @@ fn other_states_and_types_are_ignored() {
     let unknown = br#"{"id":"evt_1","type":"customer.created","created_at":"2026-03-01T10:00:00Z","data":{}}"#;
     assert_eq!(parse(unknown).kind, Kind::Ignored);
     // A slip of shipping only names no line: nothing to revoke.
-    let mut slip: Value = serde_json::from_slice(&fixture("prestashop", "credit_slip_added.json")).unwrap();
+    let mut slip: Value =
+        serde_json::from_slice(&fixture("prestashop", "credit_slip_added.json")).unwrap();
     slip["data"]["credit_slip"]["lines"] = Value::Array(Vec::new());
     assert_eq!(parse(slip.to_string().as_bytes()).kind, Kind::Ignored);
 }
@@ -341,7 +349,10 @@ fn malformed_bodies_are_refused_with_a_code() {
         .with("webhook-id", "evt_h")
         .with("webhook-timestamp", "1772359200");
     let body = br#"{"type":"order.status_changed","data":{"order":{"id":9,"state":{"paid":true,"role":"paid"},"lines":[]}}}"#;
-    let event = PrestaShop.parse(&Request::post(&headers, body)).unwrap().remove(0);
+    let event = PrestaShop
+        .parse(&Request::post(&headers, body))
+        .unwrap()
+        .remove(0);
     assert_eq!(event.event_id, "evt_h");
     assert_eq!(event.occurred_at, secs(1_772_359_200));
     assert_eq!(event.kind, Kind::OrderPaid);

@@ -18,7 +18,8 @@ fn required() -> bool {
 
 #[test]
 fn phpunit_passes() {
-    let module = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../integrations/prestashop/keygate");
+    let module =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../integrations/prestashop/keygate");
     let found = Command::new("phpunit").arg("--version").output();
     if found.as_ref().map_or(true, |o| !o.status.success()) {
         assert!(

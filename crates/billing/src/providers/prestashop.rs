@@ -102,8 +102,8 @@ impl Provider for PrestaShop {
         let event_id = str_at(&event, "/id")
             .or_else(|| request.headers.value("webhook-id").map(str::to_string))
             .ok_or_else(|| BillingError::malformed("`id` is missing (and no webhook-id)"))?;
-        let event_type = str_at(&event, "/type")
-            .ok_or_else(|| BillingError::malformed("`type` is missing"))?;
+        let event_type =
+            str_at(&event, "/type").ok_or_else(|| BillingError::malformed("`type` is missing"))?;
         let occurred_at = rfc3339_at(&event, "/created_at")
             .or_else(|| {
                 request

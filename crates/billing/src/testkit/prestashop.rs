@@ -2,7 +2,7 @@
 //! in the shape of its `EventBuilder` (the committed fixtures are that class's output),
 //! signed with Standard Webhooks as its `Signer` signs: the webhook id is the event's `id`.
 
-use super::{Ids, Kit, Settings, SignedHeaders, Steps, body_id, rfc, unix_seconds};
+use super::{Ids, Kit, OrderSteps, Settings, SignedHeaders, Steps, body_id, rfc, unix_seconds};
 use crate::scheme::standard_webhooks;
 use crate::{Secrets, Timestamp};
 use serde_json::{Value, json};
@@ -124,17 +124,30 @@ impl Kit for PrestaShopKit {
         }
     }
 
-    fn steps(&self, _start: i64, _failed_at: i64) -> Steps {
-        Steps {
-            created: Vec::new(),
-            renewed: Vec::new(),
-            quantity: Vec::new(),
-            failed: Vec::new(),
-            recovered: Vec::new(),
-            cancelled: Vec::new(),
-            refunded: Vec::new(),
-            cancel_ends_at: 0,
-        }
+    /// PrestaShop core sells no subscriptions.
+    fn steps(&self, _start: i64, _failed_at: i64) -> Option<Steps> {
+        None
+    }
+
+    /// Paid ("Payment accepted"), then refunded (the "Refunded" state: the whole order).
+    fn order_steps(&self, start: i64) -> Option<OrderSteps> {
+        Some(OrderSteps {
+            paid: vec![self.status_changed(
+                &format!("evt_{ORDER_ID}_paid"),
+                start,
+                ORDER_ID,
+                &LINES,
+                PAYMENT_ACCEPTED,
+            )],
+            refunded: vec![self.status_changed(
+                &format!("evt_{ORDER_ID}_refunded"),
+                start + 60,
+                ORDER_ID,
+                &LINES,
+                REFUNDED,
+            )],
+            order: ORDER_ID.to_string(),
+        })
     }
 }
 

@@ -76,8 +76,14 @@ async fn post(app: &TestApp, shop: &Shop, body: &Value) -> Reply {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    app.send("POST", &shop.path, None, Some(Value::String(body)), &headers)
-        .await
+    app.send(
+        "POST",
+        &shop.path,
+        None,
+        Some(Value::String(body)),
+        &headers,
+    )
+    .await
 }
 
 /// Delivers and expects every event of the answer to have `status`.
@@ -307,7 +313,12 @@ async fn prestashop_module_signed_fixtures_are_accepted(app: &TestApp) {
                 ],
             )
             .await;
-        assert_eq!((r.status, r.code()), (401, "SIGNATURE_INVALID"), "{}", r.body);
+        assert_eq!(
+            (r.status, r.code()),
+            (401, "SIGNATURE_INVALID"),
+            "{}",
+            r.body
+        );
     }
     let status_of = |name: &str| {
         statuses
@@ -322,7 +333,12 @@ async fn prestashop_module_signed_fixtures_are_accepted(app: &TestApp) {
     assert_eq!(status_of("status_changed.refunded.json"), "applied");
     let list = app.get("/v1/licenses", &api).await;
     let data = list.body["data"].as_array().unwrap();
-    assert_eq!(data.len(), 1, "product 3 mapped, the mug not: {}", list.body);
+    assert_eq!(
+        data.len(),
+        1,
+        "product 3 mapped, the mug not: {}",
+        list.body
+    );
     assert_eq!(data[0]["status"], "revoked", "refunded in the end");
 }
 
