@@ -269,6 +269,22 @@ fn paid_states_are_orders_paid_with_every_line() {
     assert_eq!(paid.event_id, "evt_test_1");
     assert_eq!(paid.event_type, "order.status_changed");
     assert_eq!(paid.reversal, None);
+    // Each line carries its order detail id and the ids a mapping may name, most specific
+    // first: the combination, the product, the reference.
+    let order = paid.order.as_ref().unwrap();
+    let ids: Vec<(Option<&str>, Vec<&str>)> = order
+        .lines
+        .iter()
+        .map(|l| (l.line_id.as_deref(), l.candidate_ids().collect()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (Some("11"), vec!["3", "PHOTO-PRO"]),
+            (Some("12"), vec!["5:9", "5", "MUG-RED"])
+        ]
+    );
+    assert_eq!(order.lines[1].product_external_id.as_deref(), Some("5"));
 }
 
 #[test]
@@ -309,6 +325,12 @@ fn a_credit_slip_refunds_its_lines() {
     );
     assert_eq!(event.reversal, Some(Reversal::PartialRefund));
     assert_eq!(lines(&event), [("3".to_string(), 1)]);
+    let line = &event.order.as_ref().unwrap().lines[0];
+    assert_eq!(
+        line.line_id.as_deref(),
+        Some("11"),
+        "the slip names the order detail"
+    );
 }
 
 #[test]

@@ -198,6 +198,7 @@ fn lines(value: &Value, pointer: &str) -> Vec<BillingItem> {
         .collect()
 }
 
+/// A line: the first candidate is its `external_id`, the rest are tried in order after it.
 fn item(
     mut candidates: Vec<String>,
     product: Option<String>,
@@ -205,10 +206,10 @@ fn item(
     line_id: Option<String>,
 ) -> BillingItem {
     let external_id = candidates.remove(0);
-    let _ = (candidates, line_id);
     BillingItem {
-        external_id,
         product_external_id: product,
-        quantity,
+        line_id,
+        fallback_ids: candidates,
+        ..BillingItem::new(external_id, quantity)
     }
 }

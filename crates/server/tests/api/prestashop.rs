@@ -17,7 +17,8 @@ on_both_engines!(
     prestashop_paid_credit_slip_then_refund,
     prestashop_replay_storm_ends_as_in_order,
     prestashop_module_signed_fixtures_are_accepted,
-    prestashop_cancel_revokes_and_pending_states_issue_nothing
+    prestashop_cancel_revokes_and_pending_states_issue_nothing,
+    prestashop_simulate_plays_an_order
 );
 
 const KIT: PrestaShopKit = PrestaShopKit;
@@ -264,7 +265,7 @@ async fn prestashop_module_signed_fixtures_are_accepted(app: &TestApp) {
             "/v1/integrations",
             &api,
             json!({"provider": "prestashop", "secrets": [secret],
-                   "options": {"tolerance_seconds": 100 * 365 * 86_400},
+                   "options": {"tolerance_seconds": 100_i64 * 365 * 86_400},
                    "mappings": [{"external_id": "3", "policy_id": policy}]}),
         )
         .await;
@@ -354,5 +355,55 @@ async fn prestashop_cancel_revokes_and_pending_states_issue_nothing(app: &TestAp
     deliver(app, &shop, &canceled, "applied").await;
     for license in licenses(app, &shop).await {
         assert_eq!(code(app, &license).await, "REVOKED");
+    }
+}
+
+/// `keygate simulate prestashop --scenario order` beside a running server: the vendor's own
+/// secret (read from the database) and mapping (a product reference of theirs); the order is
+/// licensed, then refunded; a second run is a new order.
+async fn prestashop_simulate_plays_an_order(app: &TestApp) {
+    let api = app.account("Simulating vendor").await;
+    let policy = app
+        .policy(
+            &api,
+            json!({"max_activations": 1, "seats_from_quantity": true}),
+        )
+        .await;
+    let secret = "whsec_dmVuZG9yLW93bi1wcmVzdGFzaG9wLXNlY3JldC0zMmI=";
+    let r = app
+        .post(
+            "/v1/integrations",
+            &api,
+            json!({"provider": "prestashop", "secrets": [secret],
+                   "mappings": [{"external_id": "VENDOR-REF-1", "policy_id": policy}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    for run in 1..=2 {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .args(["simulate", "prestashop", "--integration", &id])
+            .args(["--url", &app.server.url(""), "--scenario", "order"])
+            .args(["--database-url", &app.database_url])
+            .env_remove("KEYGATE_MASTER_KEY")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("paid       200"), "{stdout}");
+        assert!(stdout.contains("refunded   200"), "{stdout}");
+        let all = app.get("/v1/licenses", &api).await.body["data"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(all.len(), run, "one license per run: {all:?}");
+        for license in &all {
+            assert_eq!(license["max_activations"], 2, "{license}");
+            assert_eq!(code(app, license).await, "REVOKED");
+        }
     }
 }
