@@ -128,7 +128,9 @@ final class EventBuilder
     }
 
     /**
-     * The body bytes: compact JSON, slashes and Unicode unescaped (signed as sent).
+     * The body bytes: compact JSON, slashes and Unicode unescaped (signed as sent). A product
+     * name that is not UTF-8 (an old latin-1 import) is sent with U+FFFD in its place rather
+     * than losing the order's event.
      *
      * @param array $event
      *
@@ -136,7 +138,7 @@ final class EventBuilder
      */
     public static function encode(array $event)
     {
-        $json = json_encode($event, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE);
+        $json = json_encode($event, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE);
         if ($json === false) {
             throw new \RuntimeException('event not encodable as JSON: ' . json_last_error_msg());
         }

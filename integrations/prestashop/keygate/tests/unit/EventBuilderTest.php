@@ -120,8 +120,9 @@ final class EventBuilderTest extends TestCase
     {
         $json = EventBuilder::encode(['url' => 'https://a/b', 'name' => 'Café', 'n' => [1]]);
         $this->assertSame('{"url":"https://a/b","name":"Café","n":[1]}', $json);
+        $this->assertSame("{\"name\":\"Caf\u{FFFD}1\"}", EventBuilder::encode(['name' => "Caf\xB11"]));
         $this->expectException(RuntimeException::class);
-        EventBuilder::encode(['bad' => "\xB1\x31"]);
+        EventBuilder::encode(['total' => NAN]);
     }
 
     public function testRandomIdsAreUniqueAndDotFree()
