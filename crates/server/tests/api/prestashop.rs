@@ -18,7 +18,8 @@ on_both_engines!(
     prestashop_replay_storm_ends_as_in_order,
     prestashop_module_signed_fixtures_are_accepted,
     prestashop_cancel_revokes_and_pending_states_issue_nothing,
-    prestashop_simulate_plays_an_order
+    prestashop_simulate_plays_an_order,
+    prestashop_php_module_posts_to_keygate
 );
 
 const KIT: PrestaShopKit = PrestaShopKit;
@@ -406,4 +407,85 @@ async fn prestashop_simulate_plays_an_order(app: &TestApp) {
             assert_eq!(code(app, license).await, "REVOKED");
         }
     }
+}
+
+/// Whether the PHP side must run here (CI, or `KEYGATE_REQUIRE_PHPUNIT=1` as `.ci/run` sets).
+fn php_required() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
+        || std::env::var("KEYGATE_REQUIRE_PHPUNIT").is_ok_and(|v| v == "1")
+}
+
+/// The PHP module itself (over the PrestaShop stand-ins, with its real curl transport) posts
+/// an order and a credit slip to this server: the order is licensed, the slip's line revoked.
+async fn prestashop_php_module_posts_to_keygate(app: &TestApp) {
+    let has_curl = std::process::Command::new("php")
+        .arg("-m")
+        .output()
+        .is_ok_and(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l == "curl")
+        });
+    if !has_curl {
+        assert!(
+            !php_required(),
+            "php with ext-curl is required here: apt-get install -y php-cli php-curl php-sqlite3"
+        );
+        eprintln!("skipped: php with ext-curl not found");
+        return;
+    }
+    let api = app.account("PrestaShop shop").await;
+    let seats = json!({"max_activations": 1, "seats_from_quantity": true});
+    let app_policy = app.policy(&api, seats.clone()).await;
+    let mug_policy = app.policy(&api, seats).await;
+    let secret = "whsec_cGhwLW1vZHVsZS1wb3N0cy10by1rZXlnYXRlLWUyZQ==";
+    let r = app
+        .post(
+            "/v1/integrations",
+            &api,
+            json!({"provider": "prestashop", "secrets": [secret],
+                   "mappings": [{"external_id": "3", "policy_id": app_policy},
+                                {"external_id": "MUG-RED", "policy_id": mug_policy}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap();
+    let url = app.server.url(&format!("/v1/webhooks/prestashop/{id}"));
+    let module = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../integrations/prestashop/keygate"
+    );
+    // The server answers on this runtime: the PHP process is waited for off it.
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("php")
+            .args(["tests/post-to-keygate.php", &url, secret])
+            .current_dir(module)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = app.get("/v1/licenses", &api).await.body["data"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(list.len(), 2, "{list:?}");
+    let of = |policy: &str| {
+        list.iter()
+            .find(|l| l["policy_id"] == policy)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(of(&app_policy)["max_activations"], 2);
+    assert_eq!(code(app, &of(&app_policy)).await, "VALID");
+    assert_eq!(code(app, &of(&mug_policy)).await, "REVOKED");
+    let customers = app.get("/v1/customers", &api).await;
+    assert_eq!(customers.body["data"][0]["email"], "ada@example.com");
 }
