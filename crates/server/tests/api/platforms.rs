@@ -477,7 +477,7 @@ async fn simulate_scenarios(app: &TestApp, provider: &'static dyn Provider) {
         let setup = kit_integration(app, provider, policy).await;
         let id = setup.path.rsplit('/').next().unwrap().to_string();
         let database_url = app.database_url.clone();
-        let args = vec![
+        let args = [
             name.to_string(),
             "--integration".into(),
             id,
