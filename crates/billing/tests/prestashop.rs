@@ -242,7 +242,7 @@ fn lines(event: &BillingEvent) -> Vec<(String, i64)> {
 #[test]
 fn paid_states_are_orders_paid_with_every_line() {
     for name in ["status_changed.paid.json", "status_changed.shipped.json"] {
-        let event = parse(&fixture("prestashop", &name));
+        let event = parse(&fixture("prestashop", name));
         check(
             name,
             &event,

@@ -4,7 +4,7 @@
 //! validation, install/uninstall, and that the committed fixtures `prestashop.rs` verifies are
 //! still what the module produces.
 //!
-//! Needs `php` (with pdo_sqlite) and `phpunit` (Debian: `php-cli php-sqlite3 phpunit`;
+//! Needs `php` (with pdo_sqlite) and `phpunit` (Debian: `php-cli php-curl php-sqlite3 phpunit`;
 //! `.ci/run` installs them). Without them the test says so and passes, except where PHPUnit is
 //! required: under CI (`CI` set) or with `KEYGATE_REQUIRE_PHPUNIT=1` (`.ci/run` sets it).
 
@@ -21,14 +21,14 @@ fn phpunit_passes() {
     let module =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../integrations/prestashop/keygate");
     let found = Command::new("phpunit").arg("--version").output();
-    if found.as_ref().map_or(true, |o| !o.status.success()) {
+    if !found.as_ref().is_ok_and(|o| o.status.success()) {
         assert!(
             !required(),
             "phpunit is required here (CI / KEYGATE_REQUIRE_PHPUNIT=1) but not found: \
-             apt-get install -y php-cli php-sqlite3 phpunit"
+             apt-get install -y php-cli php-curl php-sqlite3 phpunit"
         );
         eprintln!(
-            "skipped: phpunit not found (apt-get install -y php-cli php-sqlite3 phpunit); \
+            "skipped: phpunit not found (apt-get install -y php-cli php-curl php-sqlite3 phpunit); \
              the PrestaShop module's tests did not run"
         );
         return;
