@@ -207,7 +207,8 @@ impl BillingItem {
 
     /// Every id a mapping may name for this item, most specific first.
     pub fn candidate_ids(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.external_id.as_str()).chain(self.fallback_ids.iter().map(String::as_str))
+        std::iter::once(self.external_id.as_str())
+            .chain(self.fallback_ids.iter().map(String::as_str))
     }
 
     /// The first candidate id `is_mapped` accepts.

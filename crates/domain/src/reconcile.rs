@@ -1181,7 +1181,13 @@ pub fn plan_order(
     if whole_revoked {
         for (i, license) in licenses.iter().enumerate() {
             if !used[i] {
-                update_license(license, None, None, Some(LicenseStatus::Revoked), &mut changes);
+                update_license(
+                    license,
+                    None,
+                    None,
+                    Some(LicenseStatus::Revoked),
+                    &mut changes,
+                );
             }
         }
     }
@@ -2196,7 +2202,14 @@ mod tests {
         assert_eq!(state.customer_id.as_deref(), Some("cus_9"));
         assert_eq!(apply_order_event(Some(&state), &paid), None, "duplicate");
         let mut licenses = Vec::new();
-        let changes = plan_order(&state, &licenses, &policies(), &mappings(), &IntegrationOptions::default()).unwrap();
+        let changes = plan_order(
+            &state,
+            &licenses,
+            &policies(),
+            &mappings(),
+            &IntegrationOptions::default(),
+        )
+        .unwrap();
         let creates = |policy: &str, item: &str, quantity: i64, status| LicenseChange::Create {
             policy_id: policy.into(),
             item_external_id: item.into(),
@@ -2216,12 +2229,26 @@ mod tests {
         );
         apply_changes(&mut licenses, &changes);
         assert_eq!(
-            plan_order(&state, &licenses, &policies(), &mappings(), &IntegrationOptions::default()).unwrap(),
+            plan_order(
+                &state,
+                &licenses,
+                &policies(),
+                &mappings(),
+                &IntegrationOptions::default()
+            )
+            .unwrap(),
             vec![]
         );
         // Refund: all of the order's licenses revoked, once.
         let refunded = apply_order_event(Some(&state), &refund).unwrap();
-        let changes = plan_order(&refunded, &licenses, &policies(), &mappings(), &IntegrationOptions::default()).unwrap();
+        let changes = plan_order(
+            &refunded,
+            &licenses,
+            &policies(),
+            &mappings(),
+            &IntegrationOptions::default(),
+        )
+        .unwrap();
         assert_eq!(changes.len(), 3);
         assert!(
             changes
@@ -2230,19 +2257,40 @@ mod tests {
         );
         apply_changes(&mut licenses, &changes);
         assert_eq!(
-            plan_order(&refunded, &licenses, &policies(), &mappings(), &IntegrationOptions::default()).unwrap(),
+            plan_order(
+                &refunded,
+                &licenses,
+                &policies(),
+                &mappings(),
+                &IntegrationOptions::default()
+            )
+            .unwrap(),
             vec![]
         );
 
         // Refund delivered before the payment: same end state.
         let early = apply_order_event(None, &refund).unwrap();
         assert_eq!(
-            plan_order(&early, &[], &policies(), &mappings(), &IntegrationOptions::default()).unwrap(),
+            plan_order(
+                &early,
+                &[],
+                &policies(),
+                &mappings(),
+                &IntegrationOptions::default()
+            )
+            .unwrap(),
             vec![]
         );
         let late = apply_order_event(Some(&early), &paid).unwrap();
         assert_eq!(late, refunded);
-        let changes = plan_order(&late, &[], &policies(), &mappings(), &IntegrationOptions::default()).unwrap();
+        let changes = plan_order(
+            &late,
+            &[],
+            &policies(),
+            &mappings(),
+            &IntegrationOptions::default(),
+        )
+        .unwrap();
         assert_eq!(changes.len(), 3);
         assert!(changes.iter().all(|c| matches!(
             c,
@@ -2257,16 +2305,28 @@ mod tests {
         let mut odd = state.clone();
         odd.lines.push(item("sku_x", 1));
         assert_eq!(
-            plan_order(&odd, &[], &policies(), &mappings(), &IntegrationOptions::default())
-                .unwrap()
-                .len(),
+            plan_order(
+                &odd,
+                &[],
+                &policies(),
+                &mappings(),
+                &IntegrationOptions::default()
+            )
+            .unwrap()
+            .len(),
             3
         );
         odd.lines = vec![item("sku_x", 1)];
         assert_eq!(
-            plan_order(&odd, &[], &policies(), &mappings(), &IntegrationOptions::default())
-                .unwrap_err()
-                .code(),
+            plan_order(
+                &odd,
+                &[],
+                &policies(),
+                &mappings(),
+                &IntegrationOptions::default()
+            )
+            .unwrap_err()
+            .code(),
             "NO_MAPPING"
         );
         let mut other = paid.clone();
@@ -2315,7 +2375,8 @@ mod tests {
                 state = Some(next);
             }
             let Some(current) = &state else { continue };
-            let changes = plan_order(current, &licenses, &policies(), &mappings(), options).unwrap();
+            let changes =
+                plan_order(current, &licenses, &policies(), &mappings(), options).unwrap();
             apply_changes(&mut licenses, &changes);
             assert_eq!(
                 plan_order(current, &licenses, &policies(), &mappings(), options).unwrap(),
@@ -2344,7 +2405,11 @@ mod tests {
             "e_paid",
             K::OrderPaid,
             0,
-            vec![line("sku_1", "l1", 5), line("sku_2", "l2", 1), line("sku_2", "l3", 1)],
+            vec![
+                line("sku_1", "l1", 5),
+                line("sku_2", "l2", 1),
+                line("sku_2", "l3", 1),
+            ],
             None,
         );
         let refund_l2 = order_event(
@@ -2364,7 +2429,11 @@ mod tests {
         let refund_all = order_event("e_r3", K::Refunded, 5, vec![], None);
 
         assert_eq!(reversed_lines(&refund_l2).map(<[_]>::len), Some(1));
-        assert_eq!(reversed_lines(&refund_all), None, "no lines: the whole order");
+        assert_eq!(
+            reversed_lines(&refund_all),
+            None,
+            "no lines: the whole order"
+        );
         assert_eq!(reversed_lines(&paid), None, "only refunds and chargebacks");
         assert!(reversal_revokes(&refund_l2, &full_policy));
         let mut tax = refund_l2.clone();
@@ -2399,7 +2468,11 @@ mod tests {
         );
         let state = state.unwrap();
         assert_eq!(state.revoked_at, None);
-        assert_eq!(apply_order_event(Some(&state), &refund_l2), None, "duplicate");
+        assert_eq!(
+            apply_order_event(Some(&state), &refund_l2),
+            None,
+            "duplicate"
+        );
         // Part of a line's quantity: under `full` the license keeps the seats left.
         let (_, licenses) = run_order(&[&paid, &refund_l2, &refund_two_seats], &full_policy);
         assert_eq!(

@@ -19,7 +19,10 @@ async fn setup(app: &TestApp) -> (String, String) {
     let settings = kit.settings();
     let api = app.account("Shop").await;
     let app_policy = app
-        .policy(&api, json!({"max_activations": 1, "seats_from_quantity": true}))
+        .policy(
+            &api,
+            json!({"max_activations": 1, "seats_from_quantity": true}),
+        )
         .await;
     let r = app
         .post(
@@ -116,7 +119,11 @@ async fn line_refunds_revoke_only_their_lines(app: &TestApp) {
     let paid_event = r.body["events"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(
         by_line(app, &api, &paid_event).await,
-        expect(&[("L1", "active", 5), ("L2", "active", 1), ("L3", "active", 1)])
+        expect(&[
+            ("L1", "active", 5),
+            ("L2", "active", 1),
+            ("L3", "active", 1)
+        ])
     );
     let one_line = refund(
         "ord-9-refund-1",
@@ -128,7 +135,11 @@ async fn line_refunds_revoke_only_their_lines(app: &TestApp) {
     assert_eq!(r.body["events"][0]["status"], "applied", "{}", r.body);
     assert_eq!(
         by_line(app, &api, &paid_event).await,
-        expect(&[("L1", "active", 5), ("L2", "revoked", 1), ("L3", "active", 1)])
+        expect(&[
+            ("L1", "active", 5),
+            ("L2", "revoked", 1),
+            ("L3", "active", 1)
+        ])
     );
     let seats = refund(
         "ord-9-refund-2",
@@ -140,7 +151,11 @@ async fn line_refunds_revoke_only_their_lines(app: &TestApp) {
     let state = by_line(app, &api, &paid_event).await;
     assert_eq!(
         state,
-        expect(&[("L1", "active", 3), ("L2", "revoked", 1), ("L3", "active", 1)])
+        expect(&[
+            ("L1", "active", 3),
+            ("L2", "revoked", 1),
+            ("L3", "active", 1)
+        ])
     );
     // The line that stays is still valid; the refunded one answers REVOKED.
     let list = app.get("/v1/licenses", &api).await.body["data"].clone();
@@ -165,7 +180,11 @@ async fn line_refunds_revoke_only_their_lines(app: &TestApp) {
     send(app, &path, &refund("ord-9-refund-4", 30, json!([]), None)).await;
     assert_eq!(
         by_line(app, &api, &paid_event).await,
-        expect(&[("L1", "revoked", 3), ("L2", "revoked", 1), ("L3", "revoked", 1)])
+        expect(&[
+            ("L1", "revoked", 3),
+            ("L2", "revoked", 1),
+            ("L3", "revoked", 1)
+        ])
     );
 }
 
@@ -187,13 +206,19 @@ async fn line_refund_before_payment_and_replays_converge(app: &TestApp) {
     );
     let r = send(app, &path, &one_line).await;
     assert_eq!(r.body["events"][0]["status"], "applied", "{}", r.body);
-    assert!(app.get("/v1/licenses", &api).await.body["data"]
-        .as_array()
-        .unwrap()
-        .is_empty());
+    assert!(
+        app.get("/v1/licenses", &api).await.body["data"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     let r = send(app, &path, &paid()).await;
     let paid_event = r.body["events"][0]["id"].as_str().unwrap().to_string();
-    let expected = expect(&[("L1", "active", 4), ("L2", "active", 1), ("L3", "revoked", 1)]);
+    let expected = expect(&[
+        ("L1", "active", 4),
+        ("L2", "active", 1),
+        ("L3", "revoked", 1),
+    ]);
     for body in [&seats, &paid(), &one_line, &seats, &paid(), &one_line] {
         let r = send(app, &path, body).await;
         assert!(
