@@ -3,7 +3,7 @@
 //! their line ids revokes only those lines' licenses, in any delivery order.
 use crate::harness::{Reply, TestApp};
 use crate::on_both_engines;
-use keygate_billing::testkit::{self, Kit};
+use keygate_billing::testkit;
 use keygate_billing::{Secrets, provider};
 use keygate_domain::Timestamp;
 use serde_json::{Value, json};
