@@ -270,7 +270,8 @@ fn gmt_at(value: &Value, pointer: &str) -> Option<Timestamp> {
     if text.is_empty() || text.starts_with("0000") {
         return None;
     }
-    let has_offset = text.ends_with('Z') || text.get(19..).is_some_and(|tail| tail.contains(['+', '-']));
+    let has_offset =
+        text.ends_with('Z') || text.get(19..).is_some_and(|tail| tail.contains(['+', '-']));
     if has_offset {
         Timestamp::parse_rfc3339(text).ok()
     } else {
@@ -290,8 +291,18 @@ fn parse_object(
     topic: &str,
     object: &Value,
 ) -> Result<Vec<BillingEvent>, BillingError> {
-    let object_id = str_at(object, "/id")
-        .ok_or_else(|| BillingError::malformed("`/id` is missing"))?;
+    if !matches!(resource, "order" | "subscription" | "customer") {
+        // Products, coupons, custom `action.*` topics: stored, never acted on (never refused,
+        // or WooCommerce disables the webhook after five failures).
+        let id = format!(
+            "{topic}:{}",
+            hex::encode(&Sha256::digest(object.to_string())[..12])
+        );
+        let at = gmt_at(object, "/date_modified_gmt").unwrap_or_else(Timestamp::now);
+        return Ok(vec![BillingEvent::new(id, topic, Kind::Ignored, at)]);
+    }
+    let object_id =
+        str_at(object, "/id").ok_or_else(|| BillingError::malformed("`/id` is missing"))?;
     if event == "deleted" {
         return Ok(vec![deleted(resource, topic, &object_id)]);
     }
@@ -309,19 +320,24 @@ fn parse_object(
     Ok(match resource {
         "order" => order_events(base, &object_id, object),
         "subscription" => vec![subscription_event(base, event, &object_id, object)],
-        "customer" => vec![BillingEvent {
+        _ => vec![BillingEvent {
             kind: Kind::CustomerUpserted,
             customer: customer(object, "/id", "/email"),
             ..base
         }],
-        _ => vec![base],
     })
 }
 
 /// What the digest of an object's state covers: the fields Keygate reads.
 fn digest(resource: &str, object: &Value) -> String {
     let fields: &[&str] = match resource {
-        "order" => &["/status", "/date_paid_gmt", "/refunds", "/line_items", "/meta_data"],
+        "order" => &[
+            "/status",
+            "/date_paid_gmt",
+            "/refunds",
+            "/line_items",
+            "/meta_data",
+        ],
         "subscription" => &[
             "/status",
             "/line_items",
@@ -555,7 +571,11 @@ fn subscription_event(base: BillingEvent, event: &str, id: &str, object: &Value)
             .collect(),
         current_period_end: period_end,
         cancel_at_period_end: scheduled,
-        cancel_at: if scheduled { end.or(next_payment) } else { None },
+        cancel_at: if scheduled {
+            end.or(next_payment)
+        } else {
+            None
+        },
         ended_at: if ended {
             gmt_at(object, "/cancelled_date_gmt")
                 .or(end)
@@ -660,7 +680,8 @@ fn strip_entity_padding(text: &str) -> String {
         });
         match canonical {
             Some((entity, number_len)) => {
-                let consumed = 2 + usize::from(hex) + (digits.len() - unpadded.len()) + number_len + 1;
+                let consumed =
+                    2 + usize::from(hex) + (digits.len() - unpadded.len()) + number_len + 1;
                 out.push_str(&entity);
                 rest = &rest[consumed..];
             }
@@ -682,11 +703,17 @@ mod tests {
     fn secrets_are_decoded_as_wordpress_does() {
         assert_eq!(wp_specialchars_decode("plain"), "plain");
         assert_eq!(wp_specialchars_decode("a&amp;b&lt;c&gt;d"), "a&b<c>d");
-        assert_eq!(wp_specialchars_decode("&quot;&#039;&#39;&#x27;&#X27;"), "\"''''");
+        assert_eq!(
+            wp_specialchars_decode("&quot;&#039;&#39;&#x27;&#X27;"),
+            "\"''''"
+        );
         assert_eq!(wp_specialchars_decode("&#0000038;&#x0026;&#34;"), "&&\"");
         assert_eq!(wp_specialchars_decode("&#060;&#62;"), "<>");
         // Not decoded by WordPress: other entities, hex forms of < and >, a second pass.
-        assert_eq!(wp_specialchars_decode("&#x3c;&eacute;&#65;"), "&#x3c;&eacute;&#65;");
+        assert_eq!(
+            wp_specialchars_decode("&#x3c;&eacute;&#65;"),
+            "&#x3c;&eacute;&#65;"
+        );
         assert_eq!(wp_specialchars_decode("&amp;lt;"), "&lt;");
         assert_eq!(wp_specialchars_decode("&#;&#x;&&#0;"), "&#;&#x;&&#0;");
         // A lone '<' typed in the admin is stored as `&lt;` and signed as '<'.
@@ -695,7 +722,8 @@ mod tests {
 
     #[test]
     fn gmt_times_without_offset() {
-        let v = serde_json::json!({"a": "2017-03-22T16:28:08", "b": "", "c": "2017-03-22T16:28:08Z"});
+        let v =
+            serde_json::json!({"a": "2017-03-22T16:28:08", "b": "", "c": "2017-03-22T16:28:08Z"});
         assert_eq!(
             gmt_at(&v, "/a").unwrap().to_rfc3339(),
             "2017-03-22T16:28:08Z"
@@ -714,6 +742,9 @@ mod tests {
              &modified_after=2026-01-02T03:04:05&dates_are_gmt=true"
         );
         assert_eq!(query_number(&path, "page"), Some(1));
-        assert_eq!(query_value(&path, "modified_after"), Some("2026-01-02T03:04:05"));
+        assert_eq!(
+            query_value(&path, "modified_after"),
+            Some("2026-01-02T03:04:05")
+        );
     }
 }
