@@ -302,9 +302,12 @@ fn a_renewal_order_extends_its_subscription() {
             ..Expect::default()
         },
     );
-    // No license of its own: the period comes with the subscription's update (or is derived).
+    // No license of its own: the period comes with the subscription's update (or the sync).
     assert!(renewal.order.as_ref().unwrap().lines.is_empty());
-    assert!(renewal.period_missing.is_some());
+    assert!(
+        renewal.period_missing.is_none(),
+        "the period comes with the subscription"
+    );
     assert_eq!(renewal.occurred_at, rfc("2026-02-05T10:00:03Z"));
 }
 

@@ -42,8 +42,8 @@ use crate::scheme::{Algorithm, BodyHmac, Encoding};
 use crate::{BillingError, ConfigError, Headers, Provider, Request, Secrets};
 use keygate_domain::Timestamp;
 use keygate_domain::billing::{
-    BillingEvent, BillingEventKind as Kind, BillingItem, CustomerRef, MissingPeriod, OrderRef,
-    Reversal, SubscriptionSnapshot, SubscriptionStatus as Status,
+    BillingEvent, BillingEventKind as Kind, BillingItem, CustomerRef, OrderRef, Reversal,
+    SubscriptionSnapshot, SubscriptionStatus as Status,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -427,9 +427,11 @@ fn order_events(base: BillingEvent, order_id: &str, order: &Value) -> Vec<Billin
     }
     let refunds = array(order, "/refunds");
     let paid_event = match &renewal {
-        // A renewal payment: the period comes with the subscription's own update (WooCommerce
-        // Subscriptions sends `subscription.updated` with the new `next_payment_date_gmt`);
-        // until then it is derived from the known one and the billing interval.
+        // A renewal payment: no license of its own. The new period comes with the
+        // subscription's own update (WooCommerce Subscriptions fires `subscription.updated` on
+        // `woocommerce_subscription_date_updated` with the new `next_payment_date_gmt`), or
+        // with the next sync when that delivery was lost. It is not derived here: a renewal
+        // order may well arrive before anything is known of its subscription.
         Some(subscription) => {
             let mut snapshot = SubscriptionSnapshot::partial(subscription.clone());
             snapshot.status = Some(Status::Active);
@@ -439,7 +441,6 @@ fn order_events(base: BillingEvent, order_id: &str, order: &Value) -> Vec<Billin
                 customer: customer.clone(),
                 subscription: Some(snapshot),
                 order: Some(order_ref(Vec::new())),
-                period_missing: Some(MissingPeriod::ApiCredentials),
                 ..base.clone()
             }
         }
@@ -524,9 +525,8 @@ fn customer(object: &Value, id: &str, email: &str) -> Option<CustomerRef> {
     (!reference.is_empty()).then_some(reference)
 }
 
-/// `billing_interval` × `billing_period`, generously: a month is 31 days and a year 366, so a
-/// period derived from it (a renewal order whose subscription update was missed) never ends
-/// access early; the subscription's next update (or the sync) puts the real date.
+/// `billing_interval` × `billing_period`, generously (a month is 31 days, a year 366): what a
+/// renewal that carries no period would be derived from, never ending access early.
 fn interval_seconds(subscription: &Value) -> Option<i64> {
     let count = int_at(subscription, "/billing_interval").filter(|n| *n > 0)?;
     let unit = match str_at(subscription, "/billing_period")?.as_str() {

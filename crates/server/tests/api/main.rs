@@ -20,3 +20,4 @@ mod sealing;
 mod signing;
 mod ssrf;
 mod truth;
+mod woocommerce;
