@@ -128,7 +128,7 @@ async fn read_all(
                     ),
                 });
             }
-            let (body, answer_headers) = client.get(&fetch).await?;
+            let (body, answer_headers) = client.request(&fetch).await?;
             let headers: keygate_billing::Headers = answer_headers.into_iter().collect();
             let page = provider
                 .parse_sync_page(

@@ -208,10 +208,7 @@ impl Provider for WooCommerce {
 
 /// A GET of the store's REST API (orders, refunds and subscriptions alike).
 fn fetch(path: String) -> Fetch {
-    Fetch {
-        object: ObjectKind::Order,
-        path,
-    }
+    Fetch::get(ObjectKind::Order, path)
 }
 
 /// The creation ping: exactly `webhook_id=<digits>`.

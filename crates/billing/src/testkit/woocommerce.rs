@@ -2,7 +2,7 @@
 //! with the topic in `X-WC-Webhook-Topic`; bodies are REST v3 orders and subscriptions (shaped
 //! from the REST API reference's examples), times in GMT without an offset.
 
-use super::{Ids, Kit, MONTH, Settings, SignedHeaders, Steps, first_secret};
+use super::{Ids, Kit, MONTH, OrderSteps, Settings, SignedHeaders, Steps, first_secret};
 use crate::providers::woocommerce::{SCHEME, wp_specialchars_decode};
 use crate::{Secrets, Timestamp};
 use serde_json::{Value, json};
@@ -67,7 +67,7 @@ impl Kit for WooCommerceKit {
         }
     }
 
-    fn steps(&self, start: i64, failed_at: i64) -> Steps {
+    fn steps(&self, start: i64, failed_at: i64) -> Option<Steps> {
         let p1 = start + MONTH;
         let p2 = start + 2 * MONTH;
         let created = start - 100;
@@ -86,7 +86,7 @@ impl Kit for WooCommerceKit {
                 },
             })
         };
-        Steps {
+        Some(Steps {
             // The checkout: the parent order (paid), then the subscription it created.
             created: vec![
                 order(OrderAt {
@@ -133,15 +133,36 @@ impl Kit for WooCommerceKit {
                 renewal_of: Some(SUBSCRIPTION),
             })],
             cancel_ends_at: p2,
-        }
+        })
+    }
+
+    /// A one-time order: the mapped variation twice and an unmapped simple product, paid,
+    /// then refunded in full (WooCommerce sets `refunded` when the refunds reach the total).
+    fn order_steps(&self, start: i64) -> Option<OrderSteps> {
+        let at = |modified: i64, status: &'static str, refunds: Vec<(i64, &'static str)>| {
+            order(OrderAt {
+                id: 1500,
+                created: start - 30,
+                modified,
+                status,
+                paid: Some(start - 29),
+                lines: vec![line(701, 2), unmapped_line(702)],
+                refunds,
+                renewal_of: None,
+            })
+        };
+        Some(OrderSteps {
+            paid: vec![at(start - 29, "processing", vec![])],
+            refunded: vec![at(start - 10, "refunded", vec![(1510, "-312.00")])],
+            order: "1500".into(),
+        })
     }
 }
 
-/// The headers `WC_Webhook::deliver` sends.
+/// The headers `WC_Webhook::deliver` sends (besides `Content-Type: application/json`).
 pub fn headers(topic: &str, signature: &str) -> SignedHeaders {
     let (resource, event) = topic.split_once('.').unwrap_or((topic, ""));
     [
-        ("content-type", "application/json"),
         ("user-agent", "WooCommerce/9.4.2 Hookshot (WordPress/6.7.1)"),
         ("x-wc-webhook-source", "https://shop.example.com/"),
         ("x-wc-webhook-topic", topic),

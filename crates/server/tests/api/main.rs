@@ -19,5 +19,6 @@ mod resources;
 mod sealing;
 mod signing;
 mod ssrf;
+mod stand_in;
 mod truth;
 mod woocommerce;

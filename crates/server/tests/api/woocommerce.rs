@@ -455,7 +455,7 @@ async fn replay_storm_ends_in_the_in_order_state(app: &TestApp) {
     let (base, _) = stand_in().await;
     let kit = testkit::kit(keygate_billing::provider("woocommerce").unwrap());
     let now = now_s();
-    let steps = kit.steps(now, now - 10);
+    let steps = kit.steps(now, now - 10).unwrap();
     let bodies: Vec<Value> = steps
         .all()
         .iter()
