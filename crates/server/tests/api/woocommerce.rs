@@ -7,10 +7,10 @@
 use crate::harness::{Reply, TestApp};
 use base64::Engine;
 use keygate_billing::providers::woocommerce::{SCHEME, wp_specialchars_decode};
+use keygate_billing::testkit;
 use keygate_billing::testkit::woocommerce::{
     OrderAt, SubscriptionAt, headers, line, order, refund, subscription, unmapped_line,
 };
-use keygate_billing::testkit;
 use keygate_domain::Timestamp;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
