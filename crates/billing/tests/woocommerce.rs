@@ -207,6 +207,20 @@ fn orders() {
         paid.event_id
     );
     assert_eq!(paid.items()[0].product_external_id.as_deref(), Some("2001"));
+    // Mapped by the variation, then the product, then the SKU; each line is its order item.
+    assert_eq!(paid.items()[0].fallback_ids, ["2001", "KG-PRO-MONTHLY"]);
+    assert_eq!(paid.items()[0].line_id.as_deref(), Some("315"));
+    assert!(
+        paid.items()[1].fallback_ids.is_empty(),
+        "a simple product without SKU"
+    );
+    // Mapped by the variation, then the product, then the SKU; each line is its order item.
+    assert_eq!(paid.items()[0].fallback_ids, ["2001", "KG-PRO-MONTHLY"]);
+    assert_eq!(paid.items()[0].line_id.as_deref(), Some("315"));
+    assert!(
+        paid.items()[1].fallback_ids.is_empty(),
+        "a simple product without SKU"
+    );
 
     // Still paid, one refund: the order stays paid (same fact), the refund is its own event,
     // completed with its lines from the REST API.
@@ -245,6 +259,16 @@ fn orders() {
         .map(|l| (l.external_id.as_str(), l.quantity))
         .collect();
     assert_eq!(lines, [("2002", 1)]);
+    assert_eq!(
+        completed.items()[0].line_id.as_deref(),
+        Some("315"),
+        "the refunded order item"
+    );
+    assert_eq!(
+        completed.items()[0].line_id.as_deref(),
+        Some("315"),
+        "the refunded order item"
+    );
     let not_a_refund = provider.complete(
         refund.clone(),
         &[(fetches[0].clone(), serde_json::json!([]))],

@@ -62,8 +62,13 @@ pub const SQLITE: &[Migration] = &[
     },
     Migration {
         version: 7,
+        name: "order_lines",
+        sql: include_str!("../migrations/sqlite/0007_order_lines.sql"),
+    },
+    Migration {
+        version: 8,
         name: "integration_syncs",
-        sql: include_str!("../migrations/sqlite/0007_integration_syncs.sql"),
+        sql: include_str!("../migrations/sqlite/0008_integration_syncs.sql"),
     },
 ];
 
@@ -101,8 +106,13 @@ pub const POSTGRES: &[Migration] = &[
     },
     Migration {
         version: 7,
+        name: "order_lines",
+        sql: include_str!("../migrations/postgres/0007_order_lines.sql"),
+    },
+    Migration {
+        version: 8,
         name: "integration_syncs",
-        sql: include_str!("../migrations/postgres/0007_integration_syncs.sql"),
+        sql: include_str!("../migrations/postgres/0008_integration_syncs.sql"),
     },
 ];
 

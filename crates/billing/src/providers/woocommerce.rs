@@ -486,27 +486,44 @@ fn line_ids(line: &Value) -> Vec<String> {
     ids
 }
 
-fn item(line: &Value, quantity: i64) -> Option<BillingItem> {
+fn item(line: &Value, quantity: i64, line_id: Option<String>) -> Option<BillingItem> {
     let ids = line_ids(line);
-    let (first, _fallbacks) = ids.split_first()?;
+    let (first, fallbacks) = ids.split_first()?;
     Some(BillingItem {
-        external_id: first.clone(),
         product_external_id: id_at(line, "/product_id"),
-        quantity,
+        line_id,
+        fallback_ids: fallbacks.to_vec(),
+        ..BillingItem::new(first.clone(), quantity)
     })
 }
 
+/// An order's line: its order item id is the line (a refund names it).
 fn order_line(line: &Value) -> Option<BillingItem> {
-    item(line, int_at(line, "/quantity").unwrap_or(1))
+    item(
+        line,
+        int_at(line, "/quantity").unwrap_or(1),
+        str_at(line, "/id"),
+    )
 }
 
-/// A refund's line item: the order item it refunds, and how many (written negative).
+/// A subscription's line item: what the subscription bills, no line of an order.
+fn subscription_line(line: &Value) -> Option<BillingItem> {
+    item(line, int_at(line, "/quantity").unwrap_or(1), None)
+}
+
+/// A refund's line item: the order item it refunds (`_refunded_item_id`), and how many
+/// (written negative). A line without it cannot be told apart: the refund is then of the
+/// whole order, as its size says.
 fn refund_line(line: &Value) -> Option<BillingItem> {
-    let _refunded_item = array(line, "/meta_data")
+    let refunded_item = array(line, "/meta_data")
         .iter()
         .find(|m| str_at(m, "/key").as_deref() == Some("_refunded_item_id"))
         .and_then(|m| str_at(m, "/value"));
-    item(line, int_at(line, "/quantity").unwrap_or(-1).abs())
+    item(
+        line,
+        int_at(line, "/quantity").unwrap_or(-1).abs(),
+        refunded_item,
+    )
 }
 
 fn customer(object: &Value, id: &str, email: &str) -> Option<CustomerRef> {
@@ -564,7 +581,7 @@ fn subscription_event(base: BillingEvent, event: &str, id: &str, object: &Value)
         status,
         items: array(object, "/line_items")
             .iter()
-            .filter_map(order_line)
+            .filter_map(subscription_line)
             .collect(),
         current_period_end: period_end,
         cancel_at_period_end: scheduled,

@@ -11,6 +11,7 @@ mod gateway;
 mod idempotency;
 mod lifecycle;
 mod ops;
+mod order_lines;
 mod outbound;
 mod platform_api;
 mod platforms;

@@ -390,6 +390,11 @@ async fn order_paid_partial_refund_full_refund(app: &TestApp) {
         "VALID",
         "a partial refund keeps the order"
     );
+    assert_eq!(
+        list[0]["max_activations"], 1,
+        "one of two seats refunded: {}",
+        list[0]
+    );
 
     // Refunded in full: revoked.
     let r = deliver(
