@@ -128,6 +128,29 @@ impl Fetch {
     }
 }
 
+/// One page of a sync listing as the platform answered it (see
+/// [`Provider::sync_requests`](crate::Provider::sync_requests)).
+pub struct ListPage<'a> {
+    /// The answer's headers (pagination: WooCommerce `X-WP-TotalPages`).
+    pub headers: &'a crate::Headers,
+    pub body: &'a serde_json::Value,
+}
+
+/// One object of a sync listing: its JSON text (stored as the events' raw payload) and the
+/// events it gives, the same (same ids) as the platform's webhook for that state would.
+#[derive(Debug, Clone)]
+pub struct SyncedObject {
+    pub raw: String,
+    pub events: Vec<crate::BillingEvent>,
+}
+
+/// What one page of a sync listing gave, and the next page to ask for (none: done).
+#[derive(Debug, Clone)]
+pub struct SyncPage {
+    pub objects: Vec<SyncedObject>,
+    pub next: Option<Fetch>,
+}
+
 /// `options.api_base_url`: https only, except loopback over http when private addresses are
 /// allowed (`KEYGATE_OUTBOUND_ALLOW_PRIVATE`, for tests and local stand-ins).
 pub fn check_api_base_url(url: &str, allow_private: bool) -> Result<(), ConfigError> {

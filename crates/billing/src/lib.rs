@@ -91,6 +91,35 @@ pub trait Provider: Sync {
         Ok(event)
     }
 
+    /// The API's base URL from the integration's credentials, for platforms whose API lives
+    /// at the vendor's own address (WooCommerce `store_url`); `None`: the
+    /// [`ApiSpec::default_base_url`](api::ApiSpec). `options.api_base_url` overrides both.
+    fn api_base_url(&self, _credential: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+        None
+    }
+
+    /// Periodic sync (`POST /v1/integrations/{id}/sync`, `options.sync_interval_seconds`): the
+    /// first page of each listing of the objects changed since `since` (`None`: all), so a
+    /// missed webhook is recovered. Empty: the platform has no sync.
+    fn sync_requests(&self, _since: Option<Timestamp>) -> Vec<api::Fetch> {
+        Vec::new()
+    }
+
+    /// One page of a [`sync_requests`](Provider::sync_requests) listing: its objects as the
+    /// events their webhooks give (same ids, so the inbox de-duplicates them against what
+    /// webhooks brought), and the next page.
+    fn parse_sync_page(
+        &self,
+        listing: &api::Fetch,
+        _page: &api::ListPage,
+    ) -> Result<api::SyncPage, BillingError> {
+        Err(BillingError::malformed(format!(
+            "{} has no sync listing `{}`",
+            self.name(),
+            listing.path
+        )))
+    }
+
     /// How the platform signs and what it sends: the tests' and `keygate simulate`'s side
     /// of the conversation. Required, so no platform is registered without one.
     #[cfg(feature = "testkit")]

@@ -4,7 +4,7 @@
 
 use crate::Provider;
 use crate::providers::{
-    chargebee, fastspring, generic, lemonsqueezy, paddle, paypal, prestashop, stripe,
+    chargebee, fastspring, generic, lemonsqueezy, paddle, paypal, prestashop, stripe, woocommerce,
 };
 
 /// Every platform Keygate speaks, in the order the docs list them.
@@ -15,6 +15,7 @@ pub static PROVIDERS: &[&dyn Provider] = &[
     &chargebee::Chargebee,
     &fastspring::FastSpring,
     &lemonsqueezy::LemonSqueezy,
+    &woocommerce::WooCommerce,
     &prestashop::PrestaShop,
     &generic::Generic,
 ];

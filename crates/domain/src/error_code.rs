@@ -112,6 +112,7 @@ error_codes! {
         OptionNotConfigured = "OPTION_NOT_CONFIGURED",
         OptionInvalid = "OPTION_INVALID",
         UnknownApiCredential = "UNKNOWN_API_CREDENTIAL",
+        SyncNotSupported = "SYNC_NOT_SUPPORTED",
     ],
     429 => [
         RateLimited = "RATE_LIMITED",

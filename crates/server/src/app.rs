@@ -88,6 +88,7 @@ pub async fn build(config: Config) -> anyhow_free::Result<(Router, AppState)> {
         state.clone(),
         std::time::Duration::from_secs(5),
     ));
+    state.spawn_background(crate::sync::worker(state.clone()));
     if state.config.outbound_worker {
         state.spawn_background(crate::outbound::worker(state.clone()));
         state.spawn_background(crate::outbound::sweeper(state.clone()));

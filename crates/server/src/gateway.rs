@@ -3,8 +3,57 @@
 //! state, so applying an event twice changes nothing.
 use crate::app::AppState;
 use crate::platform_api::Incomplete;
-use keygate_store::gateway::InboxStatus;
+use keygate_billing::{BillingEvent, BillingEventKind, Receipt};
+use keygate_store::gateway::{InboxStatus, Integration, NewWebhookEvent};
 use std::time::Duration;
+
+/// Stores verified events (durable, de-duplicated on the platform's event id) and applies the
+/// new ones: a webhook delivery's, or what a sync read (`raw` is the delivery's body, or the
+/// object the sync read).
+pub async fn receive(
+    state: &AppState,
+    integration: &Integration,
+    events: Vec<BillingEvent>,
+    raw: String,
+) -> Result<Vec<Receipt>, keygate_store::StoreError> {
+    let mut receipts = Vec::new();
+    for event in events {
+        let ignored = event.kind == BillingEventKind::Ignored;
+        let new_event = NewWebhookEvent {
+            provider_event_id: event.event_id.clone(),
+            event_type: event.event_type.clone(),
+            kind: event.kind.as_str().to_string(),
+            occurred_at: event.occurred_at,
+            raw_body: raw.clone(),
+            normalized: serde_json::to_value(&event).unwrap_or_default(),
+            verified: true,
+            status: if ignored {
+                InboxStatus::Ignored
+            } else {
+                InboxStatus::Pending
+            },
+        };
+        let inserted = if !ignored && !event.needs_fetch.is_empty() {
+            // Too thin to apply: stored first (so a slow platform API loses nothing), then
+            // completed from the API and applied, or left for the worker or a replay.
+            let mut inserted = state.store.insert_event(integration, new_event).await?;
+            if inserted.new {
+                inserted.status = apply(state, &integration.account_id, &inserted.id).await;
+            }
+            inserted
+        } else {
+            state.store.receive_event(integration, new_event).await?
+        };
+        receipts.push(Receipt {
+            id: inserted.id,
+            provider_event_id: event.event_id,
+            event_type: event.event_type,
+            status: inserted.status.to_string(),
+            duplicate: !inserted.new,
+        });
+    }
+    Ok(receipts)
+}
 
 /// Applies one stored event; returns its status afterwards (`applied`, `failed`, ...).
 /// Failures are recorded on the event itself, never lost. An event the platform sent too thin

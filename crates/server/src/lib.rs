@@ -20,6 +20,7 @@ pub mod secret_guard;
 pub mod serve;
 pub mod signing;
 pub mod simulate;
+pub mod sync;
 pub mod telemetry;
 pub mod text_guard;
 

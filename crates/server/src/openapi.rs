@@ -345,7 +345,8 @@ pub fn schemas() -> Map<String, Value> {
         json!({"external_id": {"type": "string", "description": "the platform's product / price / plan / variant id"}, "policy_id": string()}),
     );
     let integration_options = json!({"type": "object", "description": "renewal: extend | new_license; grace_seconds; platform settings: PayPal webhook_id and certificate_pem, tolerance_seconds",
-        "properties": {"renewal": {"type": "string", "enum": ["extend", "new_license"]}, "grace_seconds": int()}});
+        "properties": {"renewal": {"type": "string", "enum": ["extend", "new_license"]}, "grace_seconds": int(),
+            "sync_interval_seconds": {"type": "integer", "minimum": 1, "maximum": 2_592_000, "description": "run the platform sync (POST /v1/integrations/{id}/sync) on this schedule"}}});
     let api_credentials = json!({"type": "object", "additionalProperties": string(),
         "description": "platform API credentials by name (stripe secret_key; paypal client_id, client_secret; ...); stored sealed, never shown"});
     put("Mapping", mapping);
@@ -387,6 +388,17 @@ pub fn schemas() -> Map<String, Value> {
         ),
     );
     put("WebhookFailureList", list_of("WebhookFailure"));
+    put(
+        "SyncReport",
+        obj(
+            &["integration_id", "complete"],
+            json!({"integration_id": string(), "started_at": opt_time(), "since": opt_time(),
+            "pages": int(), "objects": int(), "events": int(), "new_events": int(), "duplicates": int(),
+            "complete": {"type": "boolean", "description": "every page of every listing was read"},
+            "error": {"type": ["object", "null"], "description": "why the run did not complete (API_CREDENTIALS_REQUIRED, API_FETCH_FAILED, ...); the next run reads the same objects again",
+                "properties": {"code": string(), "message": string()}}}),
+        ),
+    );
     put(
         "WebhookReceipt",
         obj(

@@ -59,48 +59,10 @@ pub async fn complete(
     if fetches.is_empty() {
         return Ok(event);
     }
-    let Some(spec) = provider.api() else {
-        return Err(Incomplete::configure(
-            "API_CREDENTIALS_REQUIRED",
-            format!(
-                "{} has no API Keygate can complete this event from",
-                provider.name()
-            ),
-        ));
-    };
-    let credentials = credentials(state, integration).await?;
-    let authorization = authorization(spec.auth, &credentials).ok_or_else(|| {
-        Incomplete::configure(
-            "API_CREDENTIALS_REQUIRED",
-            format!(
-                "this {} event lacks what a license needs and is completed from the platform's \
-                 API: set the integration's `api_credentials` ({}), then replay the event",
-                provider.name(),
-                keygate_billing::api::credential_names(provider.name()).join(", ")
-            ),
-        )
-    })?;
-    // A base URL the vendor configured was checked when stored (https, or loopback http
-    // when the operator allows private addresses) and may be private on purpose (a proxy, a
-    // stand-in); the platform's own is vetted like any outbound destination.
-    let (base, allow_private) = match integration
-        .options
-        .get("api_base_url")
-        .and_then(|v| v.as_str())
-    {
-        Some(url) => {
-            keygate_billing::api::check_api_base_url(url, state.config.outbound_allow_private)
-                .map_err(|e| Incomplete::configure(e.code().as_str(), e.to_string()))?;
-            (url.trim_end_matches('/').to_string(), true)
-        }
-        None => (
-            spec.default_base_url.to_string(),
-            state.config.outbound_allow_private,
-        ),
-    };
+    let client = ApiClient::connect(state, integration, provider, "complete this event").await?;
     let mut fetched = Vec::with_capacity(fetches.len());
     for fetch in fetches {
-        let object = request(&base, &fetch, &authorization, allow_private).await?;
+        let (object, _) = client.request(&fetch).await?;
         fetched.push((fetch, object));
     }
     provider.complete(event, &fetched).map_err(|e| {
@@ -109,6 +71,96 @@ pub async fn complete(
             format!("the platform's API answered what Keygate cannot read: {e}"),
         )
     })
+}
+
+/// An integration's authenticated way into its platform's API (completing events, syncing).
+pub struct ApiClient {
+    base: String,
+    allow_private: bool,
+    authorization: (String, String),
+}
+
+impl ApiClient {
+    /// The base URL and authentication of the integration's platform API, or what the vendor
+    /// must configure (`purpose` says what for, in the message).
+    pub async fn connect(
+        state: &AppState,
+        integration: &Integration,
+        provider: &dyn Provider,
+        purpose: &str,
+    ) -> Result<ApiClient, Incomplete> {
+        let names = keygate_billing::api::credential_names(provider.name()).join(", ");
+        let Some(spec) = provider.api() else {
+            return Err(Incomplete::configure(
+                "API_CREDENTIALS_REQUIRED",
+                format!("{} has no API Keygate can {purpose} from", provider.name()),
+            ));
+        };
+        let credentials = credentials(state, integration).await?;
+        let authorization = authorization(spec.auth, &credentials).ok_or_else(|| {
+            Incomplete::configure(
+                "API_CREDENTIALS_REQUIRED",
+                format!(
+                    "Keygate reads the {} API to {purpose}: set the integration's \
+                     `api_credentials` ({names}), then replay the event",
+                    provider.name(),
+                ),
+            )
+        })?;
+        let credential = |name: &str| credentials.get(name).filter(|v| !v.is_empty()).cloned();
+        // A base URL the vendor configured was checked when stored (https, or loopback http
+        // when the operator allows private addresses) and may be private on purpose (a proxy,
+        // a stand-in); the platform's own, or the one its credentials name (a store's own
+        // URL), is vetted like any outbound destination.
+        let configured = integration
+            .options
+            .get("api_base_url")
+            .and_then(|v| v.as_str());
+        let (base, allow_private) = match configured {
+            Some(url) => {
+                keygate_billing::api::check_api_base_url(url, state.config.outbound_allow_private)
+                    .map_err(|e| Incomplete::configure(e.code().as_str(), e.to_string()))?;
+                (url.trim_end_matches('/').to_string(), true)
+            }
+            None => match provider.api_base_url(&credential) {
+                Some(url) => {
+                    keygate_billing::api::check_api_base_url(
+                        &url,
+                        state.config.outbound_allow_private,
+                    )
+                    .map_err(|e| Incomplete::configure(e.code().as_str(), e.to_string()))?;
+                    (url, state.config.outbound_allow_private)
+                }
+                None if spec.default_base_url.is_empty() => {
+                    return Err(Incomplete::configure(
+                        "API_CREDENTIALS_REQUIRED",
+                        format!(
+                            "the {} API's address comes with the integration's `api_credentials` \
+                             ({names}): set them, then replay the event",
+                            provider.name()
+                        ),
+                    ));
+                }
+                None => (
+                    spec.default_base_url.to_string(),
+                    state.config.outbound_allow_private,
+                ),
+            },
+        };
+        Ok(ApiClient {
+            base,
+            allow_private,
+            authorization,
+        })
+    }
+
+    /// One object (or listing page) and the answer's pagination headers.
+    pub async fn request(
+        &self,
+        fetch: &Fetch,
+    ) -> Result<(serde_json::Value, Vec<(String, String)>), Incomplete> {
+        request(&self.base, fetch, &self.authorization, self.allow_private).await
+    }
 }
 
 async fn credentials(
@@ -169,7 +221,7 @@ async fn request(
     fetch: &Fetch,
     authorization: &(String, String),
     allow_private: bool,
-) -> Result<serde_json::Value, Incomplete> {
+) -> Result<(serde_json::Value, Vec<(String, String)>), Incomplete> {
     let url = format!("{base}{}", fetch.path);
     let target = http::parse_url(&url)
         .map_err(|e| Incomplete::configure("OPTION_INVALID", format!("`{url}`: {e}")))?;
@@ -226,12 +278,13 @@ async fn request(
                 ));
             }
             200..=299 => {
-                return serde_json::from_str(&answer.body).map_err(|e| {
+                let object = serde_json::from_str(&answer.body).map_err(|e| {
                     Incomplete::retry(
                         "API_ANSWER_INVALID",
                         format!("{verb} {}: the answer is not JSON: {e}", fetch.path),
                     )
-                });
+                })?;
+                return Ok((object, answer.headers));
             }
             401 | 403 => {
                 return Err(Incomplete::configure(

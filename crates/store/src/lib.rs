@@ -9,6 +9,7 @@ pub mod inputs;
 mod migrate;
 pub mod outbound;
 mod sql;
+pub mod sync;
 mod traits;
 
 pub use error::StoreError;

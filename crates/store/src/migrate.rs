@@ -65,6 +65,11 @@ pub const SQLITE: &[Migration] = &[
         name: "order_lines",
         sql: include_str!("../migrations/sqlite/0007_order_lines.sql"),
     },
+    Migration {
+        version: 8,
+        name: "integration_syncs",
+        sql: include_str!("../migrations/sqlite/0008_integration_syncs.sql"),
+    },
 ];
 
 #[cfg(feature = "postgres")]
@@ -103,6 +108,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 7,
         name: "order_lines",
         sql: include_str!("../migrations/postgres/0007_order_lines.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "integration_syncs",
+        sql: include_str!("../migrations/postgres/0008_integration_syncs.sql"),
     },
 ];
 

@@ -3,6 +3,7 @@
 use crate::gateway::{InboxStore, IntegrationStore};
 use crate::inputs::*;
 use crate::outbound::{DeliveryStore, EndpointStore, ExpirySweepStore};
+use crate::sync::SyncStore;
 use crate::{Result, StoreError};
 use async_trait::async_trait;
 use keygate_domain::{
@@ -75,6 +76,7 @@ pub trait Store:
     + EndpointStore
     + DeliveryStore
     + ExpirySweepStore
+    + SyncStore
     + Send
     + Sync
     + 'static
@@ -95,6 +97,7 @@ impl<T> Store for T where
         + EndpointStore
         + DeliveryStore
         + ExpirySweepStore
+        + SyncStore
         + Send
         + Sync
         + 'static

@@ -4,7 +4,7 @@
 use keygate_store::sqlx::{self, Connection, Executor};
 use sha2::{Digest, Sha256};
 
-const SQLITE_FILES: [&str; 7] = [
+const SQLITE_FILES: [&str; 8] = [
     include_str!("../migrations/sqlite/0001_core.sql"),
     include_str!("../migrations/sqlite/0002_signing.sql"),
     include_str!("../migrations/sqlite/0003_gateway.sql"),
@@ -12,8 +12,9 @@ const SQLITE_FILES: [&str; 7] = [
     include_str!("../migrations/sqlite/0005_api_credentials.sql"),
     include_str!("../migrations/sqlite/0006_subscription_orders.sql"),
     include_str!("../migrations/sqlite/0007_order_lines.sql"),
+    include_str!("../migrations/sqlite/0008_integration_syncs.sql"),
 ];
-const POSTGRES_FILES: [&str; 7] = [
+const POSTGRES_FILES: [&str; 8] = [
     include_str!("../migrations/postgres/0001_core.sql"),
     include_str!("../migrations/postgres/0002_signing.sql"),
     include_str!("../migrations/postgres/0003_gateway.sql"),
@@ -21,6 +22,7 @@ const POSTGRES_FILES: [&str; 7] = [
     include_str!("../migrations/postgres/0005_api_credentials.sql"),
     include_str!("../migrations/postgres/0006_subscription_orders.sql"),
     include_str!("../migrations/postgres/0007_order_lines.sql"),
+    include_str!("../migrations/postgres/0008_integration_syncs.sql"),
 ];
 
 fn unique_name() -> String {

@@ -9,3 +9,4 @@ pub mod paddle;
 pub mod paypal;
 pub mod prestashop;
 pub mod stripe;
+pub mod woocommerce;

@@ -20,6 +20,7 @@ mod paddle;
 mod paypal;
 pub mod prestashop;
 mod stripe;
+pub mod woocommerce;
 
 pub use chargebee::ChargebeeKit;
 pub use fastspring::FastSpringKit;
@@ -29,6 +30,7 @@ pub use paddle::PaddleKit;
 pub use paypal::PayPalKit;
 pub use prestashop::PrestaShopKit;
 pub use stripe::StripeKit;
+pub use woocommerce::WooCommerceKit;
 
 /// One billing period in the lifecycles.
 pub const MONTH: i64 = 30 * 86_400;

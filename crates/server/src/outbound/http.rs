@@ -348,11 +348,17 @@ pub async fn check_destination(url: &str, allow_private: bool) -> Result<Target,
     }
 }
 
+/// The headers of an answer kept for reading a platform's paginated listings.
+const PAGINATION_HEADERS: [&str; 3] = ["x-wp-total", "x-wp-totalpages", "link"];
+
 /// The answer to a delivery.
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
     pub retry_after: Option<String>,
+    /// The answer's pagination headers a platform API listing is read with
+    /// (`X-WP-Total`, `X-WP-TotalPages`, `Link`), lower-cased names.
+    pub headers: Vec<(String, String)>,
     /// The start of the body (at most what was asked to keep: [`BODY_LOG_LIMIT`] bytes for a
     /// delivery; lossy UTF-8).
     pub body: String,
@@ -529,6 +535,13 @@ where
                 .get(hyper::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
+            let headers = PAGINATION_HEADERS
+                .iter()
+                .filter_map(|name| {
+                    let value = response.headers().get(*name)?.to_str().ok()?;
+                    Some((name.to_string(), value.to_string()))
+                })
+                .collect();
             let mut body = response.into_body();
             let mut kept = Vec::new();
             let mut read = 0usize;
@@ -548,6 +561,7 @@ where
             Ok(Answer {
                 status,
                 retry_after,
+                headers,
                 truncated: read > kept.len(),
                 body: String::from_utf8_lossy(&kept).into_owned(),
             })

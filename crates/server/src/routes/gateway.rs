@@ -10,9 +10,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keygate_domain::Timestamp;
-use keygate_store::gateway::{
-    EventFilter, InboxStatus, Integration, IntegrationWrite, Mapping, NewWebhookEvent,
-};
+use keygate_store::gateway::{EventFilter, Integration, IntegrationWrite, Mapping};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -48,6 +46,13 @@ pub fn routes() -> Vec<Route> {
         )
         .tag("gateway")
         .returns(200, "WebhookFailureList"),
+        Route::post(
+            "/v1/integrations/{id}/sync",
+            "Read the platform's objects changed since the last sync through its API and apply them like webhooks (recovers missed deliveries)",
+            sync,
+        )
+        .tag("gateway")
+        .returns(200, "SyncReport"),
         webhook_route(),
         Route::get("/v1/events", "The webhook inbox", list_events)
             .tag("gateway")
@@ -204,7 +209,31 @@ fn check_options(options: &Value) -> ApiResult<()> {
             "`options.grace_seconds` must be a number of seconds",
         ));
     }
+    if let Some(i) = map.get("sync_interval_seconds")
+        && i.as_i64()
+            .is_none_or(|i| !(1..=MAX_SYNC_INTERVAL).contains(&i))
+    {
+        return Err(invalid(
+            ErrorCode::InvalidField,
+            format!("`options.sync_interval_seconds` must be 1 to {MAX_SYNC_INTERVAL} seconds"),
+        ));
+    }
     crate::secret_guard::refuse_credentials_in_options(options)
+}
+
+/// The longest sync schedule: 30 days.
+const MAX_SYNC_INTERVAL: i64 = 30 * 86_400;
+
+/// `options.sync_interval_seconds`, for a platform that has a sync.
+fn sync_schedule(provider: &str, options: &Value) -> ApiResult<Option<i64>> {
+    let interval = options.get("sync_interval_seconds").and_then(Value::as_i64);
+    match keygate_billing::provider(provider) {
+        Some(p) if interval.is_some() && !crate::sync::supported(p) => Err(invalid(
+            ErrorCode::SyncNotSupported,
+            format!("`{provider}` has no sync: remove `options.sync_interval_seconds`"),
+        )),
+        _ => Ok(interval),
+    }
 }
 
 /// The platform's own check of its secrets and options: 422 with the code naming what is
@@ -337,6 +366,7 @@ async fn create(
     check_options(&options)?;
     check_api_base_url(&state, &options)?;
     check_platform_settings(provider, &input.secrets, &options)?;
+    let schedule = sync_schedule(&input.provider, &options)?;
     let sealed_api_credentials = input
         .api_credentials
         .as_ref()
@@ -356,6 +386,12 @@ async fn create(
             },
         )
         .await?;
+    if schedule.is_some() {
+        state
+            .store
+            .schedule_sync(&who.account_id, &integration.id, schedule)
+            .await?;
+    }
     Ok((StatusCode::CREATED, axum::Json(shown(&state, &integration))))
 }
 
@@ -385,6 +421,7 @@ async fn update(
     let options = patch.options.unwrap_or(current.options);
     check_options(&options)?;
     check_api_base_url(&state, &options)?;
+    let schedule = sync_schedule(&current.provider, &options)?;
     let sealed_api_credentials = patch
         .api_credentials
         .as_ref()
@@ -416,7 +453,36 @@ async fn update(
             },
         )
         .await?;
+    if settings_changed {
+        state
+            .store
+            .schedule_sync(&who.account_id, &integration.id, schedule)
+            .await?;
+    }
     Ok(axum::Json(shown(&state, &integration)))
+}
+
+/// One sync run now, answered with what it read. A run that could not read everything
+/// (credentials missing or refused, the platform unavailable) still answers 200, with
+/// `complete: false` and the reason, recorded for the next run.
+async fn sync(
+    Admin(who): Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let integration = state.store.get_integration(&who.account_id, &id).await?;
+    let supported =
+        keygate_billing::provider(&integration.provider).is_some_and(crate::sync::supported);
+    if !supported {
+        return Err(invalid(
+            ErrorCode::SyncNotSupported,
+            format!(
+                "`{}` has no sync: its webhooks are the only source",
+                integration.provider
+            ),
+        ));
+    }
+    Ok(axum::Json(crate::sync::run(&state, &integration).await?))
 }
 
 async fn failures(
@@ -507,43 +573,7 @@ async fn webhook(
         Err(e) => return Err(refuse(&state, &integration, e).await),
     };
     let (events, raw) = crate::text_guard::scrub_webhook(events, &body);
-    let mut receipts = Vec::new();
-    for event in events {
-        let ignored = event.kind == keygate_domain::billing::BillingEventKind::Ignored;
-        let new_event = NewWebhookEvent {
-            provider_event_id: event.event_id.clone(),
-            event_type: event.event_type.clone(),
-            kind: event.kind.as_str().to_string(),
-            occurred_at: event.occurred_at,
-            raw_body: raw.clone(),
-            normalized: serde_json::to_value(&event).unwrap_or_default(),
-            verified: true,
-            status: if ignored {
-                InboxStatus::Ignored
-            } else {
-                InboxStatus::Pending
-            },
-        };
-        let inserted = if !ignored && !event.needs_fetch.is_empty() {
-            // Too thin to apply: stored first (so a slow platform API loses nothing), then
-            // completed from the API and applied, or left for the worker or a replay.
-            let mut inserted = state.store.insert_event(&integration, new_event).await?;
-            if inserted.new {
-                inserted.status =
-                    crate::gateway::apply(&state, &integration.account_id, &inserted.id).await;
-            }
-            inserted
-        } else {
-            state.store.receive_event(&integration, new_event).await?
-        };
-        receipts.push(keygate_billing::Receipt {
-            id: inserted.id,
-            provider_event_id: event.event_id,
-            event_type: event.event_type,
-            status: inserted.status.to_string(),
-            duplicate: !inserted.new,
-        });
-    }
+    let receipts = crate::gateway::receive(&state, &integration, events, raw).await?;
     Ok(answer(provider.acknowledge(&request, &receipts)))
 }
 

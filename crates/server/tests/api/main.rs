@@ -23,3 +23,4 @@ mod signing;
 mod ssrf;
 mod stand_in;
 mod truth;
+mod woocommerce;

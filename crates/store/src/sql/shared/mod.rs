@@ -15,6 +15,7 @@ mod licenses;
 mod outbound;
 mod rows;
 mod schema;
+mod sync;
 
 use super::engine::{self, Db, GROUP_COMMIT, open_pools, validation_cache};
 use crate::Result;

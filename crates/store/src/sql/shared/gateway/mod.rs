@@ -9,3 +9,4 @@ mod lookups;
 mod subscriptions;
 
 pub(crate) use group_commit::{GroupCommitQueue, spawn_group_commit};
+pub(crate) use integrations::load_integration;
