@@ -8,3 +8,4 @@ pub mod lemonsqueezy;
 pub mod paddle;
 pub mod paypal;
 pub mod stripe;
+pub mod twocheckout;

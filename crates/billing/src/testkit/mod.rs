@@ -19,6 +19,7 @@ mod lemonsqueezy;
 mod paddle;
 mod paypal;
 mod stripe;
+mod twocheckout;
 
 pub use chargebee::ChargebeeKit;
 pub use fastspring::FastSpringKit;
@@ -27,6 +28,7 @@ pub use lemonsqueezy::LemonSqueezyKit;
 pub use paddle::PaddleKit;
 pub use paypal::PayPalKit;
 pub use stripe::StripeKit;
+pub use twocheckout::TwoCheckoutKit;
 
 /// One billing period in the lifecycles.
 pub const MONTH: i64 = 30 * 86_400;

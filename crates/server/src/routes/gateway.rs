@@ -544,7 +544,9 @@ async fn webhook(
             duplicate: !inserted.new,
         });
     }
-    Ok(answer(provider.acknowledge(&request, &receipts)))
+    Ok(answer(
+        provider.acknowledge_signed(&request, &secrets, &receipts, now),
+    ))
 }
 
 /// A GET on the webhook URL: the platform's challenge (Braintree), or, for the platforms that
