@@ -48,11 +48,14 @@ fn every_registered_platform_is_complete() {
         let count = std::fs::read_dir(&fixtures)
             .unwrap_or_else(|e| panic!("{}: {e}", fixtures.display()))
             .filter(|e| {
-                e.as_ref()
-                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                e.as_ref().is_ok_and(|e| {
+                    let file = e.file_name().to_string_lossy().into_owned();
+                    // JSON, or the XML notifications XML platforms send (Braintree).
+                    file.ends_with(".json") || file.ends_with(".xml")
+                })
             })
             .count();
-        assert!(count > 0, "tests/fixtures/{name}/: no JSON fixture");
+        assert!(count > 0, "tests/fixtures/{name}/: no JSON or XML fixture");
         let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/{name}.rs"));
         assert!(tests.exists(), "tests/{name}.rs");
         let kit = testkit::kit(*provider);
