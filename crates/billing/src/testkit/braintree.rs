@@ -3,7 +3,9 @@
 //! with a line break every 76 characters as the SDK's `encodebytes` does, posted as the form
 //! fields `bt_signature` and `bt_payload`.
 //!
-//! A step body is `{"xml": "<notification>…"}`; [`BraintreeKit::form`] encodes and signs it.
+//! A step body is the notification as a JSON tree (element names as keys, see [`to_xml`]), so
+//! its values can be rewritten like any platform's JSON; [`BraintreeKit::form`] writes the XML,
+//! encodes and signs it. A body `{"xml": "<notification>…"}` is sent as that XML (fixtures).
 
 use super::{Ids, Kit, MONTH, Settings, SignedHeaders, Steps, rfc};
 use crate::scheme::hashed_key_hmac::KeyPair;
@@ -63,9 +65,11 @@ impl BraintreeKit {
     /// `bt_signature=…&bt_payload=…` for a step body, signed with the first key pair.
     pub fn form(&self, secrets: &Secrets, body: &Value) -> Result<Vec<u8>, String> {
         let pair = key_pair(secrets)?;
-        let xml = body["xml"]
-            .as_str()
-            .ok_or("a Braintree step is {\"xml\": \"<notification>…\"}")?;
+        let xml = match body["xml"].as_str() {
+            Some(xml) => xml.to_string(),
+            None if body.get("notification").is_some() => to_xml(body),
+            None => return Err("a Braintree step is a {\"notification\": …} tree".into()),
+        };
         let payload = encode_lines(xml.as_bytes());
         let mut out = String::new();
         push(&mut out, "bt_signature", &pair.sign(&payload));
@@ -103,187 +107,210 @@ pub struct Transaction<'a> {
     pub at: i64,
 }
 
-/// A `<notification>` about the kit's subscription.
-pub fn subscription_xml(
+/// The XML of a notification tree: an object is elements in order, an array is a
+/// `type="array"` element holding its items (each a one-key object naming the item element),
+/// `null` is `nil="true"`, a string or number is the element's text (escaped).
+pub fn to_xml(tree: &Value) -> String {
+    fn write(out: &mut String, name: &str, value: &Value) {
+        match value {
+            Value::Null => out.push_str(&format!("<{name} nil=\"true\"/>")),
+            Value::Object(map) => {
+                out.push_str(&format!("<{name}>"));
+                for (child, v) in map {
+                    write(out, child, v);
+                }
+                out.push_str(&format!("</{name}>"));
+            }
+            Value::Array(items) => {
+                out.push_str(&format!("<{name} type=\"array\">"));
+                for item in items {
+                    if let Value::Object(map) = item {
+                        for (child, v) in map {
+                            write(out, child, v);
+                        }
+                    }
+                }
+                out.push_str(&format!("</{name}>"));
+            }
+            Value::String(text) => {
+                let escaped = text
+                    .replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;");
+                out.push_str(&format!("<{name}>{escaped}</{name}>"));
+            }
+            other => out.push_str(&format!("<{name}>{other}</{name}>")),
+        }
+    }
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    if let Value::Object(map) = tree {
+        for (name, value) in map {
+            write(&mut out, name, value);
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// A notification about the kit's subscription (a tree for [`to_xml`]).
+pub fn subscription_notification(
     kind: &str,
     at: i64,
     status: &str,
     paid_through: i64,
     add_ons: &[(&str, i64)],
     transactions: &[Transaction],
-) -> String {
-    let add_ons: String = add_ons
+) -> Value {
+    let add_ons: Vec<Value> = add_ons
         .iter()
         .map(|(id, qty)| {
-            format!(
-                "<add-on><amount>5.00</amount><current-billing-cycle type=\"integer\">1</current-billing-cycle>\
-                 <id>{id}</id><name>{id}</name><never-expires type=\"boolean\">true</never-expires>\
-                 <number-of-billing-cycles nil=\"true\"/><quantity type=\"integer\">{qty}</quantity></add-on>"
-            )
+            json!({"add-on": {"amount": "5.00", "current-billing-cycle": "1", "id": id,
+                              "name": id, "never-expires": "true",
+                              "number-of-billing-cycles": null, "quantity": qty.to_string()}})
         })
         .collect();
-    let transactions: String = transactions
+    let transactions: Vec<Value> = transactions
         .iter()
         .map(|t| {
-            format!(
-                "<transaction><id>{id}</id><status>{status}</status><type>sale</type>\
-                 <currency-iso-code>USD</currency-iso-code><amount>30.00</amount>\
-                 <created-at type=\"datetime\">{created}</created-at>\
-                 <customer><id>{CUSTOMER}</id><first-name>Ann</first-name><last-name>Example</last-name>\
-                 <company nil=\"true\"/><email>ann@example.com</email></customer>\
-                 <plan-id>{PLAN}</plan-id><subscription-id>{SUBSCRIPTION}</subscription-id>\
-                 <subscription><billing-period-end-date type=\"date\">{end}</billing-period-end-date>\
-                 <billing-period-start-date type=\"date\">{start}</billing-period-start-date></subscription>\
-                 <recurring type=\"boolean\">true</recurring></transaction>",
-                id = t.id,
-                status = t.status,
-                created = rfc(t.at),
-                end = day(paid_through),
-                start = day(paid_through - MONTH),
-            )
+            json!({"transaction": {
+                "id": t.id, "status": t.status, "type": "sale", "currency-iso-code": "USD",
+                "amount": "30.00", "created-at": rfc(t.at),
+                "customer": {"id": CUSTOMER, "first-name": "Ann", "last-name": "Example",
+                             "company": null, "email": "ann@example.com"},
+                "plan-id": PLAN, "subscription-id": SUBSCRIPTION,
+                "subscription": {"billing-period-end-date": day(paid_through),
+                                 "billing-period-start-date": day(paid_through - MONTH)},
+                "recurring": "true"}})
         })
         .collect();
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<notification>\n  <kind>{kind}</kind>\n  \
-         <timestamp type=\"datetime\">{stamp}</timestamp>\n  <subject>\n    <subscription>\
-         <add-ons type=\"array\">{add_ons}</add-ons><balance>0.00</balance>\
-         <billing-day-of-month type=\"integer\">1</billing-day-of-month>\
-         <billing-period-end-date type=\"date\">{end}</billing-period-end-date>\
-         <billing-period-start-date type=\"date\">{start}</billing-period-start-date>\
-         <current-billing-cycle type=\"integer\">1</current-billing-cycle>\
-         <days-past-due nil=\"true\"/><discounts type=\"array\"/>\
-         <failure-count type=\"integer\">0</failure-count><id>{SUBSCRIPTION}</id>\
-         <merchant-account-id>keygate_test</merchant-account-id>\
-         <never-expires type=\"boolean\">true</never-expires>\
-         <next-billing-date type=\"date\">{next}</next-billing-date>\
-         <number-of-billing-cycles nil=\"true\"/>\
-         <paid-through-date type=\"date\">{end}</paid-through-date>\
-         <payment-method-token>7js9mb</payment-method-token><plan-id>{PLAN}</plan-id>\
-         <price>30.00</price><status>{status}</status>\
-         <trial-duration nil=\"true\"/><trial-period type=\"boolean\">false</trial-period>\
-         <transactions type=\"array\">{transactions}</transactions>\
-         </subscription>\n  </subject>\n</notification>\n",
-        stamp = rfc(at),
-        end = day(paid_through),
-        start = day(paid_through - MONTH),
-        next = day(paid_through + 86_400),
-    )
+    json!({"notification": {
+        "kind": kind,
+        "timestamp": rfc(at),
+        "subject": {"subscription": {
+            "add-ons": add_ons, "balance": "0.00", "billing-day-of-month": "1",
+            "billing-period-end-date": day(paid_through),
+            "billing-period-start-date": day(paid_through - MONTH),
+            "current-billing-cycle": "1", "days-past-due": null, "discounts": [],
+            "failure-count": "0", "id": SUBSCRIPTION,
+            "merchant-account-id": "keygate_test", "never-expires": "true",
+            "next-billing-date": day(paid_through + 86_400),
+            "number-of-billing-cycles": null,
+            "paid-through-date": day(paid_through),
+            "payment-method-token": "7js9mb", "plan-id": PLAN, "price": "30.00",
+            "status": status, "trial-duration": null, "trial-period": "false",
+            "transactions": transactions}}}})
 }
 
-/// A `<notification>` about a dispute of `transaction`.
-pub fn dispute_xml(
+/// A notification about a dispute of `transaction`.
+pub fn dispute_notification(
     kind: &str,
     at: i64,
     dispute_kind: &str,
     status: &str,
     transaction: &str,
-) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<notification>\n  <kind>{kind}</kind>\n  \
-         <timestamp type=\"datetime\">{stamp}</timestamp>\n  <subject>\n    <dispute>\
-         <id>dp_{transaction}</id><amount>30.00</amount><amount-disputed>30.00</amount-disputed>\
-         <amount-won>0.00</amount-won><case-number>CASE-12345</case-number>\
-         <currency-iso-code>USD</currency-iso-code><kind>{dispute_kind}</kind>\
-         <merchant-account-id>keygate_test</merchant-account-id><reason>fraud</reason>\
-         <reason-code nil=\"true\"/><status>{status}</status>\
-         <transaction><id>{transaction}</id><amount>30.00</amount>\
-         <created-at>{stamp}</created-at><order-id nil=\"true\"/></transaction>\
-         </dispute>\n  </subject>\n</notification>\n",
-        stamp = rfc(at),
-    )
-}
-
-fn xml(text: String) -> Value {
-    json!({ "xml": text })
+) -> Value {
+    json!({"notification": {
+        "kind": kind,
+        "timestamp": rfc(at),
+        "subject": {"dispute": {
+            "id": format!("dp_{transaction}"), "amount": "30.00", "amount-disputed": "30.00",
+            "amount-won": "0.00", "case-number": "CASE-12345", "currency-iso-code": "USD",
+            "kind": dispute_kind, "merchant-account-id": "keygate_test", "reason": "fraud",
+            "reason-code": null, "status": status,
+            "transaction": {"id": transaction, "amount": "30.00", "created-at": rfc(at),
+                            "order-id": null}}}}})
 }
 
 fn braintree_steps(now: i64, failed_at: i64) -> Steps {
     let p1 = now + MONTH;
     let p2 = now + 2 * MONTH;
+    // Transaction ids follow the start, so two runs of a scenario never share a payment.
+    let ids: Vec<String> = (1..=4).map(|n| format!("t{n}{:x}", now)).collect();
     let t1 = Transaction {
-        id: "t1fg6b",
+        id: &ids[0],
         status: "submitted_for_settlement",
         at: now - 100,
     };
     let t2 = Transaction {
-        id: "t2kq7c",
+        id: &ids[1],
         status: "submitted_for_settlement",
         at: now - 90,
     };
     let t3 = Transaction {
-        id: "t3zp8d",
+        id: &ids[2],
         status: "processor_declined",
         at: failed_at,
     };
     let t4 = Transaction {
-        id: "t4mr9e",
+        id: &ids[3],
         status: "submitted_for_settlement",
         at: failed_at + 1,
     };
     let seat = [("pro-seat", 1)];
+    let sub = subscription_notification;
     Steps {
-        created: vec![xml(subscription_xml(
+        created: vec![sub(
             "subscription_went_active",
             now - 100,
             "Active",
             p1,
             &seat,
             &[t1],
-        ))],
-        renewed: vec![xml(subscription_xml(
+        )],
+        renewed: vec![sub(
             "subscription_charged_successfully",
             now - 90,
             "Active",
             p2,
             &seat,
             &[t2, t1],
-        ))],
+        )],
         // Braintree plans have no quantity (an add-on's quantity is its own item).
         quantity: Vec::new(),
         failed: vec![
-            xml(subscription_xml(
+            sub(
                 "subscription_charged_unsuccessfully",
                 failed_at,
                 "Active",
                 p2,
                 &seat,
                 &[t3, t2, t1],
-            )),
-            xml(subscription_xml(
+            ),
+            sub(
                 "subscription_went_past_due",
                 failed_at,
                 "Past Due",
                 p2,
                 &seat,
                 &[t3, t2, t1],
-            )),
+            ),
         ],
         // The retried charge succeeds: the subscription is active again.
-        recovered: vec![xml(subscription_xml(
+        recovered: vec![sub(
             "subscription_went_active",
             failed_at + 1,
             "Active",
             p2,
             &seat,
             &[t4, t3, t2, t1],
-        ))],
+        )],
         // Canceled: nothing more is charged; what was paid for runs to its end.
-        cancelled: vec![xml(subscription_xml(
+        cancelled: vec![sub(
             "subscription_canceled",
             failed_at + 2,
             "Canceled",
             p2,
             &seat,
             &[t4, t3, t2, t1],
-        ))],
+        )],
         // Braintree notifies no refund: the reversal it sends is a chargeback.
-        refunded: vec![xml(dispute_xml(
+        refunded: vec![dispute_notification(
             "dispute_opened",
             failed_at + 3,
             "chargeback",
             "open",
-            "t2kq7c",
-        ))],
+            &ids[1],
+        )],
         cancel_ends_at: day_end(p2),
     }
 }

@@ -12,7 +12,7 @@ use crate::{Provider, Secrets, Timestamp};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-mod braintree;
+pub mod braintree;
 mod chargebee;
 mod fastspring;
 mod generic;
@@ -30,7 +30,7 @@ pub use lemonsqueezy::LemonSqueezyKit;
 pub use paddle::PaddleKit;
 pub use paypal::PayPalKit;
 pub use stripe::StripeKit;
-pub use twocheckout::TwoCheckoutKit;
+pub use twocheckout::{TwoCheckoutKit, lifetime_ipn as twocheckout_ipn};
 
 /// One billing period in the lifecycles.
 pub const MONTH: i64 = 30 * 86_400;

@@ -249,6 +249,30 @@ pub(crate) fn lcn(at: i64, status: &str, expires: i64, extra: &[(&str, &str)]) -
     Value::Array(fields)
 }
 
+/// An IPN for order `refno` of lifetime products `(pid, name, code, quantity)` (the one-time
+/// purchases of 2Checkout), with `extra` fields set or added.
+pub fn lifetime_ipn(
+    refno: &str,
+    status: &str,
+    at: i64,
+    lines: &[(&'static str, &'static str, &'static str, i64)],
+    extra: &[(&str, &str)],
+) -> Value {
+    let products: Vec<Product> = lines
+        .iter()
+        .map(|&(pid, name, code, qty)| Product {
+            pid,
+            name,
+            code,
+            qty,
+            license_type: "REGULAR",
+            license_ref: "",
+            expires: None,
+        })
+        .collect();
+    ipn(refno, status, at, &products, extra)
+}
+
 fn subscription_line(license_type: &'static str, qty: i64, expires: i64) -> Product {
     Product {
         pid: "40898000",

@@ -4,6 +4,7 @@ mod harness;
 
 mod accounts;
 mod bad_input;
+mod braintree;
 mod cli;
 mod edge;
 mod enforcement;
@@ -20,3 +21,4 @@ mod sealing;
 mod signing;
 mod ssrf;
 mod truth;
+mod twocheckout;
