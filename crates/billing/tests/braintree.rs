@@ -380,7 +380,7 @@ fn the_kit_signs_what_verify_accepts() {
     let kit = BraintreeKit;
     let settings = kit.settings().secrets();
     Braintree.check_config(&settings, secs(0)).unwrap();
-    let steps = kit.steps(1_800_000_000, 1_800_000_000);
+    let steps = kit.steps(1_800_000_000, 1_800_000_000).unwrap();
     let headers = Headers::new();
     for (step, bodies) in steps.all() {
         for body in bodies {

@@ -7,7 +7,7 @@
 //! its values can be rewritten like any platform's JSON; [`BraintreeKit::form`] writes the XML,
 //! encodes and signs it. A body `{"xml": "<notification>…"}` is sent as that XML (fixtures).
 
-use super::{Ids, Kit, MONTH, Settings, SignedHeaders, Steps, rfc};
+use super::{Delivery, Ids, Kit, MONTH, Settings, SignedHeaders, Steps, rfc};
 use crate::scheme::hashed_key_hmac::KeyPair;
 use crate::testkit::twocheckout::push;
 use crate::{Secrets, Timestamp};
@@ -51,8 +51,30 @@ impl Kit for BraintreeKit {
         }
     }
 
-    fn steps(&self, start: i64, failed_at: i64) -> Steps {
-        braintree_steps(start, failed_at)
+    fn steps(&self, start: i64, failed_at: i64) -> Option<Steps> {
+        Some(braintree_steps(start, failed_at))
+    }
+
+    /// Paid-through dates are days: the license runs to the end of the day.
+    fn expires_after(&self, start: i64, periods: i64) -> i64 {
+        day_end(start + periods * MONTH)
+    }
+
+    /// `bt_signature` and `bt_payload`, form-encoded (Braintree signs inside the form).
+    fn deliver(
+        &self,
+        secrets: &Secrets,
+        body: &Value,
+        _now: Timestamp,
+    ) -> Result<Delivery, String> {
+        Ok(Delivery {
+            headers: vec![(
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            )],
+            body: self.form(secrets, body)?,
+            query: String::new(),
+        })
     }
 }
 

@@ -5,7 +5,7 @@
 //! A step body is a JSON array of `[name, value]` pairs in sending order (repeated bracket
 //! names for the product arrays); [`TwoCheckoutKit::form`] encodes and signs it.
 
-use super::{Ids, Kit, MONTH, Settings, SignedHeaders, Steps, first_secret};
+use super::{Delivery, Ids, Kit, MONTH, OrderSteps, Settings, SignedHeaders, Steps, first_secret};
 use crate::decode::form::Form;
 use crate::scheme::length_prefixed_hmac::{Algorithm, sign};
 use crate::{Secrets, Timestamp};
@@ -49,8 +49,45 @@ impl Kit for TwoCheckoutKit {
         }
     }
 
-    fn steps(&self, start: i64, failed_at: i64) -> Steps {
-        twocheckout_steps(start, failed_at)
+    fn steps(&self, start: i64, failed_at: i64) -> Option<Steps> {
+        Some(twocheckout_steps(start, failed_at))
+    }
+
+    /// A lifetime product (2 seats) beside an unmapped one, then the order's full refund.
+    fn order_steps(&self, start: i64) -> Option<OrderSteps> {
+        let refno = format!("3{}", start.rem_euclid(100_000_000));
+        let lines = [
+            ("40898111", "Pro Lifetime", PRODUCT_CODE, 2),
+            ("40898222", "Extra Themes", "THEMES", 1),
+        ];
+        Some(OrderSteps {
+            paid: vec![lifetime_ipn(&refno, "COMPLETE", start - 50, &lines, &[])],
+            refunded: vec![lifetime_ipn(
+                &refno,
+                "REFUND",
+                start - 40,
+                &lines,
+                &[("REFUND_TYPE", "FULL")],
+            )],
+            order: refno,
+        })
+    }
+
+    /// The step's pairs, form-encoded and signed (2Checkout signs inside the form).
+    fn deliver(
+        &self,
+        secrets: &Secrets,
+        body: &Value,
+        _now: Timestamp,
+    ) -> Result<Delivery, String> {
+        Ok(Delivery {
+            headers: vec![(
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            )],
+            body: self.form(secrets, body)?,
+            query: String::new(),
+        })
     }
 }
 

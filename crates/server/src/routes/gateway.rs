@@ -544,9 +544,36 @@ async fn webhook(
             duplicate: !inserted.new,
         });
     }
-    Ok(answer(
-        provider.acknowledge_signed(&request, &secrets, &receipts, now),
-    ))
+    let ack = provider.acknowledge_signed(&request, &secrets, &receipts, now);
+    let platform_body = ack.content_type != "application/json";
+    let mut response = answer(ack);
+    if platform_body {
+        // The body is what the platform reads (2Checkout's read receipt, FastSpring's ids):
+        // Keygate's own receipt rides in a header, for whoever debugs the delivery.
+        if let Some(value) = receipt_header(&receipts) {
+            response.headers_mut().insert("keygate-receipt", value);
+        }
+    }
+    Ok(response)
+}
+
+/// Keygate's JSON receipt as a header value (non-ASCII escaped), when it is small enough.
+fn receipt_header(receipts: &[keygate_billing::Receipt]) -> Option<header::HeaderValue> {
+    let json = String::from_utf8(keygate_billing::Ack::receipt(receipts).body).ok()?;
+    let mut ascii = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_ascii() && !c.is_ascii_control() {
+            ascii.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                ascii.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    (ascii.len() <= 4096)
+        .then(|| header::HeaderValue::from_str(&ascii).ok())
+        .flatten()
 }
 
 /// A GET on the webhook URL: the platform's challenge (Braintree), or, for the platforms that

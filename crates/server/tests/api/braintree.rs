@@ -114,7 +114,7 @@ async fn braintree_challenge_and_lifecycle(app: &TestApp) {
     assert_eq!((bad.status, bad.code()), (400, "MALFORMED_PAYLOAD"));
 
     let now = now_s();
-    let steps = BraintreeKit.steps(now, now);
+    let steps = BraintreeKit.steps(now, now).unwrap();
     let r = deliver(app, &path, &steps.created[0]).await;
     assert_eq!(r.body["events"][0]["status"], "applied", "{}", r.body);
     let list = licenses(app, &api).await;
@@ -318,7 +318,7 @@ fn summary(license: &Value) -> Value {
 
 async fn braintree_replay_storm(app: &TestApp) {
     let now = now_s() - 3600;
-    let steps = BraintreeKit.steps(now, now + 60);
+    let steps = BraintreeKit.steps(now, now + 60).unwrap();
     for with_refund in [false, true] {
         let bodies: Vec<Value> = steps
             .all()

@@ -20,5 +20,6 @@ mod resources;
 mod sealing;
 mod signing;
 mod ssrf;
+mod stand_in;
 mod truth;
 mod twocheckout;

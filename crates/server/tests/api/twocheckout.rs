@@ -131,7 +131,7 @@ async fn twocheckout_receipts_url_check_and_lifecycle(app: &TestApp) {
     assert_eq!(unknown.status, 404);
 
     let now = now_s();
-    let steps = TwoCheckoutKit.steps(now, now);
+    let steps = TwoCheckoutKit.steps(now, now).unwrap();
     let created = &steps.created[0];
     let r = deliver(app, &path, created).await;
     let values = ipn_values(created);
@@ -302,7 +302,7 @@ fn summary(license: &Value) -> Value {
 
 async fn twocheckout_replay_storm(app: &TestApp) {
     let now = now_s() - 3600;
-    let steps = TwoCheckoutKit.steps(now, now + 60);
+    let steps = TwoCheckoutKit.steps(now, now + 60).unwrap();
     // Up to the cancellation (a refund is terminal whatever the order), then with it.
     for with_refund in [false, true] {
         let bodies: Vec<Value> = steps
