@@ -49,6 +49,7 @@ pub fn routes() -> Vec<Route> {
         .tag("gateway")
         .returns(200, "WebhookFailureList"),
         webhook_route(),
+        webhook_get_route(),
         Route::get("/v1/events", "The webhook inbox", list_events)
             .tag("gateway")
             .query(&[
@@ -91,19 +92,32 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// The platform's endpoint. GETs reach the platform too (challenges); they are not in the
-/// OpenAPI document because no platform registered today answers them with anything but 405.
+/// The platform's endpoint.
 fn webhook_route() -> Route {
-    let mut route = Route::post(
+    Route::post(
         "/v1/webhooks/{provider}/{integration_id}",
         "A payment platform's webhook (raw body, verified by the platform's scheme)",
         webhook,
     )
     .tag("gateway")
     .public()
-    .returns(200, "WebhookReceipt");
-    route.handler = route.handler.get(webhook_get);
-    route
+    .returns(200, "WebhookReceipt")
+}
+
+/// GETs on the same URL reach the platform: its URL check or challenge (2Checkout's LCN URL
+/// check, Braintree's `bt_challenge`), 405 for the platforms that send none.
+fn webhook_get_route() -> Route {
+    Route::get(
+        "/v1/webhooks/{provider}/{integration_id}",
+        "A payment platform's URL check or challenge (200, text), for platforms that send one; 405 otherwise",
+        webhook_get,
+    )
+    .tag("gateway")
+    .public()
+    .query(&[(
+        "bt_challenge",
+        "Braintree's challenge (20-32 lower-case hex digits), answered `public_key|HMAC`",
+    )])
 }
 
 /// The URL to configure on the platform's side.
