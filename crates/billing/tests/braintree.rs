@@ -105,7 +105,7 @@ fn refusals_and_rotation() {
     let s = secrets(&[PAIR]);
     let body = delivery("subscription_went_active.xml", PAIR);
     verify(&body, &s).unwrap();
-    let payload = keygate_billing::testkit::braintree_payload(&xml("subscription_went_active.xml"));
+    let payload = keygate_billing::testkit::braintree_payload(xml("subscription_went_active.xml"));
     let pair = KeyPair::parse(PAIR).unwrap();
     // The SDK's own refusals: another merchant's key, a modified payload, garbage, no fields.
     let other = KeyPair::parse("someone_else:their_private").unwrap();

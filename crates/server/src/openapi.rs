@@ -678,8 +678,10 @@ fn successes(route: &Route) -> Vec<(u16, Value)> {
         (_, Some(s)) => json_answer("success", s),
         ("/v1/licenses/file" | "/metrics", None) => json!({"description": "success",
             "content": {"text/plain": {"schema": {"type": "string"}}}}),
-        ("/v1/webhooks/{provider}/{integration_id}", None) => json!({"description": "the platform's expected answer (2Checkout: `OK`; Braintree: `public_key|HMAC(bt_challenge)`)",
-            "content": {"text/plain": {"schema": {"type": "string"}}}}),
+        ("/v1/webhooks/{provider}/{integration_id}", None) => {
+            json!({"description": "the platform's expected answer (2Checkout: `OK`; Braintree: `public_key|HMAC(bt_challenge)`)",
+            "content": {"text/plain": {"schema": {"type": "string"}}}})
+        }
         ("/openapi.json", None) => json!({"description": "this document",
             "content": {"application/json": {"schema": {"type": "object"}}}}),
         (_, None) => json!({"description": "success"}),

@@ -77,8 +77,9 @@ pub fn length_prefixed<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<u8>
 /// The form as PHP's `$_POST` holds it: (name, values) in first-appearance order, a bracket
 /// field's values gathered under its name (`IPN_PID[]` → `IPN_PID`).
 pub fn php_fields(form: &Form) -> Vec<(&str, Vec<&str>)> {
-    // (base name, is array, [(array key, value)])
-    let mut fields: Vec<(&str, bool, Vec<(&str, &str)>)> = Vec::new();
+    /// (base name, is an array, [(array key, value)]).
+    type Field<'a> = (&'a str, bool, Vec<(&'a str, &'a str)>);
+    let mut fields: Vec<Field> = Vec::new();
     for (name, value) in form.fields() {
         let (base, key) = match name.find('[') {
             Some(i) if name.ends_with(']') => (&name[..i], Some(&name[i + 1..name.len() - 1])),

@@ -197,7 +197,8 @@ pub(crate) fn ipn(
         pair("LANGUAGE", "en"),
         pair("ORDERFLOW", "REGULAR"),
     ];
-    let arrays: [(&str, &dyn Fn(&Product) -> String); 11] = [
+    type Column<'a> = (&'a str, &'a dyn Fn(&Product) -> String);
+    let arrays: [Column; 11] = [
         ("IPN_PID[]", &|p| p.pid.into()),
         ("IPN_PNAME[]", &|p| p.name.into()),
         ("IPN_PCODE[]", &|p| p.code.into()),
