@@ -412,7 +412,8 @@ fn an_order_with_subscriptions_and_lifetime_products_is_split() {
     let events = TwoCheckout
         .parse(&Request::post(&Headers::new(), body.as_bytes()))
         .unwrap();
-    let summary: Vec<(Kind, Option<&str>, Vec<(&str, i64)>)> = events
+    type Summary<'a> = (Kind, Option<&'a str>, Vec<(&'a str, i64)>);
+    let summary: Vec<Summary> = events
         .iter()
         .map(|e| {
             (
