@@ -12,6 +12,7 @@ mod gateway;
 mod idempotency;
 mod lifecycle;
 mod ops;
+mod order_lines;
 mod outbound;
 mod platform_api;
 mod platforms;
