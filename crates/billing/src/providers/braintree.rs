@@ -229,6 +229,8 @@ fn subscription_event(out: &mut BillingEvent, sub: Node, kind: &str) -> Result<(
             external_id: plan,
             product_external_id: None,
             quantity: 1,
+            line_id: None,
+            fallback_ids: Vec::new(),
         });
         snapshot.items = plan
             .into_iter()
@@ -242,6 +244,8 @@ fn subscription_event(out: &mut BillingEvent, sub: Node, kind: &str) -> Result<(
                             quantity: text(a, "quantity")
                                 .and_then(|q| q.parse().ok())
                                 .unwrap_or(1),
+                            line_id: None,
+                            fallback_ids: Vec::new(),
                         })
                     }),
             )

@@ -231,6 +231,13 @@ fn lines(form: &Form) -> Result<Vec<Line<'_>>, BillingError> {
                     external_id: external_id.to_string(),
                     product_external_id: at(&pids, i).map(str::to_string),
                     quantity,
+                    line_id: None,
+                    // A mapping may name the product code or, failing that, its numeric id.
+                    fallback_ids: at(&pids, i)
+                        .filter(|pid| *pid != external_id)
+                        .map(str::to_string)
+                        .into_iter()
+                        .collect(),
                 },
                 license_ref: at(&refs, i),
                 license_type: at(&types, i).unwrap_or("REGULAR"),

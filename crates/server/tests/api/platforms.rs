@@ -479,7 +479,7 @@ async fn simulate_scenarios(app: &TestApp, provider: &'static dyn Provider) {
             continue;
         }
         let policy = if scenario == "order" {
-            json!({"expiry": "perpetual", "max_activations": 1, "seats_from_quantity": true})
+            json!({"expiry": "fixed", "max_activations": 1, "seats_from_quantity": true})
         } else {
             json!({"expiry": "subscription", "max_activations": 1, "seats_from_quantity": true})
         };
