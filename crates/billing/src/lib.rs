@@ -70,6 +70,19 @@ pub trait Provider: Sync {
         Ack::receipt(receipts)
     }
 
+    /// What the server answers a stored delivery with: [`acknowledge`](Provider::acknowledge)
+    /// unless the answer must be signed with the integration's secret or dated (2Checkout's
+    /// read receipt), which only this one is given.
+    fn acknowledge_signed(
+        &self,
+        request: &Request,
+        _secrets: &Secrets,
+        receipts: &[Receipt],
+        _now: Timestamp,
+    ) -> Ack {
+        self.acknowledge(request, receipts)
+    }
+
     /// The platform's API, for events too thin to act on (see [`api`]): `None` for a platform
     /// whose deliveries always say enough.
     fn api(&self) -> Option<api::ApiSpec> {

@@ -4,7 +4,8 @@
 
 use crate::Provider;
 use crate::providers::{
-    chargebee, fastspring, generic, lemonsqueezy, paddle, paypal, prestashop, stripe, woocommerce,
+    braintree, chargebee, fastspring, generic, lemonsqueezy, paddle, paypal, prestashop, stripe,
+    twocheckout, woocommerce,
 };
 
 /// Every platform Keygate speaks, in the order the docs list them.
@@ -17,6 +18,8 @@ pub static PROVIDERS: &[&dyn Provider] = &[
     &lemonsqueezy::LemonSqueezy,
     &woocommerce::WooCommerce,
     &prestashop::PrestaShop,
+    &twocheckout::TwoCheckout,
+    &braintree::Braintree,
     &generic::Generic,
 ];
 

@@ -690,6 +690,10 @@ fn successes(route: &Route) -> Vec<(u16, Value)> {
         (_, Some(s)) => json_answer("success", s),
         ("/v1/licenses/file" | "/metrics", None) => json!({"description": "success",
             "content": {"text/plain": {"schema": {"type": "string"}}}}),
+        ("/v1/webhooks/{provider}/{integration_id}", None) => {
+            json!({"description": "the platform's expected answer (2Checkout: `OK`; Braintree: `public_key|HMAC(bt_challenge)`)",
+            "content": {"text/plain": {"schema": {"type": "string"}}}})
+        }
         ("/openapi.json", None) => json!({"description": "this document",
             "content": {"application/json": {"schema": {"type": "object"}}}}),
         (_, None) => json!({"description": "success"}),
@@ -776,6 +780,10 @@ pub fn error_statuses(route: &Route) -> std::collections::BTreeSet<u16> {
         ("POST", "/v1/webhooks/{provider}/{integration_id}") => {
             s.extend([400, 401, 404, 413, 422]);
         }
+        // No secret (401), a challenge that is not one (400), a platform that sends no GETs (405).
+        ("GET", "/v1/webhooks/{provider}/{integration_id}") => {
+            s.extend([400, 401, 404, 405]);
+        }
         _ => {}
     }
     s
@@ -797,6 +805,7 @@ fn error_description(status: u16) -> String {
         413 => {
             "the body is over 1 MiB (a larger Content-Length is refused before the body is read)"
         }
+        405 => "the method is not one the route answers (a GET for a platform that sends none)",
         415 => "a Content-Type that is not JSON",
         422 => "well-formed but not acceptable",
         429 => {

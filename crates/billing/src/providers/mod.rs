@@ -1,6 +1,7 @@
 //! One module per payment platform. Each exposes a unit struct implementing
 //! [`Provider`](crate::Provider), registered in [`PROVIDERS`](crate::PROVIDERS).
 
+pub mod braintree;
 pub mod chargebee;
 pub mod fastspring;
 pub mod generic;
@@ -9,4 +10,5 @@ pub mod paddle;
 pub mod paypal;
 pub mod prestashop;
 pub mod stripe;
+pub mod twocheckout;
 pub mod woocommerce;

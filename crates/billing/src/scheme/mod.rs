@@ -4,6 +4,8 @@
 
 pub mod basic_auth;
 pub mod body_hmac;
+pub mod hashed_key_hmac;
+pub mod length_prefixed_hmac;
 pub mod rsa_signature;
 pub mod standard_webhooks;
 pub mod timestamped_hmac;

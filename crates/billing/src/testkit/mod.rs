@@ -12,6 +12,7 @@ use crate::{Provider, Secrets, Timestamp};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+pub mod braintree;
 mod chargebee;
 mod fastspring;
 mod generic;
@@ -20,8 +21,10 @@ mod paddle;
 mod paypal;
 pub mod prestashop;
 mod stripe;
+mod twocheckout;
 pub mod woocommerce;
 
+pub use braintree::{BraintreeKit, encode_lines as braintree_payload};
 pub use chargebee::ChargebeeKit;
 pub use fastspring::FastSpringKit;
 pub use generic::GenericKit;
@@ -30,6 +33,7 @@ pub use paddle::PaddleKit;
 pub use paypal::PayPalKit;
 pub use prestashop::PrestaShopKit;
 pub use stripe::StripeKit;
+pub use twocheckout::{TwoCheckoutKit, lifetime_ipn as twocheckout_ipn};
 pub use woocommerce::WooCommerceKit;
 
 /// One billing period in the lifecycles.
@@ -165,6 +169,13 @@ pub trait Kit: Sync {
     /// `None`: the platform sells no subscriptions. Only `created` is required: a step the
     /// platform has no event for is empty, and the lifecycle test skips it.
     fn steps(&self, start: i64, failed_at: i64) -> Option<Steps>;
+
+    /// The expiry the lifecycle's license has after `periods` paid periods from `start`
+    /// (created: 1, renewed: 2). Platforms whose paid-through dates are calendar days
+    /// (Braintree, Paddle Classic) end at the end of that day.
+    fn expires_after(&self, start: i64, periods: i64) -> i64 {
+        start + periods * MONTH
+    }
 
     /// A one-time order's life (see [`OrderSteps`]), starting at `start`; `None` where the
     /// platform sells no one-time orders (or the kit does not play them).

@@ -54,6 +54,7 @@ pub fn routes() -> Vec<Route> {
         .tag("gateway")
         .returns(200, "SyncReport"),
         webhook_route(),
+        webhook_get_route(),
         Route::get("/v1/events", "The webhook inbox", list_events)
             .tag("gateway")
             .query(&[
@@ -96,19 +97,32 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// The platform's endpoint. GETs reach the platform too (challenges); they are not in the
-/// OpenAPI document because no platform registered today answers them with anything but 405.
+/// The platform's endpoint.
 fn webhook_route() -> Route {
-    let mut route = Route::post(
+    Route::post(
         "/v1/webhooks/{provider}/{integration_id}",
         "A payment platform's webhook (raw body, verified by the platform's scheme)",
         webhook,
     )
     .tag("gateway")
     .public()
-    .returns(200, "WebhookReceipt");
-    route.handler = route.handler.get(webhook_get);
-    route
+    .returns(200, "WebhookReceipt")
+}
+
+/// GETs on the same URL reach the platform: its URL check or challenge (2Checkout's LCN URL
+/// check, Braintree's `bt_challenge`), 405 for the platforms that send none.
+fn webhook_get_route() -> Route {
+    Route::get(
+        "/v1/webhooks/{provider}/{integration_id}",
+        "A payment platform's URL check or challenge (200, text), for platforms that send one; 405 otherwise",
+        webhook_get,
+    )
+    .tag("gateway")
+    .public()
+    .query(&[(
+        "bt_challenge",
+        "Braintree's challenge (20-32 lower-case hex digits), answered `public_key|HMAC`",
+    )])
 }
 
 /// The URL to configure on the platform's side.
@@ -574,7 +588,36 @@ async fn webhook(
     };
     let (events, raw) = crate::text_guard::scrub_webhook(events, &body);
     let receipts = crate::gateway::receive(&state, &integration, events, raw).await?;
-    Ok(answer(provider.acknowledge(&request, &receipts)))
+    let ack = provider.acknowledge_signed(&request, &secrets, &receipts, now);
+    let platform_body = ack.content_type != "application/json";
+    let mut response = answer(ack);
+    if platform_body {
+        // The body is what the platform reads (2Checkout's read receipt, FastSpring's ids):
+        // Keygate's own receipt rides in a header, for whoever debugs the delivery.
+        if let Some(value) = receipt_header(&receipts) {
+            response.headers_mut().insert("keygate-receipt", value);
+        }
+    }
+    Ok(response)
+}
+
+/// Keygate's JSON receipt as a header value (non-ASCII escaped), when it is small enough.
+fn receipt_header(receipts: &[keygate_billing::Receipt]) -> Option<header::HeaderValue> {
+    let json = String::from_utf8(keygate_billing::Ack::receipt(receipts).body).ok()?;
+    let mut ascii = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_ascii() && !c.is_ascii_control() {
+            ascii.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                ascii.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    (ascii.len() <= 4096)
+        .then(|| header::HeaderValue::from_str(&ascii).ok())
+        .flatten()
 }
 
 /// A GET on the webhook URL: the platform's challenge (Braintree), or, for the platforms that

@@ -4,6 +4,7 @@ mod harness;
 
 mod accounts;
 mod bad_input;
+mod braintree;
 mod cli;
 mod edge;
 mod enforcement;
@@ -23,4 +24,5 @@ mod signing;
 mod ssrf;
 mod stand_in;
 mod truth;
+mod twocheckout;
 mod woocommerce;
