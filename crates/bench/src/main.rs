@@ -133,9 +133,9 @@ fn main() {
         }
         "gateway" => {
             server_rt.block_on(async {
-                let (api, webhook_path) = gateway_setup(&store).await;
+                let (api, webhook_path, shopify_path) = gateway_setup(&store).await;
                 let _ = api;
-                gateway_bench(addr, &webhook_path, &options).await;
+                gateway_bench(addr, &webhook_path, &shopify_path, &options).await;
             });
         }
         other => panic!("unknown benchmark `{other}`: use validate, scale or gateway"),
@@ -430,8 +430,10 @@ fn stripe_signature(body: &str) -> String {
         .expect("Stripe-Signature")
 }
 
-/// An account with a subscription policy and a Stripe integration mapping `price_pro` to it.
-async fn gateway_setup(store: &Arc<dyn Store>) -> (String, String) {
+/// An account with a subscription policy, a Stripe integration mapping `price_pro` to it and a
+/// Shopify integration mapping the three variants of [`shopify_order_paid`]: (API key, Stripe
+/// webhook path, Shopify webhook path).
+async fn gateway_setup(store: &Arc<dyn Store>) -> (String, String, String) {
     let (_, _, secret) = store.create_account("gateway-bench").await.unwrap();
     let who = store.authenticate(&secret).await.unwrap().unwrap();
     let product = store
@@ -448,18 +450,42 @@ async fn gateway_setup(store: &Arc<dyn Store>) -> (String, String) {
     .unwrap();
     let policy = store.create_policy(&who, policy).await.unwrap();
     // Secrets are sealed by the server normally; the bench server has no master key.
-    let sealed = format!(
-        "plain:{}",
-        base64::engine::general_purpose::STANDARD
-            .encode(serde_json::json!([STRIPE_SECRET]).to_string().as_bytes())
-    );
+    let sealed = |secret: &str| {
+        format!(
+            "plain:{}",
+            base64::engine::general_purpose::STANDARD
+                .encode(serde_json::json!([secret]).to_string().as_bytes())
+        )
+    };
+    let shopify = store
+        .create_integration(
+            &who,
+            keygate_store::gateway::IntegrationWrite {
+                provider: "shopify".into(),
+                name: "shopify".into(),
+                sealed_secrets: Some((sealed(&shopify_kit().settings().secrets[0]), 1)),
+                sealed_api_credentials: None,
+                options: serde_json::json!({}),
+                mappings: Some(
+                    SHOPIFY_VARIANTS
+                        .iter()
+                        .map(|v| keygate_store::gateway::Mapping {
+                            external_id: v.to_string(),
+                            policy_id: policy.id.clone(),
+                        })
+                        .collect(),
+                ),
+            },
+        )
+        .await
+        .unwrap();
     let integration = store
         .create_integration(
             &who,
             keygate_store::gateway::IntegrationWrite {
                 provider: "stripe".into(),
                 name: "stripe".into(),
-                sealed_secrets: Some((sealed, 1)),
+                sealed_secrets: Some((sealed(STRIPE_SECRET), 1)),
                 sealed_api_credentials: None,
                 options: serde_json::json!({}),
                 mappings: Some(vec![keygate_store::gateway::Mapping {
@@ -470,7 +496,65 @@ async fn gateway_setup(store: &Arc<dyn Store>) -> (String, String) {
         )
         .await
         .unwrap();
-    (secret, format!("/v1/webhooks/stripe/{}", integration.id))
+    (
+        secret,
+        format!("/v1/webhooks/stripe/{}", integration.id),
+        format!("/v1/webhooks/shopify/{}", shopify.id),
+    )
+}
+
+/// A delivery: headers and body, as the platform sends it.
+type Signed = (Vec<(String, String)>, String);
+
+fn stripe_signed(body: String) -> Signed {
+    (
+        vec![("stripe-signature".into(), stripe_signature(&body))],
+        body,
+    )
+}
+
+fn shopify_kit() -> &'static dyn keygate_billing::testkit::Kit {
+    keygate_billing::testkit::kit(
+        keygate_billing::provider("shopify").expect("shopify is registered"),
+    )
+}
+
+/// The variants a Shopify order of the bench buys (each mapped).
+const SHOPIFY_VARIANTS: [&str; 3] = ["457924702", "39072856", "49148385"];
+
+/// A Shopify `orders/paid` of three line items (three licenses), signed by the testkit with
+/// Shopify's delivery headers.
+fn shopify_order_paid(n: u64) -> Signed {
+    use keygate_billing::testkit::ShopifyKit;
+    let now = keygate_billing::Timestamp::now();
+    let lines = SHOPIFY_VARIANTS
+        .iter()
+        .enumerate()
+        .map(|(i, variant)| {
+            ShopifyKit::line_item(
+                &format!("{}", n * 10 + i as u64 + 1),
+                Some(variant),
+                "SKU",
+                1 + i as i64,
+            )
+        })
+        .collect();
+    let at = now.millis() / 1000;
+    let mut order = ShopifyKit::order(&format!("{}", 5_000_000_000 + n), at, lines, "web");
+    order["customer"]["id"] = serde_json::json!(7_000_000_000 + n);
+    let step = ShopifyKit::envelope("orders/paid", &format!("bench-{n}"), at, order);
+    let kit = shopify_kit();
+    let delivery = kit
+        .deliver(&kit.settings().secrets(), &step, now)
+        .expect("the Shopify kit signs");
+    (
+        delivery
+            .headers
+            .into_iter()
+            .filter(|(name, _)| !name.eq_ignore_ascii_case("content-type"))
+            .collect(),
+        String::from_utf8(delivery.body).expect("JSON"),
+    )
 }
 
 fn stripe_subscription_created(n: u64, quantity: i64) -> String {
@@ -508,15 +592,15 @@ fn stripe_subscription_event(n: u64, quantity: i64, kind: &str, periods: u64) ->
 async fn post_signed(
     sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     path: &str,
-    body: String,
+    (headers, body): Signed,
 ) -> bool {
-    let signature = stripe_signature(&body);
-    let req = hyper::Request::post(path)
+    let mut req = hyper::Request::post(path)
         .header("host", "bench")
-        .header("content-type", "application/json")
-        .header("stripe-signature", signature)
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
+        .header("content-type", "application/json");
+    for (name, value) in &headers {
+        req = req.header(name.as_str(), value.as_str());
+    }
+    let req = req.body(Full::new(Bytes::from(body))).unwrap();
     match sender.send_request(req).await {
         Ok(res) => {
             let ok = res.status().is_success();
@@ -527,8 +611,12 @@ async fn post_signed(
     }
 }
 
-fn stripe_subscription_created_1(n: u64) -> String {
-    stripe_subscription_created(n, 1)
+fn stripe_subscription_created_1(n: u64) -> Signed {
+    stripe_signed(stripe_subscription_created(n, 1))
+}
+
+fn stripe_subscription_renewed_signed(n: u64) -> Signed {
+    stripe_signed(stripe_subscription_renewed(n))
 }
 
 /// `total` signed events made by `event(n)`, n from `first`, sent over `connections` keep-alive connections:
@@ -539,7 +627,7 @@ async fn gateway_round(
     first: u64,
     total: u64,
     connections: u64,
-    event: fn(u64) -> String,
+    event: fn(u64) -> Signed,
 ) -> (u64, f64) {
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -572,7 +660,7 @@ async fn gateway_round(
 
 /// Signed Stripe events, each a new subscription: verified, stored, applied (a customer, a
 /// subscription, a license), end to end over loopback.
-async fn gateway_bench(addr: SocketAddr, path: &str, o: &Options) {
+async fn gateway_bench(addr: SocketAddr, path: &str, shopify_path: &str, o: &Options) {
     let total = 20_000u64;
     let connections = o.gateway_connections as u64;
     // Three rounds of new subscriptions, each followed by a renewal of every one; medians.
@@ -596,11 +684,26 @@ async fn gateway_bench(addr: SocketAddr, path: &str, o: &Options) {
             first,
             total,
             connections,
-            stripe_subscription_renewed,
+            stripe_subscription_renewed_signed,
         )
         .await;
         assert_eq!(ok, total, "every delivery accepted");
         renewed.push(ok as f64 / secs);
+    }
+    // Shopify orders of three line items, each a new order and customer: three licenses.
+    let mut shopify = Vec::new();
+    for round in 0..3 {
+        let (ok, secs) = gateway_round(
+            addr,
+            shopify_path,
+            round * total,
+            total,
+            connections,
+            shopify_order_paid,
+        )
+        .await;
+        assert_eq!(ok, total, "every delivery accepted");
+        shopify.push(ok as f64 / secs);
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -616,6 +719,12 @@ async fn gateway_bench(addr: SocketAddr, path: &str, o: &Options) {
         median(&mut renewed.clone()),
         renewed
     );
+    println!(
+        "gateway: signed Shopify orders/paid with 3 line items (verify, store, apply: customer + order + 3 licenses): {:.0} events/s (median of 3 rounds of {total}; rounds: {:.0?}); Stripe subscription.created above: {:.0} events/s",
+        median(&mut shopify.clone()),
+        shopify,
+        median(&mut created.clone())
+    );
     // One order of 1,000 seats: answered as soon as it is stored and applied.
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -626,7 +735,7 @@ async fn gateway_bench(addr: SocketAddr, path: &str, o: &Options) {
     let ok = post_signed(
         &mut sender,
         path,
-        stripe_subscription_created(10_000_000, 1000),
+        stripe_signed(stripe_subscription_created(10_000_000, 1000)),
     )
     .await;
     println!(

@@ -76,9 +76,38 @@ pub enum Auth {
 /// A platform's API: where it is and how to authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApiSpec {
-    /// Overridden by `options.api_base_url` (tests point it at a local stand-in).
+    /// Overridden by `options.api_base_url` (tests point it at a local stand-in). May name
+    /// credentials in braces where the address is the vendor's own (Shopify
+    /// `https://{shop_domain}`): see [`ApiSpec::base_url`].
     pub default_base_url: &'static str,
     pub auth: Auth,
+}
+
+impl ApiSpec {
+    /// The default base URL with each `{name}` replaced by that credential. `None` when one
+    /// is missing or is not a host name (letters, digits, `-` and `.` only), so no credential
+    /// can point a request at another path, user or port.
+    pub fn base_url<'a>(&self, credential: impl Fn(&str) -> Option<&'a str>) -> Option<String> {
+        let mut out = String::new();
+        let mut rest = self.default_base_url;
+        while let Some(open) = rest.find('{') {
+            let close = open + rest[open..].find('}')?;
+            let value = credential(&rest[open + 1..close])?.trim();
+            let host_like = !value.is_empty()
+                && !value.starts_with(['.', '-'])
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            if !host_like {
+                return None;
+            }
+            out.push_str(&rest[..open]);
+            out.push_str(&value.to_ascii_lowercase());
+            rest = &rest[close + 1..];
+        }
+        out.push_str(rest);
+        Some(out)
+    }
 }
 
 /// What a thin event needs completed.
@@ -174,10 +203,44 @@ mod tests {
             "paddle",
             "lemonsqueezy",
             "chargebee",
+            "shopify",
         ] {
             assert!(crate::provider(name).is_some());
             assert!(!credential_names(name).is_empty(), "{name}");
         }
+    }
+
+    #[test]
+    fn base_url_fills_credentials_that_are_host_names() {
+        let fixed = ApiSpec {
+            default_base_url: "https://api.stripe.com",
+            auth: Auth::Bearer("secret_key"),
+        };
+        assert_eq!(
+            fixed.base_url(|_| None).as_deref(),
+            Some("https://api.stripe.com")
+        );
+        let shop = ApiSpec {
+            default_base_url: "https://{shop_domain}/x",
+            ..fixed
+        };
+        let value = |v: &'static str| move |name: &str| (name == "shop_domain").then_some(v);
+        assert_eq!(
+            shop.base_url(value("Acme.myshopify.com")).as_deref(),
+            Some("https://acme.myshopify.com/x")
+        );
+        for bad in [
+            "",
+            "evil.com/path",
+            "a@b",
+            "host:99",
+            ".lead",
+            "-lead",
+            "a b",
+        ] {
+            assert_eq!(shop.base_url(value(bad)), None, "{bad:?}");
+        }
+        assert_eq!(shop.base_url(|_| None), None);
     }
 
     #[test]

@@ -94,7 +94,19 @@ pub async fn complete(
             (url.trim_end_matches('/').to_string(), true)
         }
         None => (
-            spec.default_base_url.to_string(),
+            spec.base_url(|name| credentials.get(name).map(String::as_str))
+                .ok_or_else(|| {
+                    Incomplete::configure(
+                        "API_CREDENTIALS_REQUIRED",
+                        format!(
+                            "the {} API's address is made from the integration's `api_credentials` \
+                             ({}): set them (a host name where the address needs one), then replay \
+                             the event",
+                            provider.name(),
+                            keygate_billing::api::credential_names(provider.name()).join(", ")
+                        ),
+                    )
+                })?,
             state.config.outbound_allow_private,
         ),
     };

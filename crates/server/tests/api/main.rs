@@ -18,6 +18,7 @@ mod platforms;
 mod poison;
 mod resources;
 mod sealing;
+mod shopify;
 mod signing;
 mod ssrf;
 mod stand_in;
