@@ -7,5 +7,6 @@ pub mod generic;
 pub mod lemonsqueezy;
 pub mod paddle;
 pub mod paypal;
+pub mod prestashop;
 pub mod shopify;
 pub mod stripe;

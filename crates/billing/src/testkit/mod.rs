@@ -18,6 +18,7 @@ mod generic;
 mod lemonsqueezy;
 mod paddle;
 mod paypal;
+pub mod prestashop;
 mod shopify;
 mod stripe;
 
@@ -27,6 +28,7 @@ pub use generic::GenericKit;
 pub use lemonsqueezy::LemonSqueezyKit;
 pub use paddle::PaddleKit;
 pub use paypal::PayPalKit;
+pub use prestashop::PrestaShopKit;
 pub use shopify::ShopifyKit;
 pub use stripe::StripeKit;
 

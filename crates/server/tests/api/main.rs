@@ -16,6 +16,7 @@ mod outbound;
 mod platform_api;
 mod platforms;
 mod poison;
+mod prestashop;
 mod resources;
 mod sealing;
 mod shopify;
