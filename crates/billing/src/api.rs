@@ -10,8 +10,11 @@
 //! 2. After `parse`, the server asks [`Provider::fetches`](crate::Provider::fetches) which
 //!    objects complete each event. None (today's platforms): nothing changes.
 //! 3. The server GETs each [`Fetch`] with its one HTTP client (timeouts, retries with backoff,
-//!    no private addresses except the configured base URL), authenticated per [`ApiSpec::auth`],
-//!    and hands the JSON back to [`Provider::complete`](crate::Provider::complete).
+//!    no private addresses except the configured base URL), authenticated per [`ApiSpec::auth`]
+//!    with [`Provider::api_headers`](crate::Provider::api_headers), and hands the JSON back to
+//!    [`Provider::complete`](crate::Provider::complete). When the completed event names further
+//!    objects (`needs_fetch` again: what one answer points to), the server goes round again,
+//!    at most [`MAX_ROUNDS`] times.
 //! 4. A fetch that fails leaves the event `pending` (the worker retries it), never `applied`
 //!    with half the facts; no credentials (or refused ones) leave it `failed` with
 //!    `API_CREDENTIALS_REQUIRED` (`API_CREDENTIALS_REJECTED`), replayable once configured.
@@ -90,6 +93,11 @@ pub enum ObjectKind {
     Invoice,
     Transaction,
 }
+
+/// How many times an event may name further objects after a completion (a Recurly payment:
+/// its transaction, then the subscription it names): an event still naming some after that
+/// is not completed.
+pub const MAX_ROUNDS: usize = 3;
 
 /// One GET on the platform's API: `{base}{path}`, with the answer handed back to
 /// [`Provider::complete`](crate::Provider::complete) with this same value.

@@ -76,8 +76,16 @@ pub trait Provider: Sync {
         None
     }
 
+    /// Headers every request to the platform's API carries besides the authentication (Recurly
+    /// names its API version in `Accept`); `accept: application/json` when none is given.
+    fn api_headers(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
     /// The objects to fetch from the platform's API to complete `event` (none: the event is
-    /// complete as parsed).
+    /// complete as parsed). [`complete`](Provider::complete) may name further objects (a
+    /// transaction names its subscription): the server fetches those too, then completes
+    /// again, up to [`api::MAX_ROUNDS`] rounds.
     fn fetches(&self, _event: &BillingEvent) -> Vec<api::Fetch> {
         Vec::new()
     }

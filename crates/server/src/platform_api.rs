@@ -97,17 +97,42 @@ pub async fn complete(
             state.config.outbound_allow_private,
         ),
     };
-    let mut fetched = Vec::with_capacity(fetches.len());
-    for fetch in fetches {
-        let object = get(&base, &fetch, &authorization, allow_private).await?;
-        fetched.push((fetch, object));
+    let mut headers = vec![(authorization.0.clone(), authorization.1.clone())];
+    let extra = provider.api_headers();
+    if !extra
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("accept"))
+    {
+        headers.push(("accept".into(), "application/json".into()));
     }
-    provider.complete(event, &fetched).map_err(|e| {
-        Incomplete::retry(
-            "API_ANSWER_INVALID",
-            format!("the platform's API answered what Keygate cannot read: {e}"),
-        )
-    })
+    headers.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+    // One answer may name the next object (a transaction its subscription): round again.
+    let mut event = event;
+    let mut fetches = fetches;
+    for _ in 0..keygate_billing::api::MAX_ROUNDS {
+        let mut fetched = Vec::with_capacity(fetches.len());
+        for fetch in fetches {
+            let object = get(&base, &fetch, &headers, allow_private).await?;
+            fetched.push((fetch, object));
+        }
+        event = provider.complete(event, &fetched).map_err(|e| {
+            Incomplete::retry(
+                "API_ANSWER_INVALID",
+                format!("the platform's API answered what Keygate cannot read: {e}"),
+            )
+        })?;
+        fetches = provider.fetches(&event);
+        if fetches.is_empty() {
+            return Ok(event);
+        }
+    }
+    Err(Incomplete::retry(
+        "API_ANSWER_INVALID",
+        format!(
+            "the platform's answers still name objects to fetch after {} rounds",
+            keygate_billing::api::MAX_ROUNDS
+        ),
+    ))
 }
 
 async fn credentials(
@@ -166,16 +191,16 @@ fn authorization(auth: Auth, credentials: &BTreeMap<String, String>) -> Option<(
 async fn get(
     base: &str,
     fetch: &Fetch,
-    authorization: &(String, String),
+    headers: &[(String, String)],
     allow_private: bool,
 ) -> Result<serde_json::Value, Incomplete> {
     let url = format!("{base}{}", fetch.path);
     let target = http::parse_url(&url)
         .map_err(|e| Incomplete::configure("OPTION_INVALID", format!("`{url}`: {e}")))?;
-    let headers = [
-        (authorization.0.as_str(), authorization.1.clone()),
-        ("accept", "application/json".to_string()),
-    ];
+    let headers: Vec<(&str, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.clone()))
+        .collect();
     let mut backoff = FIRST_BACKOFF;
     let mut last = Incomplete::retry("API_FETCH_FAILED", "not tried");
     for attempt in 1..=ATTEMPTS {

@@ -7,4 +7,5 @@ pub mod generic;
 pub mod lemonsqueezy;
 pub mod paddle;
 pub mod paypal;
+pub mod recurly;
 pub mod stripe;

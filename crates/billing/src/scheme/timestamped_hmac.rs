@@ -207,15 +207,7 @@ mod tests {
 
     const STRIPE: TimestampedHmac = crate::providers::stripe::SCHEME;
     const PADDLE: TimestampedHmac = crate::providers::paddle::SCHEME;
-    /// Recurly's `recurly-signature` (no provider module yet; the scheme is ready for it).
-    const RECURLY: TimestampedHmac = TimestampedHmac {
-        header: "recurly-signature",
-        layout: Layout::Positional { separator: ',' },
-        separator: ".",
-        unit: Unit::Millis,
-        window: Window::Both,
-        signs_parsed_timestamp: false,
-    };
+    const RECURLY: TimestampedHmac = crate::providers::recurly::SCHEME;
 
     fn h(name: &str, value: &str) -> Headers {
         Headers::new().with(name, value)

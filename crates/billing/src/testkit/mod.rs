@@ -18,6 +18,7 @@ mod generic;
 mod lemonsqueezy;
 mod paddle;
 mod paypal;
+mod recurly;
 mod stripe;
 
 pub use chargebee::ChargebeeKit;
@@ -26,6 +27,7 @@ pub use generic::GenericKit;
 pub use lemonsqueezy::LemonSqueezyKit;
 pub use paddle::PaddleKit;
 pub use paypal::PayPalKit;
+pub use recurly::RecurlyKit;
 pub use stripe::StripeKit;
 
 /// One billing period in the lifecycles.
