@@ -68,6 +68,10 @@ pub enum Auth {
         name: &'static str,
         credential: &'static str,
     },
+    /// The credentials travel in the request body, not in a header (Authorize.Net's
+    /// `merchantAuthentication`): the [`Fetch::body`] holds `{"$credential": "<name>"}` where
+    /// each goes, and [`fill_credentials`] writes them in. Every name listed must be set.
+    InBody(&'static [&'static str]),
     /// OAuth2 client credentials: a token from `token_path`, then Bearer (PayPal, Billwerk).
     ClientCredentials {
         token_path: &'static str,
@@ -106,6 +110,37 @@ pub struct Fetch {
     pub object: ObjectKind,
     /// Path and query after the base URL, e.g. `/v1/subscriptions/sub_1`.
     pub path: String,
+    /// `Some`: a POST of this JSON body (GraphQL, Authorize.Net's JSON API), else a GET.
+    pub body: Option<serde_json::Value>,
+}
+
+/// What stands for a credential in a [`Fetch::body`] under [`Auth::InBody`].
+pub const CREDENTIAL_PLACEHOLDER: &str = "$credential";
+
+/// `body` with every `{"$credential": "<name>"}` replaced by that credential's value; `Err`
+/// names the first credential that is not set (nothing is sent then).
+pub fn fill_credentials(
+    body: &mut serde_json::Value,
+    value_of: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    use serde_json::Value;
+    match body {
+        Value::Object(map) => {
+            if map.len() == 1
+                && let Some(Value::String(name)) = map.get(CREDENTIAL_PLACEHOLDER)
+            {
+                let name = name.clone();
+                *body = Value::String(value_of(&name).ok_or(name)?);
+                return Ok(());
+            }
+            map.values_mut()
+                .try_for_each(|v| fill_credentials(v, value_of))
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .try_for_each(|v| fill_credentials(v, value_of)),
+        _ => Ok(()),
+    }
 }
 
 /// `options.api_base_url`: https only, except loopback over http when private addresses are
@@ -158,6 +193,25 @@ mod tests {
             assert!(crate::provider(name).is_some());
             assert!(!credential_names(name).is_empty(), "{name}");
         }
+    }
+
+    #[test]
+    fn credentials_are_filled_into_the_body() {
+        let mut body = serde_json::json!({"req": {"auth": {
+            "name": {"$credential": "api_login_id"}, "key": {"$credential": "transaction_key"}},
+            "list": [{"$credential": "api_login_id"}], "transId": "6001"}});
+        let creds = |name: &str| (name == "api_login_id").then(|| "login".to_string());
+        assert_eq!(
+            fill_credentials(&mut body.clone(), &creds),
+            Err("transaction_key".to_string())
+        );
+        let all = |name: &str| Some(format!("v-{name}"));
+        fill_credentials(&mut body, &all).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"req": {"auth": {"name": "v-api_login_id",
+                "key": "v-transaction_key"}, "list": ["v-api_login_id"], "transId": "6001"}})
+        );
     }
 
     #[test]

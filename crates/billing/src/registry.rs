@@ -4,7 +4,7 @@
 
 use crate::Provider;
 use crate::providers::{
-    chargebee, fastspring, generic, lemonsqueezy, paddle, paypal, recurly, stripe,
+    authorizenet, chargebee, fastspring, generic, lemonsqueezy, paddle, paypal, recurly, stripe,
 };
 
 /// Every platform Keygate speaks, in the order the docs list them.
@@ -16,6 +16,7 @@ pub static PROVIDERS: &[&dyn Provider] = &[
     &fastspring::FastSpring,
     &lemonsqueezy::LemonSqueezy,
     &recurly::Recurly,
+    &authorizenet::AuthorizeNet,
     &generic::Generic,
 ];
 

@@ -68,6 +68,10 @@ pub async fn complete(
         ));
     };
     let credentials = credentials(state, integration).await?;
+    let in_body = match spec.auth {
+        Auth::InBody(_) => Some(credentials.clone()),
+        _ => None,
+    };
     let authorization = authorization(spec.auth, &credentials).ok_or_else(|| {
         Incomplete::configure(
             "API_CREDENTIALS_REQUIRED",
@@ -97,7 +101,7 @@ pub async fn complete(
             state.config.outbound_allow_private,
         ),
     };
-    let mut headers = vec![(authorization.0.clone(), authorization.1.clone())];
+    let mut headers: Vec<(String, String)> = authorization.into_iter().collect();
     let extra = provider.api_headers();
     if !extra
         .iter()
@@ -112,7 +116,7 @@ pub async fn complete(
     for _ in 0..keygate_billing::api::MAX_ROUNDS {
         let mut fetched = Vec::with_capacity(fetches.len());
         for fetch in fetches {
-            let object = get(&base, &fetch, &headers, allow_private).await?;
+            let object = get(&base, &fetch, &headers, in_body.as_ref(), allow_private).await?;
             fetched.push((fetch, object));
         }
         event = provider.complete(event, &fetched).map_err(|e| {
@@ -162,10 +166,20 @@ async fn credentials(
     Ok(serde_json::from_str(&opened).unwrap_or_default())
 }
 
-/// The `Authorization` (or platform) header, when every credential it takes is set.
-fn authorization(auth: Auth, credentials: &BTreeMap<String, String>) -> Option<(String, String)> {
+/// The `Authorization` (or platform) header, when every credential it takes is set (`None`
+/// inside: the credentials go in the body).
+fn authorization(
+    auth: Auth,
+    credentials: &BTreeMap<String, String>,
+) -> Option<Option<(String, String)>> {
     let value = |name: &str| credentials.get(name).filter(|v| !v.is_empty());
-    match auth {
+    let header = match auth {
+        Auth::InBody(names) => {
+            return names
+                .iter()
+                .all(|name| value(name).is_some())
+                .then_some(None);
+        }
         Auth::Bearer(name) => Some(("authorization".into(), format!("Bearer {}", value(name)?))),
         Auth::Basic { user, password } => {
             let password = match password {
@@ -184,7 +198,8 @@ fn authorization(auth: Auth, credentials: &BTreeMap<String, String>) -> Option<(
         Auth::Header { name, credential } => Some((name.into(), value(credential)?.clone())),
         // Needs a token exchange first; no registered platform asks for it yet.
         Auth::ClientCredentials { .. } => None,
-    }
+    };
+    header.map(Some)
 }
 
 /// One object: retried with backoff on what may pass (network, 429, 5xx), not on a refusal.
@@ -192,15 +207,36 @@ async fn get(
     base: &str,
     fetch: &Fetch,
     headers: &[(String, String)],
+    in_body: Option<&BTreeMap<String, String>>,
     allow_private: bool,
 ) -> Result<serde_json::Value, Incomplete> {
     let url = format!("{base}{}", fetch.path);
     let target = http::parse_url(&url)
         .map_err(|e| Incomplete::configure("OPTION_INVALID", format!("`{url}`: {e}")))?;
-    let headers: Vec<(&str, String)> = headers
+    let mut headers: Vec<(&str, String)> = headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.clone()))
         .collect();
+    let body = match &fetch.body {
+        Some(body) => {
+            let mut body = body.clone();
+            if let Some(credentials) = in_body {
+                keygate_billing::api::fill_credentials(&mut body, &|name| {
+                    credentials.get(name).filter(|v| !v.is_empty()).cloned()
+                })
+                .map_err(|name| {
+                    Incomplete::configure(
+                        "API_CREDENTIALS_REQUIRED",
+                        format!("the integration's `api_credentials` have no `{name}`"),
+                    )
+                })?;
+            }
+            headers.push(("content-type", "application/json".to_string()));
+            Some(hyper::body::Bytes::from(body.to_string()))
+        }
+        None => None,
+    };
+    let method = if body.is_some() { "POST" } else { "GET" };
     let mut backoff = FIRST_BACKOFF;
     let mut last = Incomplete::retry("API_FETCH_FAILED", "not tried");
     for attempt in 1..=ATTEMPTS {
@@ -208,15 +244,30 @@ async fn get(
             tokio::time::sleep(backoff).await;
             backoff *= 2;
         }
-        let answer = match http::get(
-            &target,
-            allow_private,
-            &headers,
-            ANSWER_LIMIT,
-            REQUEST_TIMEOUT,
-        )
-        .await
-        {
+        let sent = match &body {
+            Some(body) => {
+                http::post_json(
+                    &target,
+                    allow_private,
+                    &headers,
+                    body.clone(),
+                    ANSWER_LIMIT,
+                    REQUEST_TIMEOUT,
+                )
+                .await
+            }
+            None => {
+                http::get(
+                    &target,
+                    allow_private,
+                    &headers,
+                    ANSWER_LIMIT,
+                    REQUEST_TIMEOUT,
+                )
+                .await
+            }
+        };
+        let answer = match sent {
             Ok(answer) => answer,
             Err(e @ http::SendError::PrivateAddress(_)) => {
                 return Err(Incomplete::configure(e.code(), e.to_string()));
@@ -224,7 +275,7 @@ async fn get(
             Err(e) => {
                 last = Incomplete::retry(
                     "API_FETCH_FAILED",
-                    format!("GET {}: {} ({})", fetch.path, e, e.code()),
+                    format!("{method} {}: {} ({})", fetch.path, e, e.code()),
                 );
                 continue;
             }
@@ -234,16 +285,18 @@ async fn get(
                 return Err(Incomplete::retry(
                     "API_ANSWER_INVALID",
                     format!(
-                        "GET {}: the answer exceeds {ANSWER_LIMIT} bytes",
+                        "{method} {}: the answer exceeds {ANSWER_LIMIT} bytes",
                         fetch.path
                     ),
                 ));
             }
             200..=299 => {
-                return serde_json::from_str(&answer.body).map_err(|e| {
+                // Authorize.Net prefixes its JSON answers with a byte order mark.
+                let text = answer.body.trim_start_matches('\u{feff}');
+                return serde_json::from_str(text).map_err(|e| {
                     Incomplete::retry(
                         "API_ANSWER_INVALID",
-                        format!("GET {}: the answer is not JSON: {e}", fetch.path),
+                        format!("{method} {}: the answer is not JSON: {e}", fetch.path),
                     )
                 });
             }
@@ -251,7 +304,7 @@ async fn get(
                 return Err(Incomplete::configure(
                     "API_CREDENTIALS_REJECTED",
                     format!(
-                        "GET {}: the platform refused the integration's API credentials ({}): \
+                        "{method} {}: the platform refused the integration's API credentials ({}): \
                          set valid `api_credentials`, then replay the event",
                         fetch.path, answer.status
                     ),
@@ -260,7 +313,7 @@ async fn get(
             status => {
                 last = Incomplete::retry(
                     "API_FETCH_FAILED",
-                    format!("GET {}: the platform answered {status}", fetch.path),
+                    format!("{method} {}: the platform answered {status}", fetch.path),
                 );
                 if status != 429 && status < 500 {
                     // 404 and the like do not change by asking at once again; the worker
@@ -286,7 +339,7 @@ mod tests {
         .into();
         assert_eq!(
             authorization(Auth::Bearer("secret_key"), &creds),
-            Some(("authorization".into(), "Bearer sk_test_1".into()))
+            Some(Some(("authorization".into(), "Bearer sk_test_1".into())))
         );
         assert_eq!(
             authorization(
@@ -296,9 +349,18 @@ mod tests {
                 },
                 &creds
             ),
-            Some(("authorization".into(), "Basic Y2I6".into()))
+            Some(Some(("authorization".into(), "Basic Y2I6".into())))
         );
         assert_eq!(authorization(Auth::Bearer("access_token"), &creds), None);
+        // In the body: only whether every credential is set.
+        assert_eq!(
+            authorization(Auth::InBody(&["api_key"]), &creds),
+            Some(None)
+        );
+        assert_eq!(
+            authorization(Auth::InBody(&["api_key", "login"]), &creds),
+            None
+        );
         assert_eq!(
             authorization(
                 Auth::Basic {

@@ -178,7 +178,11 @@ impl Provider for Recurly {
 
 /// A GET of `path` for `object`.
 fn fetch(object: ObjectKind, path: String) -> Fetch {
-    Fetch { object, path }
+    Fetch {
+        object,
+        path,
+        body: None,
+    }
 }
 
 /// What each path of [`BillingEvent::needs_fetch`] answers (the paths are this module's own).

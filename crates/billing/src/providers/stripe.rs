@@ -90,6 +90,7 @@ impl Provider for Stripe {
             .map(|path| Fetch {
                 object: ObjectKind::Order,
                 path: path.clone(),
+                body: None,
             })
             .collect()
     }

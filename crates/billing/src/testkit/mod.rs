@@ -12,6 +12,7 @@ use crate::{Provider, Secrets, Timestamp};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+mod authorizenet;
 mod chargebee;
 mod fastspring;
 mod generic;
@@ -21,6 +22,7 @@ mod paypal;
 mod recurly;
 mod stripe;
 
+pub use authorizenet::AuthorizeNetKit;
 pub use chargebee::ChargebeeKit;
 pub use fastspring::FastSpringKit;
 pub use generic::GenericKit;

@@ -411,6 +411,26 @@ pub async fn get(
     within(timeout, send(target, allow_private, request, timeout)).await
 }
 
+/// POSTs a JSON `body` to the target (a platform's JSON API: GraphQL, Authorize.Net), keeping
+/// up to `keep` bytes of the answer's body.
+pub async fn post_json(
+    target: &Target,
+    allow_private: bool,
+    headers: &[(&str, String)],
+    body: Bytes,
+    keep: usize,
+    timeout: Duration,
+) -> Result<Answer, SendError> {
+    let request = Outgoing {
+        method: hyper::Method::POST,
+        headers,
+        body,
+        keep,
+        user_agent: concat!("Keygate/", env!("CARGO_PKG_VERSION")),
+    };
+    within(timeout, send(target, allow_private, request, timeout)).await
+}
+
 async fn within(
     timeout: Duration,
     exchange: impl std::future::Future<Output = Result<Answer, SendError>>,
