@@ -11,7 +11,7 @@
 //!    objects complete each event. None (today's platforms): nothing changes.
 //! 3. The server GETs each [`Fetch`] with its one HTTP client (timeouts, retries with backoff,
 //!    no private addresses except the configured base URL), authenticated per [`ApiSpec::auth`]
-//!    with [`Provider::api_headers`](crate::Provider::api_headers), and hands the JSON back to
+//!    with [`ApiSpec::headers`], and hands the JSON back to
 //!    [`Provider::complete`](crate::Provider::complete). When the completed event names further
 //!    objects (`needs_fetch` again: what one answer points to), the server goes round again,
 //!    at most [`MAX_ROUNDS`] times.
@@ -86,6 +86,9 @@ pub struct ApiSpec {
     /// Overridden by `options.api_base_url` (tests point it at a local stand-in).
     pub default_base_url: &'static str,
     pub auth: Auth,
+    /// Headers every request carries besides the authentication (Recurly names its API version
+    /// in `Accept`); `accept: application/json` unless an `accept` is given here.
+    pub headers: &'static [(&'static str, &'static str)],
 }
 
 /// What a thin event needs completed.
@@ -103,15 +106,41 @@ pub enum ObjectKind {
 /// is not completed.
 pub const MAX_ROUNDS: usize = 3;
 
-/// One GET on the platform's API: `{base}{path}`, with the answer handed back to
-/// [`Provider::complete`](crate::Provider::complete) with this same value.
+/// One request to the platform's API: `GET {base}{path}`, or a POST of a JSON `body` where
+/// the platform's API reads by POST (GraphQL, Authorize.Net's JSON API). The answer is handed
+/// back to [`Provider::complete`](crate::Provider::complete) with this same value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetch {
     pub object: ObjectKind,
     /// Path and query after the base URL, e.g. `/v1/subscriptions/sub_1`.
     pub path: String,
-    /// `Some`: a POST of this JSON body (GraphQL, Authorize.Net's JSON API), else a GET.
+    /// `Some`: POST this JSON (`content-type: application/json`) instead of a GET.
     pub body: Option<serde_json::Value>,
+}
+
+impl Fetch {
+    /// `GET {base}{path}`.
+    pub fn get(object: ObjectKind, path: impl Into<String>) -> Self {
+        Fetch {
+            object,
+            path: path.into(),
+            body: None,
+        }
+    }
+
+    /// `POST {base}{path}` with a JSON body.
+    pub fn post(object: ObjectKind, path: impl Into<String>, body: serde_json::Value) -> Self {
+        Fetch {
+            object,
+            path: path.into(),
+            body: Some(body),
+        }
+    }
+
+    /// `GET` or `POST`, for messages.
+    pub fn method(&self) -> &'static str {
+        if self.body.is_some() { "POST" } else { "GET" }
+    }
 }
 
 /// What stands for a credential in a [`Fetch::body`] under [`Auth::InBody`].

@@ -76,12 +76,6 @@ pub trait Provider: Sync {
         None
     }
 
-    /// Headers every request to the platform's API carries besides the authentication (Recurly
-    /// names its API version in `Accept`); `accept: application/json` when none is given.
-    fn api_headers(&self) -> &'static [(&'static str, &'static str)] {
-        &[]
-    }
-
     /// The objects to fetch from the platform's API to complete `event` (none: the event is
     /// complete as parsed). [`complete`](Provider::complete) may name further objects (a
     /// transaction names its subscription): the server fetches those too, then completes

@@ -7,6 +7,7 @@ use crate::app::AppState;
 use crate::outbound::http;
 use crate::signing::{Purpose, Scope};
 use base64::Engine;
+use hyper::body::Bytes;
 use keygate_billing::api::{Auth, Fetch};
 use keygate_billing::{BillingEvent, Provider};
 use keygate_store::gateway::Integration;
@@ -102,7 +103,7 @@ pub async fn complete(
         ),
     };
     let mut headers: Vec<(String, String)> = authorization.into_iter().collect();
-    let extra = provider.api_headers();
+    let extra = spec.headers;
     if !extra
         .iter()
         .any(|(name, _)| name.eq_ignore_ascii_case("accept"))
@@ -116,7 +117,7 @@ pub async fn complete(
     for _ in 0..keygate_billing::api::MAX_ROUNDS {
         let mut fetched = Vec::with_capacity(fetches.len());
         for fetch in fetches {
-            let object = get(&base, &fetch, &headers, in_body.as_ref(), allow_private).await?;
+            let object = request(&base, &fetch, &headers, in_body.as_ref(), allow_private).await?;
             fetched.push((fetch, object));
         }
         event = provider.complete(event, &fetched).map_err(|e| {
@@ -203,7 +204,7 @@ fn authorization(
 }
 
 /// One object: retried with backoff on what may pass (network, 429, 5xx), not on a refusal.
-async fn get(
+async fn request(
     base: &str,
     fetch: &Fetch,
     headers: &[(String, String)],
@@ -217,11 +218,11 @@ async fn get(
         .iter()
         .map(|(n, v)| (n.as_str(), v.clone()))
         .collect();
-    let body = match &fetch.body {
-        Some(body) => {
-            let mut body = body.clone();
+    let (method, body) = match &fetch.body {
+        Some(json) => {
+            let mut json = json.clone();
             if let Some(credentials) = in_body {
-                keygate_billing::api::fill_credentials(&mut body, &|name| {
+                keygate_billing::api::fill_credentials(&mut json, &|name| {
                     credentials.get(name).filter(|v| !v.is_empty()).cloned()
                 })
                 .map_err(|name| {
@@ -232,11 +233,11 @@ async fn get(
                 })?;
             }
             headers.push(("content-type", "application/json".to_string()));
-            Some(hyper::body::Bytes::from(body.to_string()))
+            (hyper::Method::POST, Bytes::from(json.to_string()))
         }
-        None => None,
+        None => (hyper::Method::GET, Bytes::new()),
     };
-    let method = if body.is_some() { "POST" } else { "GET" };
+    let verb = fetch.method();
     let mut backoff = FIRST_BACKOFF;
     let mut last = Incomplete::retry("API_FETCH_FAILED", "not tried");
     for attempt in 1..=ATTEMPTS {
@@ -244,30 +245,17 @@ async fn get(
             tokio::time::sleep(backoff).await;
             backoff *= 2;
         }
-        let sent = match &body {
-            Some(body) => {
-                http::post_json(
-                    &target,
-                    allow_private,
-                    &headers,
-                    body.clone(),
-                    ANSWER_LIMIT,
-                    REQUEST_TIMEOUT,
-                )
-                .await
-            }
-            None => {
-                http::get(
-                    &target,
-                    allow_private,
-                    &headers,
-                    ANSWER_LIMIT,
-                    REQUEST_TIMEOUT,
-                )
-                .await
-            }
-        };
-        let answer = match sent {
+        let answer = match http::api_request(
+            &target,
+            allow_private,
+            method.clone(),
+            &headers,
+            body.clone(),
+            ANSWER_LIMIT,
+            REQUEST_TIMEOUT,
+        )
+        .await
+        {
             Ok(answer) => answer,
             Err(e @ http::SendError::PrivateAddress(_)) => {
                 return Err(Incomplete::configure(e.code(), e.to_string()));
@@ -275,7 +263,7 @@ async fn get(
             Err(e) => {
                 last = Incomplete::retry(
                     "API_FETCH_FAILED",
-                    format!("{method} {}: {} ({})", fetch.path, e, e.code()),
+                    format!("{verb} {}: {} ({})", fetch.path, e, e.code()),
                 );
                 continue;
             }
@@ -285,7 +273,7 @@ async fn get(
                 return Err(Incomplete::retry(
                     "API_ANSWER_INVALID",
                     format!(
-                        "{method} {}: the answer exceeds {ANSWER_LIMIT} bytes",
+                        "{verb} {}: the answer exceeds {ANSWER_LIMIT} bytes",
                         fetch.path
                     ),
                 ));
@@ -296,7 +284,7 @@ async fn get(
                 return serde_json::from_str(text).map_err(|e| {
                     Incomplete::retry(
                         "API_ANSWER_INVALID",
-                        format!("{method} {}: the answer is not JSON: {e}", fetch.path),
+                        format!("{verb} {}: the answer is not JSON: {e}", fetch.path),
                     )
                 });
             }
@@ -304,7 +292,7 @@ async fn get(
                 return Err(Incomplete::configure(
                     "API_CREDENTIALS_REJECTED",
                     format!(
-                        "{method} {}: the platform refused the integration's API credentials ({}): \
+                        "{verb} {}: the platform refused the integration's API credentials ({}): \
                          set valid `api_credentials`, then replay the event",
                         fetch.path, answer.status
                     ),
@@ -313,7 +301,7 @@ async fn get(
             status => {
                 last = Incomplete::retry(
                     "API_FETCH_FAILED",
-                    format!("{method} {}: the platform answered {status}", fetch.path),
+                    format!("{verb} {}: the platform answered {status}", fetch.path),
                 );
                 if status != 429 && status < 500 {
                     // 404 and the like do not change by asking at once again; the worker

@@ -114,6 +114,7 @@ impl Provider for AuthorizeNet {
         Some(ApiSpec {
             default_base_url: "https://api.authorize.net",
             auth: Auth::InBody(&["api_login_id", "transaction_key"]),
+            headers: &[],
         })
     }
 

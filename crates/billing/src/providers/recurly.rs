@@ -49,6 +49,9 @@ pub const DEFAULT_TOLERANCE_SECONDS: i64 = 300;
 /// The API version Keygate reads (the SDKs' `api_version`), sent in `Accept`.
 pub const API_VERSION: &str = "v2021-02-25";
 
+/// The SDKs' `Accept` (`application/vnd.recurly.{api_version}`).
+pub const ACCEPT: &str = "application/vnd.recurly.v2021-02-25";
+
 /// `recurly-signature: <ms>,<hex>[,<hex>...]` over `"{ms}.{body}"`. The SDKs sign the
 /// timestamp as the integer they parse it to (`Integer(s_timestamp)`).
 pub const SCHEME: TimestampedHmac = TimestampedHmac {
@@ -123,11 +126,8 @@ impl Provider for Recurly {
                 user: "api_key",
                 password: None,
             },
+            headers: &[("accept", ACCEPT)],
         })
-    }
-
-    fn api_headers(&self) -> &'static [(&'static str, &'static str)] {
-        &[("accept", "application/vnd.recurly.v2021-02-25")]
     }
 
     fn fetches(&self, event: &BillingEvent) -> Vec<Fetch> {

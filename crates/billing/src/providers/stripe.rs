@@ -80,6 +80,7 @@ impl Provider for Stripe {
         Some(ApiSpec {
             default_base_url: "https://api.stripe.com",
             auth: Auth::Bearer("secret_key"),
+            headers: &[],
         })
     }
 
@@ -87,11 +88,7 @@ impl Provider for Stripe {
         event
             .needs_fetch
             .iter()
-            .map(|path| Fetch {
-                object: ObjectKind::Order,
-                path: path.clone(),
-                body: None,
-            })
+            .map(|path| Fetch::get(ObjectKind::Order, path.clone()))
             .collect()
     }
 

@@ -2,7 +2,9 @@
 //! the JSON API (`POST /xml/v1/request.api`) as the stand-in answers it for the lifecycle step
 //! reached. ARB has no quantity, so the lifecycle has no quantity step.
 
-use super::{Ids, Kit, MONTH, Settings, SignedHeaders, Steps, first_secret, rfc};
+use super::{
+    ApiRequest, Ids, Kit, MONTH, Settings, SignedHeaders, Stage, Steps, first_secret, rfc,
+};
 use crate::providers::authorizenet::SCHEME;
 use crate::{Secrets, Timestamp};
 use serde_json::{Value, json};
@@ -68,9 +70,26 @@ impl Kit for AuthorizeNetKit {
         }
     }
 
-    fn steps(&self, start: i64, failed_at: i64) -> Steps {
+    fn api_credentials(&self) -> Option<Value> {
+        Some(json!({"api_login_id": API_LOGIN_ID, "transaction_key": TRANSACTION_KEY}))
+    }
+
+    /// The JSON API answers 200 to every well-formed request (errors are in `messages`), with
+    /// a byte order mark the stand-in cannot add (the server's handling of it is tested apart).
+    fn api_answer(&self, stage: &Stage, request: &ApiRequest) -> Option<(u16, Value)> {
+        if request.method != "POST"
+            || request.path_and_query != crate::providers::authorizenet::API_PATH
+        {
+            return None;
+        }
+        let body: Value = serde_json::from_slice(request.body).ok()?;
+        self.answer(stage.start, stage.failed_at, stage.step, &body)
+            .map(|answer| (200, answer))
+    }
+
+    fn steps(&self, start: i64, failed_at: i64) -> Option<Steps> {
         let at = start - 100;
-        Steps {
+        Some(Steps {
             created: vec![
                 subscription_event("created", at, "active"),
                 payment(CHARGES[0].0, at + 1),
@@ -88,7 +107,7 @@ impl Kit for AuthorizeNetKit {
             )],
             // The recovered payment (number 3) pays up to 3 months after the start.
             cancel_ends_at: start + 3 * MONTH,
-        }
+        })
     }
 }
 

@@ -2,7 +2,9 @@
 //! `recurly-notification-id` header, and the v3 API (`v2021-02-25`) that completes them, as
 //! the stand-in answers it for the lifecycle step reached.
 
-use super::{Ids, Kit, MONTH, Settings, SignedHeaders, Steps, body_id, first_secret, rfc};
+use super::{
+    ApiRequest, Ids, Kit, MONTH, Settings, SignedHeaders, Stage, Steps, body_id, first_secret, rfc,
+};
 use crate::providers::recurly::{NOTIFICATION_ID_HEADER, SCHEME};
 use crate::{Secrets, Timestamp};
 use serde_json::{Value, json};
@@ -110,14 +112,56 @@ impl Kit for RecurlyKit {
         }
     }
 
-    fn steps(&self, start: i64, failed_at: i64) -> Steps {
+    fn api_credentials(&self) -> Option<Value> {
+        Some(json!({"api_key": API_KEY}))
+    }
+
+    /// Recurly's v3 API: Basic auth with the key as user (401 otherwise, Recurly's error
+    /// shape), the API version in `Accept`; 404 for what does not exist (yet).
+    fn api_answer(&self, stage: &Stage, request: &ApiRequest) -> Option<(u16, Value)> {
+        let expected = format!(
+            "Basic {}",
+            crate::crypto::encode_base64(format!("{API_KEY}:").as_bytes())
+        );
+        if request.headers.get("authorization") != Some(expected.as_str()) {
+            return Some((
+                401,
+                json!({"error": {"type": "unauthorized",
+                       "message": "Invalid API key. Please use a valid private API key."}}),
+            ));
+        }
+        if request.method != "GET"
+            || request.headers.get("accept") != Some(crate::providers::recurly::ACCEPT)
+        {
+            return Some((
+                406,
+                json!({"error": {"type": "invalid_api_version",
+                       "message": "Please specify a valid API version in the Accept header."}}),
+            ));
+        }
+        match self.answer(
+            stage.start,
+            stage.failed_at,
+            stage.step,
+            request.path_and_query,
+        ) {
+            Some(object) => Some((200, object)),
+            None => Some((
+                404,
+                json!({"error": {"type": "not_found",
+                       "message": format!("Couldn't find {}", request.path_and_query)}}),
+            )),
+        }
+    }
+
+    fn steps(&self, start: i64, failed_at: i64) -> Option<Steps> {
         let at = start - 100;
         let sub = |event: &str, at: i64| notification("subscription", event, at, SUBSCRIPTION_UUID);
         let pay = |event: &str, at: i64, step: &str| {
             let (uuid, ..) = TRANSACTIONS.iter().find(|t| t.2 == step).unwrap();
             notification("payment", event, at, uuid)
         };
-        Steps {
+        Some(Steps {
             created: vec![sub("created", at), pay("succeeded", at, "created")],
             renewed: vec![
                 sub("renewed", at + 10),
@@ -134,7 +178,7 @@ impl Kit for RecurlyKit {
             cancelled: vec![sub("canceled", failed_at + 2)],
             refunded: vec![pay("refunded", failed_at + 3, "refunded")],
             cancel_ends_at: start + 2 * MONTH,
-        }
+        })
     }
 }
 

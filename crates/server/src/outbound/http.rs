@@ -401,28 +401,31 @@ pub async fn get(
     keep: usize,
     timeout: Duration,
 ) -> Result<Answer, SendError> {
-    let request = Outgoing {
-        method: hyper::Method::GET,
+    api_request(
+        target,
+        allow_private,
+        hyper::Method::GET,
         headers,
-        body: Bytes::new(),
+        Bytes::new(),
         keep,
-        user_agent: concat!("Keygate/", env!("CARGO_PKG_VERSION")),
-    };
-    within(timeout, send(target, allow_private, request, timeout)).await
+        timeout,
+    )
+    .await
 }
 
-/// POSTs a JSON `body` to the target (a platform's JSON API: GraphQL, Authorize.Net), keeping
-/// up to `keep` bytes of the answer's body.
-pub async fn post_json(
+/// A request to a platform's API (a GET, a GraphQL or JSON-API POST, a token exchange),
+/// within `timeout` in all, keeping up to `keep` bytes of the answer's body.
+pub async fn api_request(
     target: &Target,
     allow_private: bool,
+    method: hyper::Method,
     headers: &[(&str, String)],
     body: Bytes,
     keep: usize,
     timeout: Duration,
 ) -> Result<Answer, SendError> {
     let request = Outgoing {
-        method: hyper::Method::POST,
+        method,
         headers,
         body,
         keep,
