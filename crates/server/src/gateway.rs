@@ -72,14 +72,19 @@ async fn complete_then_apply(
 /// transient database error), at start and then every `every`.
 pub async fn worker(state: AppState, every: Duration) {
     loop {
-        match state.store.pending_events(100).await {
-            Ok(pending) => {
-                for (account_id, event_id) in pending {
-                    apply(&state, &account_id, &event_id).await;
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "reading pending billing events failed"),
+        if let Err(e) = work_once(&state).await {
+            tracing::warn!(error = %e, "reading pending billing events failed");
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// One pass of the [`worker`]: applies (completing first, where needed) up to 100 pending
+/// events; returns how many it tried.
+pub async fn work_once(state: &AppState) -> Result<usize, keygate_store::StoreError> {
+    let pending = state.store.pending_events(100).await?;
+    for (account_id, event_id) in &pending {
+        apply(state, account_id, event_id).await;
+    }
+    Ok(pending.len())
 }

@@ -20,4 +20,5 @@ mod sealing;
 mod signing;
 mod ssrf;
 mod stand_in;
+mod thin_platforms;
 mod truth;

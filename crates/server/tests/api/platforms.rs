@@ -72,11 +72,11 @@ async fn join_all<'a>(mut futures: Vec<Pin<Box<dyn Future<Output = ()> + Send + 
     .await
 }
 
-fn now_s() -> i64 {
+pub fn now_s() -> i64 {
     Timestamp::now().millis() / 1000
 }
 
-fn t(v: &Value) -> i64 {
+pub fn t(v: &Value) -> i64 {
     Timestamp::parse_rfc3339(v.as_str().unwrap())
         .unwrap()
         .millis()
@@ -125,14 +125,14 @@ async fn deliver_step(
     }
 }
 
-async fn only_license(app: &TestApp, api: &str) -> Value {
+pub async fn only_license(app: &TestApp, api: &str) -> Value {
     let list = app.get("/v1/licenses", api).await;
     let data = list.body["data"].as_array().unwrap();
     assert_eq!(data.len(), 1, "exactly one license: {}", list.body);
     data[0].clone()
 }
 
-async fn code_of(app: &TestApp, license: &Value) -> String {
+pub async fn code_of(app: &TestApp, license: &Value) -> String {
     let v = app.validate(json!({"key": license["key"]})).await;
     v.body["code"].as_str().unwrap().to_string()
 }
