@@ -210,7 +210,8 @@ fn parse_notification(body: &Value) -> Result<BillingEvent, BillingError> {
         .and_then(|d| utc(&d))
         .ok_or_else(|| BillingError::malformed("`/eventDate` is missing or not a time"))?;
     let mut out = BillingEvent::new(event_id, event_type.as_str(), Kind::Ignored, occurred_at);
-    let id = str_at(body, "/payload/id").filter(|id| id.bytes().all(|b| b.is_ascii_digit()));
+    // The id travels inside a JSON request body, never in a path: any text is safe there.
+    let id = str_at(body, "/payload/id").filter(|id| id.len() <= 64);
     let Some(id) = id else {
         return Ok(out);
     };

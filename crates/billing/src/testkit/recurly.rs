@@ -31,8 +31,19 @@ const STEPS: [&str; 7] = [
     "refunded",
 ];
 
-/// The lifecycle's transactions: (uuid, id, step, type, invoice number, amount, refunded id).
-const TRANSACTIONS: [(&str, &str, &str, &str, u32, f64, Option<&str>); 5] = [
+/// One of the lifecycle's transactions: (uuid, id, step, type, invoice number, amount,
+/// refunded id).
+type Tx = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    u32,
+    f64,
+    Option<&'static str>,
+);
+
+const TRANSACTIONS: [Tx; 5] = [
     (
         "63b068f7d409d4b4478dea4e6aba5801",
         "tx1ann",
@@ -308,11 +319,7 @@ fn invoice(number: u32, state: &str, at: i64) -> Value {
         "final_dunning_event": false})
 }
 
-fn transaction(
-    tx: &(&str, &str, &str, &str, u32, f64, Option<&str>),
-    start: i64,
-    failed_at: i64,
-) -> Value {
+fn transaction(tx: &Tx, start: i64, failed_at: i64) -> Value {
     let (uuid, id, step, kind, number, amount, original) = *tx;
     let succeeded = step != "failed";
     let at = match step {
