@@ -4,7 +4,8 @@
 
 use crate::Provider;
 use crate::providers::{
-    authorizenet, chargebee, fastspring, generic, lemonsqueezy, paddle, paypal, recurly, stripe,
+    authorizenet, chargebee, fastspring, generic, lemonsqueezy, paddle, paypal, prestashop,
+    recurly, stripe,
 };
 
 /// Every platform Keygate speaks, in the order the docs list them.
@@ -15,6 +16,7 @@ pub static PROVIDERS: &[&dyn Provider] = &[
     &chargebee::Chargebee,
     &fastspring::FastSpring,
     &lemonsqueezy::LemonSqueezy,
+    &prestashop::PrestaShop,
     &recurly::Recurly,
     &authorizenet::AuthorizeNet,
     &generic::Generic,

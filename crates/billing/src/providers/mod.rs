@@ -8,5 +8,6 @@ pub mod generic;
 pub mod lemonsqueezy;
 pub mod paddle;
 pub mod paypal;
+pub mod prestashop;
 pub mod recurly;
 pub mod stripe;

@@ -19,6 +19,7 @@ mod generic;
 mod lemonsqueezy;
 mod paddle;
 mod paypal;
+pub mod prestashop;
 mod recurly;
 mod stripe;
 
@@ -29,6 +30,7 @@ pub use generic::GenericKit;
 pub use lemonsqueezy::LemonSqueezyKit;
 pub use paddle::PaddleKit;
 pub use paypal::PayPalKit;
+pub use prestashop::PrestaShopKit;
 pub use recurly::RecurlyKit;
 pub use stripe::StripeKit;
 
