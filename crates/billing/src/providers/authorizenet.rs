@@ -281,6 +281,8 @@ fn items(arb: &Value) -> Vec<BillingItem> {
             external_id: name,
             product_external_id: None,
             quantity: 1,
+            line_id: None,
+            fallback_ids: Vec::new(),
         })
         .into_iter()
         .collect()

@@ -354,6 +354,8 @@ fn subscription(object: &Value, past_due: bool) -> Result<SubscriptionSnapshot, 
             external_id: code,
             product_external_id: None,
             quantity: at(object, "/quantity").and_then(Value::as_i64).unwrap_or(1),
+            line_id: None,
+            fallback_ids: Vec::new(),
         })
         .into_iter()
         .collect();
