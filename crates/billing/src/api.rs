@@ -10,9 +10,16 @@
 //! 2. After `parse`, the server asks [`Provider::fetches`](crate::Provider::fetches) which
 //!    objects complete each event. None (today's platforms): nothing changes.
 //! 3. The server GETs each [`Fetch`] with its one HTTP client (timeouts, retries with backoff,
-//!    no private addresses except the configured base URL), authenticated per [`ApiSpec::auth`],
-//!    and hands the JSON back to [`Provider::complete`](crate::Provider::complete).
-//! 4. A fetch that fails leaves the event `pending` (the worker retries it), never `applied`
+//!    no private addresses except the configured base URL), authenticated per [`ApiSpec::auth`]
+//!    ([`Auth::ClientCredentials`]: an OAuth2 token from `{base}{token_path}` first, cached
+//!    in memory until shortly before it expires, asked again once on a 401), and hands the
+//!    JSON back to [`Provider::complete`](crate::Provider::complete). The completed event may
+//!    name further objects (an answer naming the next one: billwerk's event its subscription):
+//!    the server fetches again, up to three rounds.
+//! 4. An event whose only missing fact is its period (`period_missing:
+//!    ApiCredentials`, PayPal's renewal sale) is completed when credentials are set and left
+//!    to the reconcile's derivation when not.
+//! 5. A fetch that fails leaves the event `pending` (the worker retries it), never `applied`
 //!    with half the facts; no credentials (or refused ones) leave it `failed` with
 //!    `API_CREDENTIALS_REQUIRED` (`API_CREDENTIALS_REJECTED`), replayable once configured.
 
@@ -89,6 +96,9 @@ pub enum ObjectKind {
     Order,
     Invoice,
     Transaction,
+    /// The platform's record of the event itself (billwerk `GET /v1/event/{id}`): what the
+    /// delivery claims, confirmed by the platform.
+    Event,
 }
 
 /// One GET on the platform's API: `{base}{path}`, with the answer handed back to
@@ -98,6 +108,25 @@ pub struct Fetch {
     pub object: ObjectKind,
     /// Path and query after the base URL, e.g. `/v1/subscriptions/sub_1`.
     pub path: String,
+}
+
+/// `id` as one URL path segment: unreserved characters as they are, every other byte
+/// percent-encoded, so an id from a delivery can never reach another path or a query.
+pub fn path_segment(id: &str) -> String {
+    // `.` and `..` alone would be resolved as path steps.
+    let dots_only = id.bytes().all(|b| b == b'.');
+    let mut out = String::with_capacity(id.len());
+    for byte in id.bytes() {
+        let plain = byte.is_ascii_alphanumeric()
+            || matches!(byte, b'-' | b'_' | b'~')
+            || (byte == b'.' && !dots_only);
+        if plain {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// `options.api_base_url`: https only, except loopback over http when private addresses are
@@ -150,6 +179,15 @@ mod tests {
             assert!(crate::provider(name).is_some());
             assert!(!credential_names(name).is_empty(), "{name}");
         }
+    }
+
+    #[test]
+    fn ids_stay_one_path_segment() {
+        assert_eq!(path_segment("I-BW452GLLEP1G"), "I-BW452GLLEP1G");
+        assert_eq!(path_segment("sub_1.a~b"), "sub_1.a~b");
+        assert_eq!(path_segment("../x?y=1#z"), "..%2Fx%3Fy%3D1%23z");
+        assert_eq!(path_segment("é"), "%C3%A9");
+        assert_eq!(path_segment(".."), "%2E%2E");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod outbound;
 pub mod platform_api;
+pub mod platform_token;
 pub mod routes;
 pub mod secret_guard;
 pub mod serve;

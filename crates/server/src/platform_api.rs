@@ -5,10 +5,12 @@
 //! outbound HTTP client (vetted addresses, deadlines) and retries what may pass.
 use crate::app::AppState;
 use crate::outbound::http;
+use crate::platform_token::TokenSource;
 use crate::signing::{Purpose, Scope};
 use base64::Engine;
 use keygate_billing::api::{Auth, Fetch};
 use keygate_billing::{BillingEvent, Provider};
+use keygate_domain::billing::MissingPeriod;
 use keygate_store::gateway::Integration;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -32,14 +34,14 @@ pub enum Incomplete {
 }
 
 impl Incomplete {
-    fn configure(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn configure(code: &'static str, message: impl Into<String>) -> Self {
         Incomplete::Configure {
             code,
             message: message.into(),
         }
     }
 
-    fn retry(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn retry(code: &'static str, message: impl Into<String>) -> Self {
         Incomplete::Retry {
             code,
             message: message.into(),
@@ -47,15 +49,18 @@ impl Incomplete {
     }
 }
 
+/// Rounds of fetches for one event at most: an answer may name the next object to fetch
+/// (billwerk: the event names its subscription and invoice).
+const MAX_ROUNDS: usize = 3;
+
 /// `event` with what the platform's API says about it, or why not.
 pub async fn complete(
     state: &AppState,
     integration: &Integration,
     provider: &dyn Provider,
-    event: BillingEvent,
+    mut event: BillingEvent,
 ) -> Result<BillingEvent, Incomplete> {
-    let fetches = provider.fetches(&event);
-    if fetches.is_empty() {
+    if provider.fetches(&event).is_empty() {
         return Ok(event);
     }
     let Some(spec) = provider.api() else {
@@ -68,17 +73,6 @@ pub async fn complete(
         ));
     };
     let credentials = credentials(state, integration).await?;
-    let authorization = authorization(spec.auth, &credentials).ok_or_else(|| {
-        Incomplete::configure(
-            "API_CREDENTIALS_REQUIRED",
-            format!(
-                "this {} event lacks what a license needs and is completed from the platform's \
-                 API: set the integration's `api_credentials` ({}), then replay the event",
-                provider.name(),
-                keygate_billing::api::credential_names(provider.name()).join(", ")
-            ),
-        )
-    })?;
     // A base URL the vendor configured was checked when stored (https, or loopback http
     // when the operator allows private addresses) and may be private on purpose (a proxy, a
     // stand-in); the platform's own is vetted like any outbound destination.
@@ -97,17 +91,52 @@ pub async fn complete(
             state.config.outbound_allow_private,
         ),
     };
-    let mut fetched = Vec::with_capacity(fetches.len());
-    for fetch in fetches {
-        let object = get(&base, &fetch, &authorization, allow_private).await?;
-        fetched.push((fetch, object));
+    let Some(authorizer) = Authorizer::new(
+        spec.auth,
+        &credentials,
+        &base,
+        allow_private,
+        &integration.id,
+    ) else {
+        if event.period_missing == Some(MissingPeriod::ApiCredentials) {
+            // The API would only make the period exact: without credentials Keygate derives
+            // it from what it knows (or fails the event with API_CREDENTIALS_REQUIRED then).
+            return Ok(event);
+        }
+        return Err(Incomplete::configure(
+            "API_CREDENTIALS_REQUIRED",
+            format!(
+                "this {} event lacks what a license needs and is completed from the platform's \
+                 API: set the integration's `api_credentials` ({}), then replay the event",
+                provider.name(),
+                keygate_billing::api::credential_names(provider.name()).join(", ")
+            ),
+        ));
+    };
+    for _ in 0..MAX_ROUNDS {
+        let fetches = provider.fetches(&event);
+        if fetches.is_empty() {
+            return Ok(event);
+        }
+        let mut fetched = Vec::with_capacity(fetches.len());
+        for fetch in fetches {
+            let object = authorizer.get(&base, &fetch, allow_private).await?;
+            fetched.push((fetch, object));
+        }
+        event = provider.complete(event, &fetched).map_err(|e| {
+            Incomplete::retry(
+                "API_ANSWER_INVALID",
+                format!("the platform's API answered what Keygate cannot read: {e}"),
+            )
+        })?;
     }
-    provider.complete(event, &fetched).map_err(|e| {
-        Incomplete::retry(
-            "API_ANSWER_INVALID",
-            format!("the platform's API answered what Keygate cannot read: {e}"),
-        )
-    })
+    if provider.fetches(&event).is_empty() {
+        return Ok(event);
+    }
+    Err(Incomplete::retry(
+        "API_ANSWER_INVALID",
+        format!("the platform's API still names objects to fetch after {MAX_ROUNDS} rounds"),
+    ))
 }
 
 async fn credentials(
@@ -137,6 +166,68 @@ async fn credentials(
     Ok(serde_json::from_str(&opened).unwrap_or_default())
 }
 
+/// How each request authenticates: a header made from the credentials, or a bearer token
+/// from the platform's OAuth token endpoint.
+enum Authorizer {
+    Header(String, String),
+    Token(TokenSource),
+}
+
+impl Authorizer {
+    /// `None` when a credential the platform's scheme takes is not set.
+    fn new(
+        auth: Auth,
+        credentials: &BTreeMap<String, String>,
+        base: &str,
+        allow_private: bool,
+        integration_id: &str,
+    ) -> Option<Self> {
+        if let Auth::ClientCredentials {
+            token_path,
+            client_id,
+            client_secret,
+        } = auth
+        {
+            let value = |name: &str| credentials.get(name).filter(|v| !v.is_empty()).cloned();
+            return Some(Authorizer::Token(TokenSource::new(
+                integration_id,
+                format!("{base}{token_path}"),
+                value(client_id)?,
+                value(client_secret)?,
+                allow_private,
+            )));
+        }
+        authorization(auth, credentials).map(|(name, value)| Authorizer::Header(name, value))
+    }
+
+    /// One object; with a token, a 401 drops it and the request is made once more with a
+    /// new one (the platform may have revoked or expired it early).
+    async fn get(
+        &self,
+        base: &str,
+        fetch: &Fetch,
+        allow_private: bool,
+    ) -> Result<serde_json::Value, Incomplete> {
+        match self {
+            Authorizer::Header(name, value) => get(base, fetch, (name, value), allow_private)
+                .await
+                .map_err(Failure::into_incomplete),
+            Authorizer::Token(source) => {
+                let bearer = format!("Bearer {}", source.token(false).await?);
+                match get(base, fetch, ("authorization", &bearer), allow_private).await {
+                    Err(Failure::Unauthorized(_)) => {
+                        let bearer = format!("Bearer {}", source.token(true).await?);
+                        get(base, fetch, ("authorization", &bearer), allow_private)
+                            .await
+                            .map_err(Failure::into_incomplete)
+                    }
+                    other => other.map_err(Failure::into_incomplete),
+                }
+            }
+        }
+    }
+}
+
 /// The `Authorization` (or platform) header, when every credential it takes is set.
 fn authorization(auth: Auth, credentials: &BTreeMap<String, String>) -> Option<(String, String)> {
     let value = |name: &str| credentials.get(name).filter(|v| !v.is_empty());
@@ -157,8 +248,22 @@ fn authorization(auth: Auth, credentials: &BTreeMap<String, String>) -> Option<(
             ))
         }
         Auth::Header { name, credential } => Some((name.into(), value(credential)?.clone())),
-        // Needs a token exchange first; no registered platform asks for it yet.
+        // A token exchange first: `Authorizer::Token`.
         Auth::ClientCredentials { .. } => None,
+    }
+}
+
+/// Why a GET did not answer an object: a 401 is told apart, since a token may be renewed.
+enum Failure {
+    Unauthorized(Incomplete),
+    Other(Incomplete),
+}
+
+impl Failure {
+    fn into_incomplete(self) -> Incomplete {
+        match self {
+            Failure::Unauthorized(i) | Failure::Other(i) => i,
+        }
     }
 }
 
@@ -166,14 +271,18 @@ fn authorization(auth: Auth, credentials: &BTreeMap<String, String>) -> Option<(
 async fn get(
     base: &str,
     fetch: &Fetch,
-    authorization: &(String, String),
+    authorization: (&str, &str),
     allow_private: bool,
-) -> Result<serde_json::Value, Incomplete> {
+) -> Result<serde_json::Value, Failure> {
     let url = format!("{base}{}", fetch.path);
-    let target = http::parse_url(&url)
-        .map_err(|e| Incomplete::configure("OPTION_INVALID", format!("`{url}`: {e}")))?;
+    let target = http::parse_url(&url).map_err(|e| {
+        Failure::Other(Incomplete::configure(
+            "OPTION_INVALID",
+            format!("`{url}`: {e}"),
+        ))
+    })?;
     let headers = [
-        (authorization.0.as_str(), authorization.1.clone()),
+        (authorization.0, authorization.1.to_string()),
         ("accept", "application/json".to_string()),
     ];
     let mut backoff = FIRST_BACKOFF;
@@ -194,7 +303,10 @@ async fn get(
         {
             Ok(answer) => answer,
             Err(e @ http::SendError::PrivateAddress(_)) => {
-                return Err(Incomplete::configure(e.code(), e.to_string()));
+                return Err(Failure::Other(Incomplete::configure(
+                    e.code(),
+                    e.to_string(),
+                )));
             }
             Err(e) => {
                 last = Incomplete::retry(
@@ -206,31 +318,36 @@ async fn get(
         };
         match answer.status {
             200..=299 if answer.truncated => {
-                return Err(Incomplete::retry(
+                return Err(Failure::Other(Incomplete::retry(
                     "API_ANSWER_INVALID",
                     format!(
                         "GET {}: the answer exceeds {ANSWER_LIMIT} bytes",
                         fetch.path
                     ),
-                ));
+                )));
             }
             200..=299 => {
                 return serde_json::from_str(&answer.body).map_err(|e| {
-                    Incomplete::retry(
+                    Failure::Other(Incomplete::retry(
                         "API_ANSWER_INVALID",
                         format!("GET {}: the answer is not JSON: {e}", fetch.path),
-                    )
+                    ))
                 });
             }
-            401 | 403 => {
-                return Err(Incomplete::configure(
+            status @ (401 | 403) => {
+                let refused = Incomplete::configure(
                     "API_CREDENTIALS_REJECTED",
                     format!(
                         "GET {}: the platform refused the integration's API credentials ({}): \
                          set valid `api_credentials`, then replay the event",
-                        fetch.path, answer.status
+                        fetch.path, status
                     ),
-                ));
+                );
+                return Err(if status == 401 {
+                    Failure::Unauthorized(refused)
+                } else {
+                    Failure::Other(refused)
+                });
             }
             status => {
                 last = Incomplete::retry(
@@ -245,7 +362,7 @@ async fn get(
             }
         }
     }
-    Err(last)
+    Err(Failure::Other(last))
 }
 
 #[cfg(test)]

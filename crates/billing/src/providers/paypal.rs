@@ -16,6 +16,7 @@
 //! No test flag exists: `livemode` is false when the cert URL or the event's links point at
 //! `sandbox.paypal.com`.
 
+use crate::api::{ApiSpec, Auth, Fetch, ObjectKind};
 use crate::json::{array, at, int_at, parse_object, required, rfc3339_at, str_at};
 use crate::scheme::rsa_signature;
 use crate::{BillingError, ConfigError, Provider, Request, Secrets};
@@ -92,6 +93,63 @@ impl Provider for PayPal {
             }
         }
         Ok(())
+    }
+
+    /// PayPal's REST API (`api-m.sandbox.paypal.com` for sandbox: set `options.api_base_url`),
+    /// OAuth2 client credentials from `POST /v1/oauth2/token`.
+    fn api(&self) -> Option<ApiSpec> {
+        Some(ApiSpec {
+            default_base_url: "https://api-m.paypal.com",
+            auth: Auth::ClientCredentials {
+                token_path: "/v1/oauth2/token",
+                client_id: "client_id",
+                client_secret: "client_secret",
+            },
+        })
+    }
+
+    fn fetches(&self, event: &BillingEvent) -> Vec<Fetch> {
+        event
+            .needs_fetch
+            .iter()
+            .map(|path| Fetch {
+                object: ObjectKind::Subscription,
+                path: path.clone(),
+            })
+            .collect()
+    }
+
+    /// A renewal sale completed with the subscription as PayPal's API answers it
+    /// (`GET /v1/billing/subscriptions/{id}`, the webhook resource's shape): the period is
+    /// `billing_info.next_billing_time`, no longer derived.
+    fn complete(
+        &self,
+        mut event: BillingEvent,
+        fetched: &[(Fetch, Value)],
+    ) -> Result<BillingEvent, BillingError> {
+        for (fetch, resource) in fetched {
+            let mut snapshot = subscription(resource)?;
+            let asked = event.subscription.as_ref().map(|s| s.external_id.as_str());
+            if asked != Some(snapshot.external_id.as_str()) {
+                return Err(BillingError::malformed(format!(
+                    "`{}` answered the subscription `{}`",
+                    fetch.path, snapshot.external_id
+                )));
+            }
+            // The sale itself says the subscription is paid; a cancelled one stays paid for.
+            if snapshot.status.is_none() {
+                snapshot.status = Some(Status::Active);
+            }
+            if snapshot.current_period_end.is_some() {
+                event.period_missing = None;
+            }
+            event.customer = subscriber(resource).or(event.customer.take());
+            event.billing_interval_seconds = billing_interval(resource);
+            event.last_payment_at = rfc3339_at(resource, "/billing_info/last_payment/time");
+            event.subscription = Some(snapshot);
+        }
+        event.needs_fetch.clear();
+        Ok(event)
     }
 
     fn parse(&self, request: &Request) -> Result<Vec<BillingEvent>, BillingError> {
@@ -206,10 +264,16 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
         }
         "PAYMENT.SALE.COMPLETED" => {
             // A subscription payment (first or recurring). The sale carries no period and
-            // PayPal sends no subscription event on renewal: the reconcile extends the known
-            // paid-through date by the known interval (once per sale; the first sale is the
-            // activation's `last_payment`), else the event fails API_CREDENTIALS_REQUIRED.
+            // PayPal sends no subscription event on renewal: with API credentials the
+            // subscription is fetched for its next billing time; without, the reconcile
+            // extends the known paid-through date by the known interval (once per sale; the
+            // first sale is the activation's `last_payment`), else the event fails
+            // API_CREDENTIALS_REQUIRED.
             if let Some(sub_id) = str_at(resource, "/billing_agreement_id") {
+                out.needs_fetch = vec![format!(
+                    "/v1/billing/subscriptions/{}",
+                    crate::api::path_segment(&sub_id)
+                )];
                 let mut snapshot = SubscriptionSnapshot::partial(sub_id);
                 snapshot.status = Some(Status::Active);
                 out.kind = Kind::SubscriptionRenewed;

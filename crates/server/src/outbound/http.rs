@@ -411,6 +411,31 @@ pub async fn get(
     within(timeout, send(target, allow_private, request, timeout)).await
 }
 
+/// POSTs a form (`application/x-www-form-urlencoded`) to a platform's API, e.g. an OAuth2
+/// token request, keeping up to `keep` bytes of the answer's body.
+pub async fn post_form(
+    target: &Target,
+    allow_private: bool,
+    headers: &[(&str, String)],
+    form: String,
+    keep: usize,
+    timeout: Duration,
+) -> Result<Answer, SendError> {
+    let mut with_type = headers.to_vec();
+    with_type.push((
+        "content-type",
+        "application/x-www-form-urlencoded".to_string(),
+    ));
+    let request = Outgoing {
+        method: hyper::Method::POST,
+        headers: &with_type,
+        body: Bytes::from(form),
+        keep,
+        user_agent: concat!("Keygate/", env!("CARGO_PKG_VERSION")),
+    };
+    within(timeout, send(target, allow_private, request, timeout)).await
+}
+
 async fn within(
     timeout: Duration,
     exchange: impl std::future::Future<Output = Result<Answer, SendError>>,
@@ -461,7 +486,11 @@ async fn send(
         .uri(target.path_and_query.as_str())
         .header(hyper::header::HOST, target.authority.as_str())
         .header(hyper::header::USER_AGENT, outgoing.user_agent);
-    if !outgoing.body.is_empty() {
+    let typed = outgoing
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+    if !outgoing.body.is_empty() && !typed {
         request = request.header(hyper::header::CONTENT_TYPE, "application/json");
     }
     for (name, value) in outgoing.headers {

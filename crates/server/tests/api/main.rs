@@ -10,6 +10,7 @@ mod enforcement;
 mod gateway;
 mod idempotency;
 mod lifecycle;
+mod oauth_api;
 mod ops;
 mod outbound;
 mod platform_api;
