@@ -8,6 +8,7 @@ use crate::outbound::http;
 use crate::platform_token::TokenSource;
 use crate::signing::{Purpose, Scope};
 use base64::Engine;
+use hyper::body::Bytes;
 use keygate_billing::api::{Auth, Fetch};
 use keygate_billing::{BillingEvent, Provider};
 use keygate_domain::billing::MissingPeriod;
@@ -209,15 +210,15 @@ impl Authorizer {
         allow_private: bool,
     ) -> Result<serde_json::Value, Incomplete> {
         match self {
-            Authorizer::Header(name, value) => get(base, fetch, (name, value), allow_private)
+            Authorizer::Header(name, value) => request(base, fetch, (name, value), allow_private)
                 .await
                 .map_err(Failure::into_incomplete),
             Authorizer::Token(source) => {
                 let bearer = format!("Bearer {}", source.token(false).await?);
-                match get(base, fetch, ("authorization", &bearer), allow_private).await {
+                match request(base, fetch, ("authorization", &bearer), allow_private).await {
                     Err(Failure::Unauthorized(_)) => {
                         let bearer = format!("Bearer {}", source.token(true).await?);
-                        get(base, fetch, ("authorization", &bearer), allow_private)
+                        request(base, fetch, ("authorization", &bearer), allow_private)
                             .await
                             .map_err(Failure::into_incomplete)
                     }
@@ -268,7 +269,7 @@ impl Failure {
 }
 
 /// One object: retried with backoff on what may pass (network, 429, 5xx), not on a refusal.
-async fn get(
+async fn request(
     base: &str,
     fetch: &Fetch,
     authorization: (&str, &str),
@@ -281,10 +282,18 @@ async fn get(
             format!("`{url}`: {e}"),
         ))
     })?;
-    let headers = [
+    let mut headers = vec![
         (authorization.0, authorization.1.to_string()),
         ("accept", "application/json".to_string()),
     ];
+    let (method, body) = match &fetch.body {
+        Some(json) => {
+            headers.push(("content-type", "application/json".to_string()));
+            (hyper::Method::POST, Bytes::from(json.to_string()))
+        }
+        None => (hyper::Method::GET, Bytes::new()),
+    };
+    let verb = fetch.method();
     let mut backoff = FIRST_BACKOFF;
     let mut last = Incomplete::retry("API_FETCH_FAILED", "not tried");
     for attempt in 1..=ATTEMPTS {
@@ -292,10 +301,12 @@ async fn get(
             tokio::time::sleep(backoff).await;
             backoff *= 2;
         }
-        let answer = match http::get(
+        let answer = match http::api_request(
             &target,
             allow_private,
+            method.clone(),
             &headers,
+            body.clone(),
             ANSWER_LIMIT,
             REQUEST_TIMEOUT,
         )
@@ -311,7 +322,7 @@ async fn get(
             Err(e) => {
                 last = Incomplete::retry(
                     "API_FETCH_FAILED",
-                    format!("GET {}: {} ({})", fetch.path, e, e.code()),
+                    format!("{verb} {}: {} ({})", fetch.path, e, e.code()),
                 );
                 continue;
             }
@@ -321,7 +332,7 @@ async fn get(
                 return Err(Failure::Other(Incomplete::retry(
                     "API_ANSWER_INVALID",
                     format!(
-                        "GET {}: the answer exceeds {ANSWER_LIMIT} bytes",
+                        "{verb} {}: the answer exceeds {ANSWER_LIMIT} bytes",
                         fetch.path
                     ),
                 )));
@@ -330,7 +341,7 @@ async fn get(
                 return serde_json::from_str(&answer.body).map_err(|e| {
                     Failure::Other(Incomplete::retry(
                         "API_ANSWER_INVALID",
-                        format!("GET {}: the answer is not JSON: {e}", fetch.path),
+                        format!("{verb} {}: the answer is not JSON: {e}", fetch.path),
                     ))
                 });
             }
@@ -338,7 +349,7 @@ async fn get(
                 let refused = Incomplete::configure(
                     "API_CREDENTIALS_REJECTED",
                     format!(
-                        "GET {}: the platform refused the integration's API credentials ({}): \
+                        "{verb} {}: the platform refused the integration's API credentials ({}): \
                          set valid `api_credentials`, then replay the event",
                         fetch.path, status
                     ),
@@ -352,7 +363,7 @@ async fn get(
             status => {
                 last = Incomplete::retry(
                     "API_FETCH_FAILED",
-                    format!("GET {}: the platform answered {status}", fetch.path),
+                    format!("{verb} {}: the platform answered {status}", fetch.path),
                 );
                 if status != 429 && status < 500 {
                     // 404 and the like do not change by asking at once again; the worker

@@ -112,10 +112,7 @@ impl Provider for PayPal {
         event
             .needs_fetch
             .iter()
-            .map(|path| Fetch {
-                object: ObjectKind::Subscription,
-                path: path.clone(),
-            })
+            .map(|path| Fetch::get(ObjectKind::Subscription, path.clone()))
             .collect()
     }
 

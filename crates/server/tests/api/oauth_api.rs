@@ -289,7 +289,7 @@ async fn paypal_renewal_completed_with_an_oauth_token(app: &TestApp) {
     let integration = created.body["id"].as_str().unwrap().to_string();
     let path = format!("/v1/webhooks/paypal/{integration}");
 
-    let steps = kit.steps(now, now);
+    let steps = kit.steps(now, now).unwrap();
     let r = deliver(app, &path, kit, &steps.created[0]).await;
     assert_eq!(r.body["events"][0]["status"], "applied", "{}", r.body);
     assert_eq!(expiry(app, &api).await, now + MONTH);
