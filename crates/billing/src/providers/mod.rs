@@ -1,6 +1,7 @@
 //! One module per payment platform. Each exposes a unit struct implementing
 //! [`Provider`](crate::Provider), registered in [`PROVIDERS`](crate::PROVIDERS).
 
+pub mod billwerk;
 pub mod chargebee;
 pub mod fastspring;
 pub mod generic;

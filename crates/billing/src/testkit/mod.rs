@@ -12,6 +12,7 @@ use crate::{Provider, Secrets, Timestamp};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+mod billwerk;
 mod chargebee;
 mod fastspring;
 mod generic;
@@ -20,6 +21,7 @@ mod paddle;
 mod paypal;
 mod stripe;
 
+pub use billwerk::BillwerkKit;
 pub use chargebee::ChargebeeKit;
 pub use fastspring::FastSpringKit;
 pub use generic::GenericKit;

@@ -4,6 +4,7 @@ mod harness;
 
 mod accounts;
 mod bad_input;
+mod billwerk_api;
 mod cli;
 mod edge;
 mod enforcement;
