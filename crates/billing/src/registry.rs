@@ -4,7 +4,7 @@
 
 use crate::Provider;
 use crate::providers::{
-    billwerk, chargebee, fastspring, generic, lemonsqueezy, paddle, paypal, stripe,
+    billwerk, chargebee, fastspring, generic, lemonsqueezy, paddle, paypal, prestashop, stripe,
 };
 
 /// Every platform Keygate speaks, in the order the docs list them.
@@ -15,6 +15,7 @@ pub static PROVIDERS: &[&dyn Provider] = &[
     &chargebee::Chargebee,
     &fastspring::FastSpring,
     &lemonsqueezy::LemonSqueezy,
+    &prestashop::PrestaShop,
     &billwerk::Billwerk,
     &generic::Generic,
 ];

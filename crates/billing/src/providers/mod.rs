@@ -8,4 +8,5 @@ pub mod generic;
 pub mod lemonsqueezy;
 pub mod paddle;
 pub mod paypal;
+pub mod prestashop;
 pub mod stripe;

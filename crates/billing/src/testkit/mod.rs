@@ -19,6 +19,7 @@ mod generic;
 mod lemonsqueezy;
 mod paddle;
 mod paypal;
+pub mod prestashop;
 mod stripe;
 
 pub use billwerk::BillwerkKit;
@@ -28,6 +29,7 @@ pub use generic::GenericKit;
 pub use lemonsqueezy::LemonSqueezyKit;
 pub use paddle::PaddleKit;
 pub use paypal::PayPalKit;
+pub use prestashop::PrestaShopKit;
 pub use stripe::StripeKit;
 
 /// One billing period in the lifecycles.
