@@ -14,6 +14,7 @@
 //!    subscription and invoice);
 //! 2. `GET /v1/subscription/{handle}`, `GET /v1/invoice/{id}`, `GET /v1/customer/{handle}`:
 //!    the current state, from which the event is applied.
+//!
 //! A fetch that fails leaves the event `pending` for the worker.
 //!
 //! De-duplication on `event_id` (the webhook `id` differs per URL, the event's does not).
@@ -309,6 +310,8 @@ fn snapshot(subscription: &Value) -> Result<SubscriptionSnapshot, BillingError> 
             external_id: plan,
             product_external_id: None,
             quantity: int_at(subscription, "/quantity").unwrap_or(1),
+            line_id: None,
+            fallback_ids: Vec::new(),
         })
         .into_iter()
         .collect();
