@@ -1,5 +1,6 @@
 //! Body decoders: JSON (most platforms) and form-urlencoded (2Checkout, Braintree, Paddle
 //! Classic post forms; Braintree's challenge comes in a query string).
 
+pub mod civil;
 pub mod form;
 pub(crate) mod json;
