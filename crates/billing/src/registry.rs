@@ -3,7 +3,9 @@
 //! one line here (plus its module, testkit part, fixtures, tests and docs page).
 
 use crate::Provider;
-use crate::providers::{chargebee, fastspring, generic, lemonsqueezy, paddle, paypal, stripe};
+use crate::providers::{
+    chargebee, fastspring, generic, lemonsqueezy, paddle, paddle_classic, paypal, stripe,
+};
 
 /// Every platform Keygate speaks, in the order the docs list them.
 pub static PROVIDERS: &[&dyn Provider] = &[
@@ -13,6 +15,7 @@ pub static PROVIDERS: &[&dyn Provider] = &[
     &chargebee::Chargebee,
     &fastspring::FastSpring,
     &lemonsqueezy::LemonSqueezy,
+    &paddle_classic::PaddleClassic,
     &generic::Generic,
 ];
 

@@ -6,5 +6,6 @@ pub mod fastspring;
 pub mod generic;
 pub mod lemonsqueezy;
 pub mod paddle;
+pub mod paddle_classic;
 pub mod paypal;
 pub mod stripe;

@@ -17,6 +17,7 @@ mod fastspring;
 mod generic;
 mod lemonsqueezy;
 mod paddle;
+mod paddle_classic;
 mod paypal;
 mod stripe;
 
@@ -25,6 +26,7 @@ pub use fastspring::FastSpringKit;
 pub use generic::GenericKit;
 pub use lemonsqueezy::LemonSqueezyKit;
 pub use paddle::PaddleKit;
+pub use paddle_classic::PaddleClassicKit;
 pub use paypal::PayPalKit;
 pub use stripe::StripeKit;
 
@@ -101,6 +103,14 @@ pub trait Kit: Sync {
     /// The lifecycle for a subscription that starts at `start` (Unix s) and whose payment
     /// fails at `failed_at`; deterministic, so it can be built again once `failed_at` is known.
     fn steps(&self, start: i64, failed_at: i64) -> Steps;
+
+    /// When the license of a subscription that [`steps`](Kit::steps) starts at `start` expires
+    /// after `periods` paid periods, as the platform dates them: `start + periods × MONTH`,
+    /// unless the platform names days (Paddle Classic: the end of that UTC day) or counts
+    /// calendar months (Gumroad).
+    fn expires_after(&self, start: i64, periods: i64) -> i64 {
+        start + periods * MONTH
+    }
 }
 
 /// The kit of a registered platform.
@@ -119,6 +129,32 @@ pub(crate) fn unix_seconds(now: Timestamp) -> i64 {
 /// A stable id for a body (the same delivery retried keeps its id, as platforms do).
 pub(crate) fn body_id(body: &[u8]) -> String {
     hex::encode(&Sha256::digest(body)[..12])
+}
+
+/// `application/x-www-form-urlencoded`, as browsers and platforms encode forms: unreserved
+/// bytes as they are, a space as `+`, every other byte `%XX`.
+pub fn form_encode(pairs: &[(String, String)]) -> String {
+    fn encode(out: &mut String, text: &str) {
+        for b in text.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                    out.push(b as char)
+                }
+                b' ' => out.push('+'),
+                _ => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+    }
+    let mut out = String::new();
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        encode(&mut out, name);
+        out.push('=');
+        encode(&mut out, value);
+    }
+    out
 }
 
 pub(crate) fn first_secret(secrets: &Secrets) -> Result<&str, String> {
