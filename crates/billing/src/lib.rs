@@ -38,8 +38,8 @@ pub use secrets::Secrets;
 
 pub use keygate_domain::Timestamp;
 pub use keygate_domain::billing::{
-    BillingEvent, BillingEventKind, BillingItem, CustomerRef, OrderRef, SubscriptionSnapshot,
-    SubscriptionStatus,
+    BillingEvent, BillingEventKind, BillingItem, CustomerRef, OrderRef, Reversal,
+    SubscriptionSnapshot, SubscriptionStatus,
 };
 
 /// A payment platform: checks its settings, verifies and parses its webhooks, and says what
@@ -74,6 +74,13 @@ pub trait Provider: Sync {
     /// whose deliveries always say enough.
     fn api(&self) -> Option<api::ApiSpec> {
         None
+    }
+
+    /// Whether the API only confirms what deliveries already say (Gumroad): an integration
+    /// without `api_credentials` then applies events as parsed, instead of leaving them
+    /// failed with `API_CREDENTIALS_REQUIRED`.
+    fn api_optional(&self) -> bool {
+        false
     }
 
     /// The objects to fetch from the platform's API to complete `event` (none: the event is

@@ -316,6 +316,12 @@ pub struct BillingEvent {
     /// the new period from what it knows, else the event fails with this need's code.
     #[serde(default)]
     pub period_missing: Option<MissingPeriod>,
+    /// The license key the platform itself issued for what this event grants (Gumroad's
+    /// `license_key`): the license Keygate creates for it takes this key when no license has
+    /// it yet, so keys buyers already hold keep validating, and records it in its metadata
+    /// (`platform_license_key`) either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license_key: Option<String>,
 }
 
 /// The size and stage of a refund or dispute.
@@ -402,6 +408,7 @@ impl BillingEvent {
             billing_interval_seconds: None,
             last_payment_at: None,
             period_missing: None,
+            license_key: None,
         }
     }
 

@@ -68,7 +68,14 @@ pub async fn complete(
         ));
     };
     let credentials = credentials(state, integration).await?;
-    let authorization = authorization(spec.auth, &credentials).ok_or_else(|| {
+    let authorization = authorization(spec.auth, &credentials);
+    if authorization.is_none() && provider.api_optional() {
+        // The API would only confirm what the delivery says: without credentials it stands.
+        let mut event = event;
+        event.needs_fetch.clear();
+        return Ok(event);
+    }
+    let authorization = authorization.ok_or_else(|| {
         Incomplete::configure(
             "API_CREDENTIALS_REQUIRED",
             format!(

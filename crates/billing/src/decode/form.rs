@@ -44,6 +44,89 @@ impl Form {
     pub fn fields(&self) -> &[(String, String)] {
         &self.fields
     }
+
+    /// The fields as a JSON object, bracketed names nested as Rack and Rails read them
+    /// (Gumroad's pings): `card[visual]=x` → `{"card": {"visual": "x"}}`, `ids[]=1&ids[]=2` →
+    /// `{"ids": ["1", "2"]}`. A name whose brackets do not nest (`a]`, `a[]x`, `a[][b]`), or
+    /// that clashes with a value already there, is kept flat. `%5B`/`%5D` left in a name
+    /// after decoding are brackets the sender escaped as part of the name: they become `[`/`]`
+    /// there, without nesting. A repeated name keeps its first value.
+    pub fn nested(&self) -> serde_json::Value {
+        use serde_json::{Map, Value};
+        let mut root = Map::new();
+        for (name, value) in &self.fields {
+            let placed = bracket_path(name).is_some_and(|path| place(&mut root, &path, value));
+            if !placed {
+                // The first of a repeated name, as `get` reads it; never over a nested value.
+                root.entry(unescape_brackets(name))
+                    .or_insert_with(|| Value::String(value.clone()));
+            }
+        }
+        Value::Object(root)
+    }
+}
+
+fn unescape_brackets(name: &str) -> String {
+    name.replace("%5B", "[")
+        .replace("%5b", "[")
+        .replace("%5D", "]")
+        .replace("%5d", "]")
+}
+
+/// `a[b][c]` → `["a", "b", "c"]`, `a[]` → `["a", ""]`; `None` for a flat or malformed name.
+fn bracket_path(name: &str) -> Option<Vec<String>> {
+    let open = name.find('[')?;
+    let (head, mut rest) = name.split_at(open);
+    if head.is_empty() {
+        return None;
+    }
+    let mut path = vec![unescape_brackets(head)];
+    while !rest.is_empty() {
+        let inner = rest.strip_prefix('[')?;
+        let close = inner.find(']')?;
+        let segment = &inner[..close];
+        if segment.contains('[') || path.last().is_some_and(String::is_empty) {
+            return None;
+        }
+        path.push(unescape_brackets(segment));
+        rest = &inner[close + 1..];
+    }
+    Some(path)
+}
+
+/// Puts `value` at `path` in `root`; `false` when something else is already in the way.
+fn place(root: &mut serde_json::Map<String, serde_json::Value>, path: &[String], value: &str) -> bool {
+    use serde_json::Value;
+    let (last, parents) = path.split_last().expect("a path has a head");
+    let mut node = root;
+    for (i, key) in parents.iter().enumerate() {
+        let is_array_parent = path.get(i + 1).is_some_and(String::is_empty) && i + 1 == parents.len();
+        let entry = node.entry(key.clone()).or_insert_with(|| {
+            if is_array_parent {
+                Value::Array(Vec::new())
+            } else {
+                Value::Object(serde_json::Map::new())
+            }
+        });
+        if is_array_parent {
+            return match entry {
+                Value::Array(items) => {
+                    items.push(Value::String(value.to_string()));
+                    true
+                }
+                _ => false,
+            };
+        }
+        match entry {
+            Value::Object(map) => node = map,
+            _ => return false,
+        }
+    }
+    if node.contains_key(last) {
+        return false;
+    }
+    node.insert(last.clone(), Value::String(value.to_string()));
+    true
 }
 
 fn decode(bytes: &[u8]) -> Result<String, BillingError> {
@@ -92,5 +175,28 @@ mod tests {
             Form::parse(b"a=%FF").unwrap_err().code(),
             "MALFORMED_PAYLOAD"
         );
+    }
+
+    #[test]
+    fn nests_bracketed_names_as_rack_does() {
+        let form = Form::parse(
+            b"sale_id=s1&card%5Bvisual%5D=**** 4242&card%5Btype%5D=visa&variants%5BTier%5D=Pro\
+              &purchase_ids%5B%5D=p1&purchase_ids%5B%5D=p2&new_plan%5Btier%5D%5Bid%5D=t9\
+              &Size+%255BEU%255D=42&odd%5D=1&x%5B%5Dy=2&card=clash&a%5B%5D%5Bb%5D=3",
+        )
+        .unwrap();
+        let v = form.nested();
+        assert_eq!(v["sale_id"], "s1");
+        assert_eq!(v["card"]["visual"], "**** 4242");
+        assert_eq!(v["card"]["type"], "visa");
+        assert_eq!(v["variants"]["Tier"], "Pro");
+        assert_eq!(v["purchase_ids"], serde_json::json!(["p1", "p2"]));
+        assert_eq!(v["new_plan"]["tier"]["id"], "t9");
+        assert_eq!(v["Size [EU]"], "42");
+        assert_eq!(v["odd]"], "1");
+        assert_eq!(v["x[]y"], "2");
+        assert_eq!(v["a[][b]"], "3");
+        // `card` is an object already: the flat `card` does not replace it.
+        assert_eq!(v["card"]["visual"], "**** 4242");
     }
 }

@@ -95,6 +95,55 @@ struct Owner<'a> {
     customer_id: Option<&'a str>,
     subscription_id: Option<&'a str>,
     order_id: Option<&'a str>,
+    /// The platform's own key for what the event grants ([`BillingEvent::license_key`]).
+    platform_key: PlatformKey,
+}
+
+/// The key the platform issued, and whether the first license created may take it.
+#[derive(Default)]
+struct PlatformKey {
+    key: Option<String>,
+    free: bool,
+}
+
+impl PlatformKey {
+    /// The event's platform key, free when no license (of any account: keys are unique) has
+    /// it yet and it is a key Keygate accepts (16-256 printable characters, as for a
+    /// bring-your-own key).
+    async fn of(
+        conn: &mut DbConn,
+        event: &BillingEvent,
+        changes: &[LicenseChange],
+    ) -> Result<PlatformKey> {
+        let creates = changes
+            .iter()
+            .any(|c| matches!(c, LicenseChange::Create { .. }));
+        let Some(key) = event
+            .license_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && creates)
+        else {
+            return Ok(PlatformKey::default());
+        };
+        let acceptable = (16..=256).contains(&key.len()) && !key.chars().any(char::is_control);
+        let taken = sqlx::query("SELECT 1 FROM licenses WHERE key_hash = $1")
+            .bind(credential_hash(key))
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_some();
+        Ok(PlatformKey {
+            key: Some(key.to_string()),
+            free: acceptable && !taken,
+        })
+    }
+
+    fn metadata(&self) -> serde_json::Value {
+        match &self.key {
+            Some(key) => serde_json::json!({ "platform_license_key": key }),
+            None => serde_json::json!({}),
+        }
+    }
 }
 
 fn apply_changes(
@@ -107,6 +156,7 @@ fn apply_changes(
     applied: &mut Applied,
 ) -> Result<()> {
     let at = now();
+    let mut platform_key_free = owner.platform_key.free;
     for change in changes {
         applied.actions.push(serde_json::to_value(&change)?);
         if let LicenseChange::Create {
@@ -121,7 +171,14 @@ fn apply_changes(
             let policy = policies
                 .get(policy_id)
                 .ok_or(StoreError::NotFound("policy"))?;
-            let key = generate_license_key();
+            // The first license the event creates keeps the platform's key, if it is free.
+            let key = match &owner.platform_key.key {
+                Some(key) if platform_key_free => {
+                    platform_key_free = false;
+                    key.clone()
+                }
+                _ => generate_license_key(),
+            };
             let license = License {
                 id: new_id(),
                 key: key.clone(),
@@ -135,7 +192,7 @@ fn apply_changes(
                     .or_else(|| policy.initial_term_seconds().map(|s| at.plus_seconds(s))),
                 overrides: Overrides::default(),
                 quantity: Some(*quantity),
-                metadata: serde_json::json!({}),
+                metadata: owner.platform_key.metadata(),
                 created_at: at,
                 updated_at: at,
             };
@@ -145,7 +202,7 @@ fn apply_changes(
                      product_id, customer_id, subscription_id, status, starts_at, expires_at, \
                      overrides, quantity, metadata, created_at, updated_at, item_external_id, \
                      order_id, period_end) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                     $11, $12, $13, '{}', $14, $15, $16, $17, $18)",
+                     $11, $12, $13, $14, $15, $16, $17, $18, $19)",
                 )
                 .bind(license.id.clone())
                 .bind(owner.account_id.to_string())
@@ -160,6 +217,7 @@ fn apply_changes(
                 .bind(license.expires_at.map(|t| t.0))
                 .bind(serde_json::to_string(&license.overrides)?)
                 .bind(license.quantity)
+                .bind(serde_json::to_string(&license.metadata)?)
                 .bind(at.0)
                 .bind(at.0)
                 .bind(item_external_id.clone())
@@ -412,6 +470,7 @@ pub(crate) async fn apply_to_subscription(
         customer_id: customer_id.as_deref(),
         subscription_id: Some(&sub_id),
         order_id: None,
+        platform_key: PlatformKey::of(conn, event, &changes).await?,
     };
     apply_changes(
         batch, &owner, changes, &licenses, policies, cx.actor, applied,
@@ -536,6 +595,7 @@ pub(crate) async fn apply_to_order(
         customer_id: customer_id.as_deref(),
         subscription_id: None,
         order_id: Some(&order_id),
+        platform_key: PlatformKey::of(conn, event, &changes).await?,
     };
     apply_changes(
         batch, &owner, changes, &licenses, policies, cx.actor, applied,
