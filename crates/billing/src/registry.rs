@@ -4,7 +4,7 @@
 
 use crate::Provider;
 use crate::providers::{
-    chargebee, fastspring, generic, lemonsqueezy, paddle, paddle_classic, paypal, stripe,
+    chargebee, fastspring, generic, gumroad, lemonsqueezy, paddle, paddle_classic, paypal, stripe,
 };
 
 /// Every platform Keygate speaks, in the order the docs list them.
@@ -15,6 +15,7 @@ pub static PROVIDERS: &[&dyn Provider] = &[
     &chargebee::Chargebee,
     &fastspring::FastSpring,
     &lemonsqueezy::LemonSqueezy,
+    &gumroad::Gumroad,
     &paddle_classic::PaddleClassic,
     &generic::Generic,
 ];

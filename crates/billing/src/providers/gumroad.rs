@@ -125,13 +125,13 @@ impl Provider for Gumroad {
         event
             .needs_fetch
             .iter()
-            .map(|path| Fetch {
-                object: if path.starts_with("/v2/sales/") {
+            .map(|path| {
+                let object = if path.starts_with("/v2/sales/") {
                     ObjectKind::Order
                 } else {
                     ObjectKind::Subscription
-                },
-                path: path.clone(),
+                };
+                Fetch::get(object, path.clone())
             })
             .collect()
     }
@@ -244,7 +244,7 @@ fn sale_ping(ping: &Value, resource: &str) -> Result<BillingEvent, BillingError>
     let mut out = BillingEvent::new(event_id, resource, Kind::Ignored, sold_at);
     out.livemode = bool_at(ping, "/test") != Some(true);
     out.customer = customer(ping, "/purchaser_id", "/email", "/full_name");
-    out.needs_fetch = vec![format!("/v2/sales/{sale_id}")];
+    out.needs_fetch = vec![format!("/v2/sales/{}", path_segment(&sale_id))];
     out.license_key = str_at(ping, "/license_key");
     let item = str_at(ping, "/product_id").map(|product| BillingItem {
         external_id: product,
@@ -340,8 +340,20 @@ fn subscription_ping(ping: &Value, resource: &str) -> Result<BillingEvent, Billi
     out.customer = customer(ping, "/user_id", "/user_email", "/full_name");
     out.subscription = Some(snapshot);
     out.license_key = str_at(ping, "/license_key");
-    out.needs_fetch = vec![format!("/v2/subscribers/{id}")];
+    out.needs_fetch = vec![format!("/v2/subscribers/{}", path_segment(&id))];
     Ok(out)
+}
+
+/// An id as a URL path segment (Gumroad's ids are base64: `=` is fine, `/` and `+` are not).
+fn path_segment(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'=' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn customer(ping: &Value, id: &str, email: &str, name: &str) -> Option<CustomerRef> {

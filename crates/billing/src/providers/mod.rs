@@ -4,6 +4,7 @@
 pub mod chargebee;
 pub mod fastspring;
 pub mod generic;
+pub mod gumroad;
 pub mod lemonsqueezy;
 pub mod paddle;
 pub mod paddle_classic;

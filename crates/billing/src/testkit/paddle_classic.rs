@@ -3,7 +3,9 @@
 //! public key (generated for the tests, in the PEM format Paddle's dashboard shows). Steps are
 //! JSON objects of the alert's fields; [`PaddleClassicKit::form`] signs and encodes them.
 
-use super::{Ids, Kit, MONTH, Settings, SignedHeaders, Steps, first_secret};
+use super::{
+    Delivery, Ids, Kit, MONTH, OrderSteps, Settings, SignedHeaders, Steps, first_secret,
+};
 use crate::decode::civil;
 use crate::providers::paddle_classic::SCHEME;
 use crate::scheme::rsa_signature;
@@ -67,16 +69,25 @@ impl Kit for PaddleClassicKit {
         }
     }
 
+    /// Paddle Classic signs inside the form ([`deliver`](Kit::deliver)): no header.
     fn sign(
         &self,
         _secrets: &Secrets,
         _body: &[u8],
         _now: Timestamp,
     ) -> Result<SignedHeaders, String> {
-        Ok(vec![(
-            "content-type".into(),
-            "application/x-www-form-urlencoded".into(),
-        )])
+        Ok(Vec::new())
+    }
+
+    fn deliver(&self, secrets: &Secrets, body: &Value, _now: Timestamp) -> Result<Delivery, String> {
+        Ok(Delivery {
+            headers: vec![(
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            )],
+            body: self.form(secrets, body)?,
+            query: String::new(),
+        })
     }
 
     fn ids(&self) -> Ids {
@@ -87,8 +98,14 @@ impl Kit for PaddleClassicKit {
         }
     }
 
-    fn steps(&self, start: i64, failed_at: i64) -> Steps {
-        paddle_classic_steps(start, failed_at)
+    fn steps(&self, start: i64, failed_at: i64) -> Option<Steps> {
+        Some(paddle_classic_steps(start, failed_at))
+    }
+
+    /// A one-time checkout pays one product (Paddle Classic has no multi-line orders): the
+    /// mapped product, quantity 2, then a full refund.
+    fn order_steps(&self, start: i64) -> Option<OrderSteps> {
+        Some(paddle_classic_order(start))
     }
 
     fn expires_after(&self, start: i64, periods: i64) -> i64 {
@@ -230,5 +247,39 @@ fn paddle_classic_steps(now: i64, failed_at: i64) -> Steps {
                    "balance_earnings_decrease": "68.75"}),
         )],
         cancel_ends_at: paid_through(p2),
+    }
+}
+
+/// The one-time product the order steps sell (also the mapping's id there: the lifecycle maps
+/// `ids().mapping`).
+fn paddle_classic_order(now: i64) -> OrderSteps {
+    let order = "11301-7";
+    let common = json!({"order_id": order, "email": "ann@example.com",
+                        "marketing_consent": "0", "currency": "USD",
+                        "checkout_id": "27835674-chre93c81118fc8-c3092639d2", "passthrough": ""});
+    OrderSteps {
+        paid: vec![merged(
+            common.clone(),
+            json!({"alert_name": "payment_succeeded", "alert_id": "881001",
+                   "event_time": event_time(now - 10), "product_id": PLAN,
+                   "product_name": "Keygate Desktop", "quantity": "2", "sale_gross": "30.00",
+                   "payment_tax": "0.00", "fee": "2.00", "earnings": "28.00",
+                   "customer_name": "Ann Example", "country": "DE", "coupon": "",
+                   "payment_method": "card", "ip": "203.0.113.9", "used_price_override": "0",
+                   "receipt_url": "https://my.paddle.com/receipt/11301-7/aa11",
+                   "balance_currency": "USD", "balance_gross": "30.00", "balance_tax": "0.00",
+                   "balance_fee": "2.00", "balance_earnings": "28.00"}),
+        )],
+        refunded: vec![merged(
+            common,
+            json!({"alert_name": "payment_refunded", "alert_id": "881002",
+                   "event_time": event_time(now - 5), "refund_type": "full",
+                   "refund_reason": "Customer request", "amount": "30.00",
+                   "gross_refund": "30.00", "tax_refund": "0.00", "fee_refund": "2.00",
+                   "earnings_decrease": "28.00", "quantity": "2", "balance_currency": "USD",
+                   "balance_gross_refund": "30.00", "balance_tax_refund": "0.00",
+                   "balance_fee_refund": "2.00", "balance_earnings_decrease": "28.00"}),
+        )],
+        order: order.to_string(),
     }
 }
