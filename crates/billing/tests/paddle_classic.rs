@@ -123,9 +123,7 @@ fn the_key_must_be_a_public_key() {
             .unwrap_err();
         assert_eq!(err.code(), "SECRET_INVALID", "{bad}");
     }
-    let err = platform()
-        .check_config(&secrets(&[]), secs(0))
-        .unwrap_err();
+    let err = platform().check_config(&secrets(&[]), secs(0)).unwrap_err();
     assert_eq!(err.code(), "SECRET_NOT_CONFIGURED");
 }
 
@@ -184,10 +182,7 @@ fn subscription_alerts() {
     // Same second as `subscription_created`: the alert id orders them.
     assert_eq!(first.occurred_at, created.occurred_at);
     assert!(first.ordering_version > created.ordering_version);
-    assert_eq!(
-        first.customer.unwrap().name.as_deref(),
-        Some("Zoë Müller")
-    );
+    assert_eq!(first.customer.unwrap().name.as_deref(), Some("Zoë Müller"));
 
     check(
         "renewal",
@@ -332,9 +327,15 @@ fn one_time_alerts() {
 fn malformed_alerts() {
     let headers = Headers::new();
     for (body, why) in [
-        (&b"alert_name=subscription_created&event_time=2026-01-01+00%3A00%3A00"[..], "no alert_id"),
+        (
+            &b"alert_name=subscription_created&event_time=2026-01-01+00%3A00%3A00"[..],
+            "no alert_id",
+        ),
         (b"alert_id=1&alert_name=x&event_time=yesterday", "bad time"),
-        (b"alert_id=1&event_time=2026-01-01+00%3A00%3A00&a=%FF", "not UTF-8"),
+        (
+            b"alert_id=1&event_time=2026-01-01+00%3A00%3A00&a=%FF",
+            "not UTF-8",
+        ),
     ] {
         let err = platform()
             .parse(&Request::post(&headers, body))

@@ -102,7 +102,14 @@ mod tests {
         assert_eq!(date("2026-03-01"), Some(rfc("2026-03-01T00:00:00Z")));
         assert_eq!(date("2024-02-29"), Some(rfc("2024-02-29T00:00:00Z")));
         assert_eq!(date("1969-12-31"), Some(rfc("1969-12-31T00:00:00Z")));
-        for bad in ["2026-02-29", "2026-13-01", "2026-1-01", "26-01-01", "2026-01-01x", ""] {
+        for bad in [
+            "2026-02-29",
+            "2026-13-01",
+            "2026-1-01",
+            "26-01-01",
+            "2026-01-01x",
+            "",
+        ] {
             assert_eq!(date(bad), None, "{bad}");
         }
         assert_eq!(
@@ -118,9 +125,18 @@ mod tests {
         let at = rfc("2026-01-31T10:00:00.250Z");
         assert_eq!(plus_months(at, 1), rfc("2026-02-28T10:00:00.250Z"));
         assert_eq!(plus_months(at, 13), rfc("2027-02-28T10:00:00.250Z"));
-        assert_eq!(plus_months(rfc("2023-12-31T00:00:00Z"), 2), rfc("2024-02-29T00:00:00Z"));
-        assert_eq!(plus_months(rfc("2026-05-15T00:00:00Z"), 24), rfc("2028-05-15T00:00:00Z"));
-        assert_eq!(plus_months(rfc("2026-05-15T00:00:00Z"), -5), rfc("2025-12-15T00:00:00Z"));
+        assert_eq!(
+            plus_months(rfc("2023-12-31T00:00:00Z"), 2),
+            rfc("2024-02-29T00:00:00Z")
+        );
+        assert_eq!(
+            plus_months(rfc("2026-05-15T00:00:00Z"), 24),
+            rfc("2028-05-15T00:00:00Z")
+        );
+        assert_eq!(
+            plus_months(rfc("2026-05-15T00:00:00Z"), -5),
+            rfc("2025-12-15T00:00:00Z")
+        );
         for days in [-800_000, -1, 0, 59, 365, 20_000, 2_900_000] {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);

@@ -95,12 +95,17 @@ fn bracket_path(name: &str) -> Option<Vec<String>> {
 }
 
 /// Puts `value` at `path` in `root`; `false` when something else is already in the way.
-fn place(root: &mut serde_json::Map<String, serde_json::Value>, path: &[String], value: &str) -> bool {
+fn place(
+    root: &mut serde_json::Map<String, serde_json::Value>,
+    path: &[String],
+    value: &str,
+) -> bool {
     use serde_json::Value;
     let (last, parents) = path.split_last().expect("a path has a head");
     let mut node = root;
     for (i, key) in parents.iter().enumerate() {
-        let is_array_parent = path.get(i + 1).is_some_and(String::is_empty) && i + 1 == parents.len();
+        let is_array_parent =
+            path.get(i + 1).is_some_and(String::is_empty) && i + 1 == parents.len();
         let entry = node.entry(key.clone()).or_insert_with(|| {
             if is_array_parent {
                 Value::Array(Vec::new())

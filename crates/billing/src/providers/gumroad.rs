@@ -177,7 +177,9 @@ impl Provider for Gumroad {
                 _ => true,
             };
             if !confirmed {
-                return Err(unconfirmed(&format!("the record does not show the {resource}")));
+                return Err(unconfirmed(&format!(
+                    "the record does not show the {resource}"
+                )));
             }
             // The size of a refund as Gumroad's record has it.
             if resource == "refund" {
@@ -213,7 +215,9 @@ fn parse_ping(ping: &Value) -> Result<BillingEvent, BillingError> {
     let resource = str_at(ping, "/resource_name").unwrap_or_else(|| "sale".into());
     match resource.as_str() {
         "sale" | "refund" | "dispute" | "dispute_won" => sale_ping(ping, &resource),
-        "cancellation" | "subscription_updated" | "subscription_ended"
+        "cancellation"
+        | "subscription_updated"
+        | "subscription_ended"
         | "subscription_restarted" => subscription_ping(ping, &resource),
         _ => {
             // Stored and answered, nothing applied; the id still ignores `retry_count`.

@@ -93,7 +93,8 @@ pub fn verify_sha256(
 pub fn public_key(text: &str) -> Result<RsaPublicKey, String> {
     let text = text.trim().replace("\r\n", "\n");
     if text.contains("-----BEGIN RSA PUBLIC KEY-----") {
-        return RsaPublicKey::from_pkcs1_pem(&text).map_err(|e| format!("not a PKCS#1 RSA key: {e}"));
+        return RsaPublicKey::from_pkcs1_pem(&text)
+            .map_err(|e| format!("not a PKCS#1 RSA key: {e}"));
     }
     if text.contains("-----BEGIN PUBLIC KEY-----") {
         return RsaPublicKey::from_public_key_pem(&text)
@@ -184,7 +185,11 @@ mod tests {
 
     #[test]
     fn public_keys_read_as_dashboards_show_them() {
-        for bad in ["", "not a key", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"] {
+        for bad in [
+            "",
+            "not a key",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----",
+        ] {
             assert!(public_key(bad).is_err(), "{bad}");
         }
         assert!(verify_sha1(&[], b"m", "AAAA").is_err());

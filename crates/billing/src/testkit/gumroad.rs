@@ -29,37 +29,39 @@ const ONE_TIME_SALE: &str = "Kd81mWq0tYbP3cXe5Zr7Lg==";
 const LICENSE_KEY: &str = "85DB562A-C11D4B06-A2335A6B-8C079166";
 const ONE_TIME_KEY: &str = "1A2B3C4D-5E6F7A8B-9C0D1E2F-3A4B5C6D";
 
-/// The pairs Gumroad's worker posts for a nested payload: `a[b]=`, `a[]=`, booleans as
-/// `true`/`false`, `null` as an empty value; brackets inside a name escaped as `%5B`/`%5D`.
-pub fn form_pairs(payload: &Value) -> Vec<(String, String)> {
-    fn escape(name: &str) -> String {
-        name.replace('[', "%5B").replace(']', "%5D")
-    }
-    fn walk(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
-        match value {
-            Value::Object(map) => {
-                for (k, v) in map {
-                    let name = if prefix.is_empty() {
-                        escape(k)
-                    } else {
-                        format!("{prefix}[{}]", escape(k))
-                    };
-                    walk(&name, v, out);
-                }
-            }
-            Value::Array(items) => {
-                for item in items {
-                    walk(&format!("{prefix}[]"), item, out);
-                }
-            }
-            Value::String(s) => out.push((prefix.to_string(), s.clone())),
-            Value::Null => out.push((prefix.to_string(), String::new())),
-            other => out.push((prefix.to_string(), other.to_string())),
+impl GumroadKit {
+    /// The pairs Gumroad's worker posts for a nested payload: `a[b]=`, `a[]=`, booleans as
+    /// `true`/`false`, `null` as an empty value; brackets inside a name escaped as `%5B`/`%5D`.
+    pub fn form_pairs(payload: &Value) -> Vec<(String, String)> {
+        fn escape(name: &str) -> String {
+            name.replace('[', "%5B").replace(']', "%5D")
         }
+        fn walk(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
+            match value {
+                Value::Object(map) => {
+                    for (k, v) in map {
+                        let name = if prefix.is_empty() {
+                            escape(k)
+                        } else {
+                            format!("{prefix}[{}]", escape(k))
+                        };
+                        walk(&name, v, out);
+                    }
+                }
+                Value::Array(items) => {
+                    for item in items {
+                        walk(&format!("{prefix}[]"), item, out);
+                    }
+                }
+                Value::String(s) => out.push((prefix.to_string(), s.clone())),
+                Value::Null => out.push((prefix.to_string(), String::new())),
+                other => out.push((prefix.to_string(), other.to_string())),
+            }
+        }
+        let mut out = Vec::new();
+        walk("", payload, &mut out);
+        out
     }
-    let mut out = Vec::new();
-    walk("", payload, &mut out);
-    out
 }
 
 impl Kit for GumroadKit {
@@ -80,14 +82,19 @@ impl Kit for GumroadKit {
         Ok(Vec::new())
     }
 
-    fn deliver(&self, secrets: &Secrets, body: &Value, _now: Timestamp) -> Result<Delivery, String> {
+    fn deliver(
+        &self,
+        secrets: &Secrets,
+        body: &Value,
+        _now: Timestamp,
+    ) -> Result<Delivery, String> {
         let token = first_secret(secrets)?;
         Ok(Delivery {
             headers: vec![(
                 "content-type".into(),
                 "application/x-www-form-urlencoded".into(),
             )],
-            body: super::form_encode(&form_pairs(body)).into_bytes(),
+            body: super::form_encode(&GumroadKit::form_pairs(body)).into_bytes(),
             query: super::form_encode(&[("token".into(), token.into())]),
         })
     }
@@ -126,7 +133,10 @@ impl Kit for GumroadKit {
         let path = request.path_and_query.split('?').next().unwrap_or("");
         let answer = match path.strip_prefix("/v2/sales/") {
             Some(id) => api_sale(stage, &percent_decoded(id))?,
-            None => api_subscriber(stage, &percent_decoded(path.strip_prefix("/v2/subscribers/")?))?,
+            None => api_subscriber(
+                stage,
+                &percent_decoded(path.strip_prefix("/v2/subscribers/")?),
+            )?,
         };
         Some((200, answer))
     }

@@ -3,9 +3,7 @@
 //! public key (generated for the tests, in the PEM format Paddle's dashboard shows). Steps are
 //! JSON objects of the alert's fields; [`PaddleClassicKit::form`] signs and encodes them.
 
-use super::{
-    Delivery, Ids, Kit, MONTH, OrderSteps, Settings, SignedHeaders, Steps, first_secret,
-};
+use super::{Delivery, Ids, Kit, MONTH, OrderSteps, Settings, SignedHeaders, Steps, first_secret};
 use crate::decode::civil;
 use crate::providers::paddle_classic::SCHEME;
 use crate::scheme::rsa_signature;
@@ -16,7 +14,8 @@ pub struct PaddleClassicKit;
 
 /// The kit's key pair (`tests/fixtures/paddle_classic/test_key*.pem`, 2048-bit to keep debug
 /// builds quick; the tests also verify a 4096-bit key as Paddle issues them).
-pub const PUBLIC_KEY_PEM: &str = include_str!("../../tests/fixtures/paddle_classic/test_key.pub.pem");
+pub const PUBLIC_KEY_PEM: &str =
+    include_str!("../../tests/fixtures/paddle_classic/test_key.pub.pem");
 const PRIVATE_KEY_PEM: &str = include_str!("../../tests/fixtures/paddle_classic/test_key.pem");
 
 const PLAN: &str = "652810";
@@ -31,9 +30,11 @@ impl PaddleClassicKit {
         let key = first_secret(secrets)?;
         let ours = rsa_signature::public_key(PUBLIC_KEY_PEM).map_err(|e| e.to_string())?;
         if rsa_signature::public_key(key).ok() != Some(ours) {
-            return Err("simulate paddle_classic signs with the testkit's key: configure its \
+            return Err(
+                "simulate paddle_classic signs with the testkit's key: configure its \
                         public key (tests/fixtures/paddle_classic/test_key.pub.pem)"
-                .into());
+                    .into(),
+            );
         }
         let mut pairs = pairs(fields)?;
         pairs.retain(|(name, _)| name != SCHEME.field);
@@ -46,7 +47,9 @@ impl PaddleClassicKit {
 /// A JSON object's fields as form pairs (numbers and booleans as PHP casts them: `1`, `true`
 /// as `1`, `false` as empty).
 pub(crate) fn pairs(fields: &Value) -> Result<Vec<(String, String)>, String> {
-    let object = fields.as_object().ok_or("the fields are not a JSON object")?;
+    let object = fields
+        .as_object()
+        .ok_or("the fields are not a JSON object")?;
     Ok(object
         .iter()
         .map(|(name, value)| {
@@ -79,7 +82,12 @@ impl Kit for PaddleClassicKit {
         Ok(Vec::new())
     }
 
-    fn deliver(&self, secrets: &Secrets, body: &Value, _now: Timestamp) -> Result<Delivery, String> {
+    fn deliver(
+        &self,
+        secrets: &Secrets,
+        body: &Value,
+        _now: Timestamp,
+    ) -> Result<Delivery, String> {
         Ok(Delivery {
             headers: vec![(
                 "content-type".into(),
