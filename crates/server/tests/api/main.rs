@@ -13,6 +13,7 @@ mod lifecycle;
 mod ops;
 mod outbound;
 mod platform_api;
+mod pings;
 mod platforms;
 mod poison;
 mod resources;
