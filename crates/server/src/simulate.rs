@@ -285,6 +285,7 @@ fn scenario_bodies(
                 .unwrap_or_default();
             let mut unique: Vec<&str> = vec![ids.subscription, ids.customer];
             unique.extend(order_id.as_deref());
+            unique.extend(kit.unique_ids());
             unique.extend(event_ids.iter().map(String::as_str));
             let mut body = body.clone();
             rewrite(&mut body, ids.mapping, external_id, &unique, run_tag);

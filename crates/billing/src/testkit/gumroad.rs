@@ -119,6 +119,16 @@ impl Kit for GumroadKit {
         charge(start, periods)
     }
 
+    fn unique_ids(&self) -> Vec<&'static str> {
+        vec![
+            FIRST_SALE,
+            RENEWAL_SALE,
+            ONE_TIME_SALE,
+            LICENSE_KEY,
+            ONE_TIME_KEY,
+        ]
+    }
+
     fn api_credentials(&self) -> Option<Value> {
         Some(json!({"access_token": ACCESS_TOKEN}))
     }

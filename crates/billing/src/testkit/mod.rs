@@ -201,6 +201,13 @@ pub trait Kit: Sync {
         None
     }
 
+    /// Platform ids in the steps, besides [`ids`](Kit::ids) and the event ids, that
+    /// `keygate simulate` makes unique per run (Gumroad: the sale ids its synthetic event ids
+    /// are built from), so a second run is not a duplicate of the first.
+    fn unique_ids(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
     /// When the license of a subscription that [`steps`](Kit::steps) starts at `start` expires
     /// after `periods` paid periods, as the platform dates them: `start + periods × MONTH`,
     /// unless the platform names days (Paddle Classic: the end of that UTC day) or counts

@@ -18,8 +18,7 @@ mod replay_storm {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres() {
-        let app =
-            crate::harness::TestApp::postgres_with(|c| c.outbound_allow_private = true).await;
+        let app = crate::harness::TestApp::postgres_with(|c| c.outbound_allow_private = true).await;
         super::replay_storm(&app).await;
         app.finish().await;
     }
@@ -35,8 +34,7 @@ mod gumroad_keys_tokens_and_confirmation {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres() {
-        let app =
-            crate::harness::TestApp::postgres_with(|c| c.outbound_allow_private = true).await;
+        let app = crate::harness::TestApp::postgres_with(|c| c.outbound_allow_private = true).await;
         super::gumroad_keys_tokens_and_confirmation(&app).await;
         app.finish().await;
     }
@@ -110,7 +108,11 @@ async fn replay_storm(app: &TestApp) {
             let r = deliver(app, &in_order.path, kit, body).await;
             assert_eq!(r.status, 200, "{name}: {}", r.body);
             assert!(
-                r.body["events"].as_array().unwrap().iter().all(|e| e["status"] == "applied"),
+                r.body["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|e| e["status"] == "applied"),
                 "{name}: {}",
                 r.body
             );
@@ -133,9 +135,18 @@ async fn replay_storm(app: &TestApp) {
         assert_eq!(expected["code"], "VALID", "{name}: {expected}");
         assert_eq!(expected["max_activations"], 5, "{name}: {expected}");
         let ends = Timestamp::parse_rfc3339(expected["expires_at"].as_str().unwrap()).unwrap();
-        assert_eq!(ends.millis() / 1000, steps.cancel_ends_at, "{name}: {expected}");
+        assert_eq!(
+            ends.millis() / 1000,
+            steps.cancel_ends_at,
+            "{name}: {expected}"
+        );
         let failed = app.get("/v1/events?status=failed", &storm.api).await;
-        assert_eq!(failed.body["data"].as_array().unwrap().len(), 0, "{name}: {}", failed.body);
+        assert_eq!(
+            failed.body["data"].as_array().unwrap().len(),
+            0,
+            "{name}: {}",
+            failed.body
+        );
 
         // The refund, stormed too: revoked in both.
         for setup in [&in_order, &storm] {
@@ -172,7 +183,9 @@ async fn gumroad_keys_tokens_and_confirmation(app: &TestApp) {
 
     // The URL token: absent or wrong is refused before anything is stored.
     let secrets = kit.settings().secrets();
-    let delivery = kit.deliver(&secrets, &order.paid[0], Timestamp::now()).unwrap();
+    let delivery = kit
+        .deliver(&secrets, &order.paid[0], Timestamp::now())
+        .unwrap();
     let headers: Vec<(&str, &str)> = delivery
         .headers
         .iter()
@@ -180,11 +193,20 @@ async fn gumroad_keys_tokens_and_confirmation(app: &TestApp) {
         .collect();
     for (query, code) in [
         ("", "SIGNATURE_MISSING"),
-        ("?token=gumroad-url-token-for-tests-3f9b", "SIGNATURE_INVALID"),
+        (
+            "?token=gumroad-url-token-for-tests-3f9b",
+            "SIGNATURE_INVALID",
+        ),
     ] {
         let target = format!("{}{query}", setup.path);
         let r = app
-            .send_bytes("POST", &target, None, delivery.body.clone().into(), &headers)
+            .send_bytes(
+                "POST",
+                &target,
+                None,
+                delivery.body.clone().into(),
+                &headers,
+            )
             .await;
         assert_eq!((r.status, r.code()), (401, code), "{}", r.body);
     }
@@ -197,13 +219,17 @@ async fn gumroad_keys_tokens_and_confirmation(app: &TestApp) {
     let list = app.get("/v1/licenses", &setup.api).await;
     let license = &list.body["data"][0];
     assert_eq!(license["key"], gumroad_key, "{license}");
-    assert_eq!(license["metadata"]["platform_license_key"], gumroad_key, "{license}");
+    assert_eq!(
+        license["metadata"]["platform_license_key"], gumroad_key,
+        "{license}"
+    );
     assert_eq!(license["max_activations"], 2, "{license}");
     let v = app.validate(json!({"key": gumroad_key})).await;
     assert_eq!(v.body["code"], "VALID", "{}", v.body);
     let seen = setup.stand_in.as_ref().unwrap().seen();
     assert!(
-        seen.iter().any(|s| s.path_and_query.starts_with("/v2/sales/")),
+        seen.iter()
+            .any(|s| s.path_and_query.starts_with("/v2/sales/")),
         "the sale was confirmed through the API: {seen:?}"
     );
 
@@ -236,7 +262,10 @@ async fn gumroad_keys_tokens_and_confirmation(app: &TestApp) {
     let list = app.get("/v1/licenses", &api).await;
     let license = &list.body["data"][0];
     assert_ne!(license["key"], gumroad_key, "{license}");
-    assert_eq!(license["metadata"]["platform_license_key"], gumroad_key, "{license}");
+    assert_eq!(
+        license["metadata"]["platform_license_key"], gumroad_key,
+        "{license}"
+    );
     let r = deliver(app, &path, kit, &order.refunded[0]).await;
     assert_eq!(r.body["events"][0]["status"], "applied", "{}", r.body);
     let v = app.validate(json!({"key": license["key"]})).await;
@@ -262,11 +291,28 @@ async fn paddle_classic_signature_over_http(app: &TestApp) {
     let tampered = text.replace("quantity=1", "quantity=9");
     assert_ne!(tampered, text);
     let r = app
-        .send_bytes("POST", &setup.path, None, tampered.into_bytes().into(), &headers)
+        .send_bytes(
+            "POST",
+            &setup.path,
+            None,
+            tampered.into_bytes().into(),
+            &headers,
+        )
         .await;
-    assert_eq!((r.status, r.code()), (401, "SIGNATURE_INVALID"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (401, "SIGNATURE_INVALID"),
+        "{}",
+        r.body
+    );
     let r = app
-        .send_bytes("POST", &setup.path, None, delivery.body.clone().into(), &headers)
+        .send_bytes(
+            "POST",
+            &setup.path,
+            None,
+            delivery.body.clone().into(),
+            &headers,
+        )
         .await;
     assert_eq!(r.body["events"][0]["status"], "applied", "{}", r.body);
     // The same alert replayed (no timestamp is signed): a duplicate of its alert_id.
@@ -278,6 +324,88 @@ async fn paddle_classic_signature_over_http(app: &TestApp) {
     let license = &list.body["data"][0];
     // Paid through the end of `next_bill_date` (UTC).
     let expires = Timestamp::parse_rfc3339(license["expires_at"].as_str().unwrap()).unwrap();
-    assert_eq!(expires.millis() / 1000, kit.expires_after(now, 1), "{license}");
-    assert_eq!(expires.millis() % 86_400_000, 0, "a day boundary: {license}");
+    assert_eq!(
+        expires.millis() / 1000,
+        kit.expires_after(now, 1),
+        "{license}"
+    );
+    assert_eq!(
+        expires.millis() % 86_400_000,
+        0,
+        "a day boundary: {license}"
+    );
+}
+
+crate::on_both_engines!(simulate_gumroad_and_paddle_classic);
+
+fn simulate(args: &[&str], database_url: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .arg("simulate")
+        .args(args)
+        .args(["--database-url", database_url])
+        .env_remove("KEYGATE_MASTER_KEY")
+        .output()
+        .unwrap()
+}
+
+/// `keygate simulate` for both platforms, twice each: every run is its own subscription (the
+/// second is not a duplicate of the first), with the vendor's own product id.
+async fn simulate_gumroad_and_paddle_classic(app: &TestApp) {
+    for (name, external_id) in [
+        ("gumroad", "vendorProduct0001=="),
+        ("paddle_classic", "777001"),
+    ] {
+        let kit = testkit::kit(provider(name));
+        let api = app.account("Shop").await;
+        let policy = app.policy(&api, subscription_policy()).await;
+        // No `api_credentials`: Gumroad's real API knows nothing of simulated sales.
+        let integration = app
+            .post(
+                "/v1/integrations",
+                &api,
+                json!({"provider": name, "secrets": kit.settings().secrets,
+                       "mappings": [{"external_id": external_id, "policy_id": policy}]}),
+            )
+            .await;
+        assert_eq!(integration.status, 201, "{}", integration.body);
+        let id = integration.body["id"].as_str().unwrap();
+        let url = app.server.url("");
+        for run in 1..=2 {
+            let out = simulate(
+                &[
+                    name,
+                    "--integration",
+                    id,
+                    "--url",
+                    &url,
+                    "--scenario",
+                    "renewal",
+                ],
+                &app.database_url,
+            );
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{name} run {run}: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(stdout.contains("renewed    200"), "{name}: {stdout}");
+            assert!(
+                stdout.contains(" active expires "),
+                "{name} run {run}: {stdout}"
+            );
+        }
+        let list = app.get("/v1/licenses", &api).await;
+        let licenses = list.body["data"].as_array().unwrap();
+        assert_eq!(
+            licenses.len(),
+            2,
+            "{name}: one license per run: {}",
+            list.body
+        );
+        for license in licenses {
+            let v = app.validate(json!({"key": license["key"]})).await;
+            assert_eq!(v.body["code"], "VALID", "{name}: {license}");
+        }
+    }
 }
