@@ -196,6 +196,10 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
         }
         "return.created" => {
             out.kind = Kind::Refunded;
+            // A return not yet completed is a refund asked for, not done.
+            if data.get("completed").and_then(Value::as_bool) == Some(false) {
+                out.reversal = Some(keygate_domain::billing::Reversal::RefundInitiated);
+            }
             out.customer = customer(data);
             let original = at(data, "/original");
             let order = original

@@ -230,6 +230,13 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
         }
         "CUSTOMER.DISPUTE.CREATED" => {
             out.kind = Kind::Chargeback;
+            // An inquiry moves no money; a chargeback (or a claim PayPal escalated) does.
+            out.reversal = Some(
+                match str_at(resource, "/dispute_life_cycle_stage").as_deref() {
+                    Some("INQUIRY") => keygate_domain::billing::Reversal::DisputeInquiry,
+                    _ => keygate_domain::billing::Reversal::Chargeback,
+                },
+            );
             let disputed = array(resource, "/disputed_transactions");
             out.order = order(
                 disputed
