@@ -4,7 +4,7 @@
 //! signature through HTTP.
 use crate::harness::TestApp;
 use crate::platforms::{deliver, kit_integration};
-use keygate_billing::testkit::{self, Kit, Stage};
+use keygate_billing::testkit::{self, Stage};
 use keygate_billing::{Provider, Timestamp};
 use serde_json::{Value, json};
 
