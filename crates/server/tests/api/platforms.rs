@@ -17,10 +17,26 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-on_both_engines!(
-    simulate_plays_a_scenario_against_the_server,
-    simulate_renewal_and_refund_on_every_platform
-);
+on_both_engines!(simulate_plays_a_scenario_against_the_server);
+
+/// Kits with an API stand-in (Gumroad) need loopback API base URLs.
+mod simulate_renewal_and_refund_on_every_platform {
+    use crate::harness::TestApp;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let app = TestApp::sqlite_with(|c| c.outbound_allow_private = true).await;
+        super::simulate_renewal_and_refund_on_every_platform(&app).await;
+        app.finish().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let app = TestApp::postgres_with(|c| c.outbound_allow_private = true).await;
+        super::simulate_renewal_and_refund_on_every_platform(&app).await;
+        app.finish().await;
+    }
+}
 
 /// Platforms whose events are completed from their API talk to a local stand-in, so private
 /// addresses are allowed here.
@@ -470,7 +486,7 @@ async fn simulate_scenarios(app: &TestApp, provider: &'static dyn Provider) {
             continue;
         }
         let policy = if scenario == "order" {
-            json!({"expiry": "perpetual", "max_activations": 1, "seats_from_quantity": true})
+            json!({"expiry": "fixed", "max_activations": 1, "seats_from_quantity": true})
         } else {
             json!({"expiry": "subscription", "max_activations": 1, "seats_from_quantity": true})
         };
