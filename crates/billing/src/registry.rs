@@ -4,7 +4,8 @@
 
 use crate::Provider;
 use crate::providers::{
-    chargebee, fastspring, generic, gumroad, lemonsqueezy, paddle, paddle_classic, paypal, stripe,
+    chargebee, fastspring, generic, gumroad, lemonsqueezy, paddle, paddle_classic, paypal,
+    prestashop, stripe,
 };
 
 /// Every platform Keygate speaks, in the order the docs list them.
@@ -15,6 +16,7 @@ pub static PROVIDERS: &[&dyn Provider] = &[
     &chargebee::Chargebee,
     &fastspring::FastSpring,
     &lemonsqueezy::LemonSqueezy,
+    &prestashop::PrestaShop,
     &gumroad::Gumroad,
     &paddle_classic::PaddleClassic,
     &generic::Generic,

@@ -237,6 +237,8 @@ fn items(subscription: &Value) -> Vec<BillingItem> {
                 external_id: str_at(item, "/item_price_id")?,
                 product_external_id: str_at(item, "/item_id"),
                 quantity: int_at(item, "/quantity").unwrap_or(1),
+                line_id: None,
+                fallback_ids: Vec::new(),
             })
         })
         .collect();
@@ -248,6 +250,8 @@ fn items(subscription: &Value) -> Vec<BillingItem> {
             external_id: plan_id,
             product_external_id: None,
             quantity: int_at(subscription, "/plan_quantity").unwrap_or(1),
+            line_id: None,
+            fallback_ids: Vec::new(),
         })
         .into_iter()
         .collect()

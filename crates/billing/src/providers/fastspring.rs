@@ -267,6 +267,8 @@ fn product_item(item: &Value) -> Option<BillingItem> {
         external_id: product,
         product_external_id: str_at(item, "/sku"),
         quantity: int_at(item, "/quantity").unwrap_or(1),
+        line_id: None,
+        fallback_ids: Vec::new(),
     })
 }
 

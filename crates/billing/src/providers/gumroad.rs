@@ -253,6 +253,8 @@ fn sale_ping(ping: &Value, resource: &str) -> Result<BillingEvent, BillingError>
     let item = str_at(ping, "/product_id").map(|product| BillingItem {
         external_id: product,
         product_external_id: None,
+        line_id: None,
+        fallback_ids: Vec::new(),
         quantity: int_at(ping, "/quantity").unwrap_or(1).max(1),
     });
     let subscription_id = str_at(ping, "/subscription_id");
@@ -333,6 +335,8 @@ fn subscription_ping(ping: &Value, resource: &str) -> Result<BillingEvent, Billi
                 .map(|product| BillingItem {
                     external_id: product,
                     product_external_id: None,
+                    line_id: None,
+                    fallback_ids: Vec::new(),
                     quantity: quantity.unwrap_or(1).max(1),
                 })
                 .into_iter()

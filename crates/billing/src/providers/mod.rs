@@ -9,4 +9,5 @@ pub mod lemonsqueezy;
 pub mod paddle;
 pub mod paddle_classic;
 pub mod paypal;
+pub mod prestashop;
 pub mod stripe;

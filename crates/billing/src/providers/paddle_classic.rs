@@ -201,6 +201,8 @@ fn parse_alert(form: &Form) -> Result<BillingEvent, BillingError> {
                     .map(|id| BillingItem {
                         external_id: id.to_string(),
                         product_external_id: None,
+                        line_id: None,
+                        fallback_ids: Vec::new(),
                         quantity: quantity(form, "quantity"),
                     })
                     .into_iter()
@@ -234,6 +236,8 @@ fn subscription(form: &Form, partial: bool) -> Option<SubscriptionSnapshot> {
         .map(|plan| BillingItem {
             external_id: plan.to_string(),
             product_external_id: None,
+            line_id: None,
+            fallback_ids: Vec::new(),
             quantity: quantity(form, "new_quantity").max(quantity(form, "quantity")),
         })
         .into_iter()

@@ -316,6 +316,8 @@ fn subscription(resource: &Value) -> Result<SubscriptionSnapshot, BillingError> 
             external_id: plan_id,
             product_external_id: None,
             quantity: int_at(resource, "/quantity").unwrap_or(1),
+            line_id: None,
+            fallback_ids: Vec::new(),
         })
         .into_iter()
         .collect();

@@ -20,6 +20,7 @@ mod lemonsqueezy;
 mod paddle;
 mod paddle_classic;
 mod paypal;
+pub mod prestashop;
 mod stripe;
 
 pub use chargebee::ChargebeeKit;
@@ -30,6 +31,7 @@ pub use lemonsqueezy::LemonSqueezyKit;
 pub use paddle::PaddleKit;
 pub use paddle_classic::PaddleClassicKit;
 pub use paypal::PayPalKit;
+pub use prestashop::PrestaShopKit;
 pub use stripe::StripeKit;
 
 /// One billing period in the lifecycles.
