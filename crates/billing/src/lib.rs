@@ -17,6 +17,7 @@ mod crypto;
 pub mod decode;
 mod error;
 mod headers;
+pub mod keygen;
 pub mod providers;
 pub mod registry;
 mod request;
@@ -63,6 +64,24 @@ pub trait Provider: Sync {
     /// Turns a (verified) webhook into zero or more normalized events. Event types Keygate
     /// does not act on come back as [`BillingEventKind::Ignored`].
     fn parse(&self, request: &Request) -> Result<Vec<BillingEvent>, BillingError>;
+
+    /// [`parse`](Provider::parse) with the integration's settings, for a platform whose
+    /// payload only reads through its options (Salesforce: which sObject field holds what).
+    /// The webhook endpoint calls this one; by default it is `parse`.
+    fn parse_configured(
+        &self,
+        request: &Request,
+        _secrets: &Secrets,
+        _now: Timestamp,
+    ) -> Result<Vec<BillingEvent>, BillingError> {
+        self.parse(request)
+    }
+
+    /// Remote key generation during the shop's checkout (see [`keygen`]): `None` for the
+    /// platforms that only send webhooks.
+    fn keygen(&self) -> Option<&'static dyn keygen::KeyGenerator> {
+        None
+    }
 
     /// The answer to a delivery once its events are stored: Keygate's JSON receipt unless the
     /// platform reads something else.
@@ -130,5 +149,5 @@ pub fn receive_request(
     now: Timestamp,
 ) -> Result<Vec<BillingEvent>, BillingError> {
     provider.verify(request, secrets, now)?;
-    provider.parse(request)
+    provider.parse_configured(request, secrets, now)
 }

@@ -3,7 +3,9 @@
 //! one line here (plus its module, testkit part, fixtures, tests and docs page).
 
 use crate::Provider;
-use crate::providers::{chargebee, fastspring, generic, lemonsqueezy, paddle, paypal, stripe};
+use crate::providers::{
+    chargebee, fastspring, generic, lemonsqueezy, mycommerce, paddle, paypal, salesforce, stripe,
+};
 
 /// Every platform Keygate speaks, in the order the docs list them.
 pub static PROVIDERS: &[&dyn Provider] = &[
@@ -13,6 +15,8 @@ pub static PROVIDERS: &[&dyn Provider] = &[
     &chargebee::Chargebee,
     &fastspring::FastSpring,
     &lemonsqueezy::LemonSqueezy,
+    &salesforce::Salesforce,
+    &mycommerce::MyCommerce,
     &generic::Generic,
 ];
 

@@ -944,8 +944,10 @@ pub struct OrderState {
 pub fn apply_order_event(state: Option<&OrderState>, event: &BillingEvent) -> Option<OrderState> {
     use BillingEventKind as K;
     let order = event.order.as_ref()?;
+    // The stored order may be known by another of the ids the event gives it (its aliases).
+    let same = |s: &OrderState| event.order_ids().any(|id| id == s.external_id);
     if !matches!(event.kind, K::OrderPaid | K::Refunded | K::Chargeback)
-        || state.is_some_and(|s| s.external_id != order.external_id)
+        || state.is_some_and(|s| !same(s))
     {
         return None;
     }

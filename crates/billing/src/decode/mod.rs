@@ -3,3 +3,4 @@
 
 pub mod form;
 pub(crate) mod json;
+pub mod outbound_message;

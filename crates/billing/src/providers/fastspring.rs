@@ -44,7 +44,19 @@ impl Provider for FastSpring {
     }
 
     fn check_config(&self, secrets: &Secrets, now: Timestamp) -> Result<(), ConfigError> {
-        crate::config::require_secret(secrets, now)
+        crate::config::require_secret(secrets, now)?;
+        if secrets.options.get("license_generator").is_some() {
+            crate::keygen::KeyGenerator::layout(
+                &crate::providers::fastspring_keygen::FastSpringKeygen,
+                secrets,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The remote license generator (`options.license_generator`).
+    fn keygen(&self) -> Option<&'static dyn crate::keygen::KeyGenerator> {
+        Some(&crate::providers::fastspring_keygen::FastSpringKeygen)
     }
 
     /// A batch where some event failed: 202 with the ids of the events processed, one per
@@ -124,6 +136,7 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
                 .filter_map(product_item)
                 .collect();
             out.order = order_id(data).map(|external_id| OrderRef { external_id, lines });
+            out.order_aliases = order_reference(data).into_iter().collect();
         }
         "subscription.activated"
         | "subscription.updated"
@@ -208,6 +221,11 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
                     .filter_map(product_item)
                     .collect(),
             });
+            // The remote license generator knows the order by its reference only.
+            out.order_aliases = original
+                .and_then(|o| str_at(o, "/reference"))
+                .into_iter()
+                .collect();
             out.subscription = array(data, "/items")
                 .iter()
                 .find_map(|item| id_at(item, "/subscription"))
@@ -220,6 +238,7 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
                 external_id,
                 lines: Vec::new(),
             });
+            out.order_aliases = order_reference(data).into_iter().collect();
         }
         _ => {}
     }
@@ -231,6 +250,11 @@ fn order_id(data: &Value) -> Option<String> {
     at(data, "/order")
         .and_then(id_or_order)
         .or_else(|| str_at(data, "/id"))
+}
+
+/// The order's `reference` (`FUR...`), the id the remote license generator was called with.
+fn order_reference(data: &Value) -> Option<String> {
+    str_at(data, "/order/reference").or_else(|| str_at(data, "/reference"))
 }
 
 fn id_or_order(value: &Value) -> Option<String> {

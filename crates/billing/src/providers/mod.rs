@@ -3,8 +3,11 @@
 
 pub mod chargebee;
 pub mod fastspring;
+pub mod fastspring_keygen;
 pub mod generic;
 pub mod lemonsqueezy;
+pub mod mycommerce;
 pub mod paddle;
 pub mod paypal;
+pub mod salesforce;
 pub mod stripe;

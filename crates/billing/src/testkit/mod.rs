@@ -16,16 +16,20 @@ mod chargebee;
 mod fastspring;
 mod generic;
 mod lemonsqueezy;
+pub mod mycommerce;
 mod paddle;
 mod paypal;
+pub mod salesforce;
 mod stripe;
 
 pub use chargebee::ChargebeeKit;
 pub use fastspring::FastSpringKit;
 pub use generic::GenericKit;
 pub use lemonsqueezy::LemonSqueezyKit;
+pub use mycommerce::MyCommerceKit;
 pub use paddle::PaddleKit;
 pub use paypal::PayPalKit;
+pub use salesforce::SalesforceKit;
 pub use stripe::StripeKit;
 
 /// One billing period in the lifecycles.
@@ -119,6 +123,38 @@ pub(crate) fn unix_seconds(now: Timestamp) -> i64 {
 /// A stable id for a body (the same delivery retried keeps its id, as platforms do).
 pub(crate) fn body_id(body: &[u8]) -> String {
     hex::encode(&Sha256::digest(body)[..12])
+}
+
+/// `[[name, value], ...]` (or `{name: value}`) form-encoded, in order.
+pub fn form_encode(pairs: &Value) -> String {
+    fn enc(text: &str) -> String {
+        let mut out = String::new();
+        for b in text.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                    out.push(b as char)
+                }
+                b' ' => out.push('+'),
+                _ => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+        out
+    }
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let pairs: Vec<(String, String)> = match pairs {
+        Value::Array(items) => items.iter().map(|p| (text(&p[0]), text(&p[1]))).collect(),
+        Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+        _ => Vec::new(),
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 pub(crate) fn first_secret(secrets: &Secrets) -> Result<&str, String> {

@@ -477,11 +477,21 @@ pub(crate) async fn apply_to_order(
         "SELECT id, customer_id, state FROM orders WHERE integration_id = $1 \
          AND external_id = $2{FOR_UPDATE}"
     );
-    let row = sqlx::query(&sql)
-        .bind(&integration.id)
-        .bind(external_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    // The order under its id, else under another id the platform gives it (FastSpring's
+    // `reference`, the one its remote license generator was called with).
+    let mut row = None;
+    for candidate in
+        std::iter::once(external_id).chain(event.order_aliases.iter().map(String::as_str))
+    {
+        row = sqlx::query(&sql)
+            .bind(&integration.id)
+            .bind(candidate)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if row.is_some() {
+            break;
+        }
+    }
     let at = now();
     let (order_id, stored_customer, state) = match &row {
         Some(r) => (
