@@ -64,6 +64,7 @@ error_codes! {
         RouteNotFound = "ROUTE_NOT_FOUND",
         UnknownAction = "UNKNOWN_ACTION",
         IntegrationNotFound = "INTEGRATION_NOT_FOUND",
+        KeygenNotConfigured = "KEYGEN_NOT_CONFIGURED",
     ],
     405 => [
         MethodNotAllowed = "METHOD_NOT_ALLOWED",
@@ -112,6 +113,7 @@ error_codes! {
         OptionNotConfigured = "OPTION_NOT_CONFIGURED",
         OptionInvalid = "OPTION_INVALID",
         UnknownApiCredential = "UNKNOWN_API_CREDENTIAL",
+        NoMapping = "NO_MAPPING",
     ],
     429 => [
         RateLimited = "RATE_LIMITED",

@@ -373,6 +373,7 @@ pub fn schemas() -> Map<String, Value> {
             &["id", "provider", "webhook_url", "mappings", "options"],
             json!({"id": string(), "provider": string(), "name": string(),
             "webhook_url": {"type": "string", "description": "configure this URL on the platform"},
+            "keygen_url": {"type": "string", "description": "platforms with remote key generation (MyCommerce, FastSpring): the key generator URL to give the shop"},
             "mappings": {"type": "array", "items": r("Mapping")}, "options": integration_options, "secrets_count": int(),
             "api_credentials": {"type": "array", "items": string(), "description": "the names of the API credentials set (values never shown)"},
             "created_at": time(), "updated_at": time()}),
@@ -650,6 +651,11 @@ fn raw_request_body(route: &Route) -> Option<Value> {
             "description": "the platform's payload exactly as sent (verified on these bytes by the platform's scheme)",
             "content": {"application/json": {"schema": {}}}
         })),
+        ("POST", "/v1/keygen/{provider}/{integration_id}") => Some(json!({
+            "required": false,
+            "description": "the shop's key generator call exactly as sent (MyCommerce: the Key Generator SDK's fields; FastSpring: the remote license generator's parameters with security_request_hash)",
+            "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object", "additionalProperties": {"type": "string"}}}}
+        })),
         ("POST", "/v1/licenses/{id}/actions/{action}") => Some(json!({
             "required": false,
             "description": "only `extend` reads it: {\"seconds\": N}",
@@ -676,8 +682,10 @@ fn successes(route: &Route) -> Vec<(u16, Value)> {
     let (status, schema) = route.response;
     let main = match (route.path, schema) {
         (_, Some(s)) => json_answer("success", s),
-        ("/v1/licenses/file" | "/metrics", None) => json!({"description": "success",
-            "content": {"text/plain": {"schema": {"type": "string"}}}}),
+        ("/v1/licenses/file" | "/metrics" | "/v1/keygen/{provider}/{integration_id}", None) => {
+            json!({"description": "success (keygen: the license keys, one per line)",
+            "content": {"text/plain": {"schema": {"type": "string"}}}})
+        }
         ("/openapi.json", None) => json!({"description": "this document",
             "content": {"application/json": {"schema": {"type": "object"}}}}),
         (_, None) => json!({"description": "success"}),
@@ -762,6 +770,10 @@ pub fn error_statuses(route: &Route) -> std::collections::BTreeSet<u16> {
         }
         // Refused signatures (401) and payloads (400) from the platform.
         ("POST", "/v1/webhooks/{provider}/{integration_id}") => {
+            s.extend([400, 401, 404, 413, 422]);
+        }
+        // Refused calls (401), malformed ones (400), not enabled (404), unmapped (422).
+        ("POST", "/v1/keygen/{provider}/{integration_id}") => {
             s.extend([400, 401, 404, 413, 422]);
         }
         _ => {}

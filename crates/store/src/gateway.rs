@@ -272,6 +272,15 @@ pub trait InboxStore: Send + Sync {
     /// Events stored but not applied (e.g. the process died in between), oldest first.
     async fn pending_events(&self, limit: i64) -> Result<Vec<(String, String)>>;
 
+    /// The keys of the licenses issued for `item_external_id` in this integration's order
+    /// `order_external_id` (remote key generation answers them), oldest first.
+    async fn order_license_keys(
+        &self,
+        integration: &Integration,
+        order_external_id: &str,
+        item_external_id: &str,
+    ) -> Result<Vec<String>>;
+
     async fn list_subscriptions(
         &self,
         account_id: &str,

@@ -124,6 +124,9 @@ pub fn webhook_url(state: &AppState, integration: &Integration) -> String {
 fn shown(state: &AppState, integration: &Integration) -> Value {
     let mut v = serde_json::to_value(integration).unwrap_or_default();
     v["webhook_url"] = json!(webhook_url(state, integration));
+    if let Some(url) = super::keygen::keygen_url(state, integration) {
+        v["keygen_url"] = json!(url);
+    }
     v
 }
 
@@ -428,7 +431,7 @@ async fn failures(
     Ok(axum::Json(json!({"data": data, "next_cursor": null})))
 }
 
-fn unknown_integration() -> ApiError {
+pub(crate) fn unknown_integration() -> ApiError {
     ApiError::new(
         ErrorCode::IntegrationNotFound,
         "no integration of this provider has this id",
@@ -436,7 +439,7 @@ fn unknown_integration() -> ApiError {
 }
 
 /// The integration a webhook URL names, with its verification material.
-async fn webhook_integration(
+pub(crate) async fn webhook_integration(
     state: &AppState,
     provider_name: &str,
     integration_id: &str,
@@ -455,7 +458,7 @@ async fn webhook_integration(
     Ok((integration, secrets))
 }
 
-fn platform_headers(headers: &HeaderMap) -> keygate_billing::Headers {
+pub(crate) fn platform_headers(headers: &HeaderMap) -> keygate_billing::Headers {
     let mut platform_headers = keygate_billing::Headers::new();
     for (name, value) in headers {
         if let Ok(v) = value.to_str() {
@@ -465,13 +468,13 @@ fn platform_headers(headers: &HeaderMap) -> keygate_billing::Headers {
     platform_headers
 }
 
-fn answer(ack: keygate_billing::Ack) -> Response {
+pub(crate) fn answer(ack: keygate_billing::Ack) -> Response {
     let status = StatusCode::from_u16(ack.status).unwrap_or(StatusCode::OK);
     (status, [(header::CONTENT_TYPE, ack.content_type)], ack.body).into_response()
 }
 
 /// A refusal: nothing enters the inbox; the attempt goes to the failure log, in memory first.
-async fn refuse(
+pub(crate) async fn refuse(
     state: &AppState,
     integration: &Integration,
     e: keygate_billing::BillingError,

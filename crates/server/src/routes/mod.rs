@@ -10,6 +10,7 @@ pub mod client;
 pub mod customers;
 pub mod endpoints;
 pub mod gateway;
+pub mod keygen;
 pub mod keys;
 pub mod licenses;
 pub mod ops;
@@ -105,7 +106,7 @@ impl Route {
     }
 
     pub fn rate_limit(&self) -> Option<RateLimit> {
-        if self.path.starts_with("/v1/webhooks/") {
+        if self.path.starts_with("/v1/webhooks/") || self.path.starts_with("/v1/keygen/") {
             Some(RateLimit::Integration)
         } else if self.auth == Auth::Public && self.path.starts_with("/v1/") {
             Some(RateLimit::ClientAddress)
@@ -127,6 +128,7 @@ pub fn all() -> Vec<Route> {
     routes.extend(client::routes());
     routes.extend(keys::routes());
     routes.extend(gateway::routes());
+    routes.extend(keygen::routes());
     routes.extend(endpoints::routes());
     routes.extend(audit::routes());
     routes

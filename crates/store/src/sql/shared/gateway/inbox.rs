@@ -286,6 +286,27 @@ impl InboxStore for SqlStore {
             .collect()
     }
 
+    async fn order_license_keys(
+        &self,
+        integration: &Integration,
+        order_external_id: &str,
+        item_external_id: &str,
+    ) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT l.license_key FROM orders o JOIN licenses l \
+             ON l.account_id = o.account_id AND l.order_id = o.id \
+             WHERE o.integration_id = $1 AND o.external_id = $2 AND o.account_id = $3 \
+             AND l.item_external_id = $4 ORDER BY l.id",
+        )
+        .bind(&integration.id)
+        .bind(order_external_id)
+        .bind(&integration.account_id)
+        .bind(item_external_id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("license_key")?)).collect()
+    }
+
     async fn list_subscriptions(
         &self,
         account_id: &str,
