@@ -91,13 +91,41 @@ pub enum ObjectKind {
     Transaction,
 }
 
-/// One GET on the platform's API: `{base}{path}`, with the answer handed back to
-/// [`Provider::complete`](crate::Provider::complete) with this same value.
+/// One request to the platform's API: `GET {base}{path}`, or a POST of a JSON `body` where
+/// the platform's API reads by POST (GraphQL, Authorize.Net's JSON API). The answer is handed
+/// back to [`Provider::complete`](crate::Provider::complete) with this same value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetch {
     pub object: ObjectKind,
     /// Path and query after the base URL, e.g. `/v1/subscriptions/sub_1`.
     pub path: String,
+    /// `Some`: POST this JSON (`content-type: application/json`) instead of a GET.
+    pub body: Option<serde_json::Value>,
+}
+
+impl Fetch {
+    /// `GET {base}{path}`.
+    pub fn get(object: ObjectKind, path: impl Into<String>) -> Self {
+        Fetch {
+            object,
+            path: path.into(),
+            body: None,
+        }
+    }
+
+    /// `POST {base}{path}` with a JSON body.
+    pub fn post(object: ObjectKind, path: impl Into<String>, body: serde_json::Value) -> Self {
+        Fetch {
+            object,
+            path: path.into(),
+            body: Some(body),
+        }
+    }
+
+    /// `GET` or `POST`, for messages.
+    pub fn method(&self) -> &'static str {
+        if self.body.is_some() { "POST" } else { "GET" }
+    }
 }
 
 /// `options.api_base_url`: https only, except loopback over http when private addresses are

@@ -43,6 +43,11 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// The same request with the URL's query string (without `?`).
+    pub fn with_query(self, query: &'a str) -> Self {
+        Request { query, ..self }
+    }
+
     /// A GET (challenge) with its query string.
     pub fn get(headers: &'a Headers, query: &'a str) -> Self {
         Request {

@@ -7,6 +7,7 @@ use crate::app::AppState;
 use crate::outbound::http;
 use crate::signing::{Purpose, Scope};
 use base64::Engine;
+use hyper::body::Bytes;
 use keygate_billing::api::{Auth, Fetch};
 use keygate_billing::{BillingEvent, Provider};
 use keygate_store::gateway::Integration;
@@ -99,7 +100,7 @@ pub async fn complete(
     };
     let mut fetched = Vec::with_capacity(fetches.len());
     for fetch in fetches {
-        let object = get(&base, &fetch, &authorization, allow_private).await?;
+        let object = request(&base, &fetch, &authorization, allow_private).await?;
         fetched.push((fetch, object));
     }
     provider.complete(event, &fetched).map_err(|e| {
@@ -163,7 +164,7 @@ fn authorization(auth: Auth, credentials: &BTreeMap<String, String>) -> Option<(
 }
 
 /// One object: retried with backoff on what may pass (network, 429, 5xx), not on a refusal.
-async fn get(
+async fn request(
     base: &str,
     fetch: &Fetch,
     authorization: &(String, String),
@@ -172,10 +173,18 @@ async fn get(
     let url = format!("{base}{}", fetch.path);
     let target = http::parse_url(&url)
         .map_err(|e| Incomplete::configure("OPTION_INVALID", format!("`{url}`: {e}")))?;
-    let headers = [
+    let mut headers = vec![
         (authorization.0.as_str(), authorization.1.clone()),
         ("accept", "application/json".to_string()),
     ];
+    let (method, body) = match &fetch.body {
+        Some(json) => {
+            headers.push(("content-type", "application/json".to_string()));
+            (hyper::Method::POST, Bytes::from(json.to_string()))
+        }
+        None => (hyper::Method::GET, Bytes::new()),
+    };
+    let verb = fetch.method();
     let mut backoff = FIRST_BACKOFF;
     let mut last = Incomplete::retry("API_FETCH_FAILED", "not tried");
     for attempt in 1..=ATTEMPTS {
@@ -183,10 +192,12 @@ async fn get(
             tokio::time::sleep(backoff).await;
             backoff *= 2;
         }
-        let answer = match http::get(
+        let answer = match http::api_request(
             &target,
             allow_private,
+            method.clone(),
             &headers,
+            body.clone(),
             ANSWER_LIMIT,
             REQUEST_TIMEOUT,
         )
@@ -199,7 +210,7 @@ async fn get(
             Err(e) => {
                 last = Incomplete::retry(
                     "API_FETCH_FAILED",
-                    format!("GET {}: {} ({})", fetch.path, e, e.code()),
+                    format!("{verb} {}: {} ({})", fetch.path, e, e.code()),
                 );
                 continue;
             }
@@ -209,7 +220,7 @@ async fn get(
                 return Err(Incomplete::retry(
                     "API_ANSWER_INVALID",
                     format!(
-                        "GET {}: the answer exceeds {ANSWER_LIMIT} bytes",
+                        "{verb} {}: the answer exceeds {ANSWER_LIMIT} bytes",
                         fetch.path
                     ),
                 ));
@@ -218,7 +229,7 @@ async fn get(
                 return serde_json::from_str(&answer.body).map_err(|e| {
                     Incomplete::retry(
                         "API_ANSWER_INVALID",
-                        format!("GET {}: the answer is not JSON: {e}", fetch.path),
+                        format!("{verb} {}: the answer is not JSON: {e}", fetch.path),
                     )
                 });
             }
@@ -226,7 +237,7 @@ async fn get(
                 return Err(Incomplete::configure(
                     "API_CREDENTIALS_REJECTED",
                     format!(
-                        "GET {}: the platform refused the integration's API credentials ({}): \
+                        "{verb} {}: the platform refused the integration's API credentials ({}): \
                          set valid `api_credentials`, then replay the event",
                         fetch.path, answer.status
                     ),
@@ -235,7 +246,7 @@ async fn get(
             status => {
                 last = Incomplete::retry(
                     "API_FETCH_FAILED",
-                    format!("GET {}: the platform answered {status}", fetch.path),
+                    format!("{verb} {}: the platform answered {status}", fetch.path),
                 );
                 if status != 429 && status < 500 {
                     // 404 and the like do not change by asking at once again; the worker

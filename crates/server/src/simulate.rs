@@ -20,6 +20,8 @@ pub enum Scenario {
     Renewal,
     /// created, then refunded.
     Refund,
+    /// A one-time order paid, then refunded (platforms that sell one-time orders).
+    Order,
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,11 +54,19 @@ pub struct SimulateArgs {
     pub master_key: Option<String>,
 }
 
-/// What a run did: every delivery's answer, and the licenses of the simulated subscription.
+/// What a run did: every delivery's answer, and the licenses of the simulated subscription
+/// or order.
 pub struct Outcome {
     pub deliveries: Vec<(String, u16, Value)>,
-    pub subscription: String,
+    pub subject: Subject,
     pub licenses: Vec<Value>,
+}
+
+/// What a scenario bought: a subscription, or a one-time order (the platform's ids).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    Subscription(String),
+    Order(String),
 }
 
 pub async fn run(args: SimulateArgs) -> Result<Outcome> {
@@ -118,7 +128,7 @@ pub async fn run(args: SimulateArgs) -> Result<Outcome> {
         .ok_or("the integration has no mapping: add one or pass --external-id")?;
     let kit = testkit::kit(provider);
     let run_tag = Timestamp::now().millis().to_string();
-    let bodies = scenario_bodies(provider, kit, args.scenario, &external_id, &run_tag);
+    let (bodies, subject) = scenario_bodies(provider, kit, args.scenario, &external_id, &run_tag)?;
     let url = format!(
         "{}/v1/webhooks/{}/{}",
         args.url.trim_end_matches('/'),
@@ -128,14 +138,18 @@ pub async fn run(args: SimulateArgs) -> Result<Outcome> {
     let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     let mut deliveries = Vec::new();
     for (step, body) in bodies {
-        let body = body.to_string();
-        let headers = kit.sign(&secrets, body.as_bytes(), Timestamp::now())?;
-        let mut request = hyper::Request::post(&url).header("content-type", "application/json");
-        for (name, value) in &headers {
+        let delivery = kit.deliver(&secrets, &body, Timestamp::now())?;
+        let target = if delivery.query.is_empty() {
+            url.clone()
+        } else {
+            format!("{url}?{}", delivery.query)
+        };
+        let mut request = hyper::Request::post(&target);
+        for (name, value) in &delivery.headers {
             request = request.header(name, value);
         }
         let response = client
-            .request(request.body(Full::new(Bytes::from(body)))?)
+            .request(request.body(Full::new(Bytes::from(delivery.body)))?)
             .await
             .map_err(|e| format!("POST {url}: {e}"))?;
         let status = response.status().as_u16();
@@ -144,17 +158,11 @@ pub async fn run(args: SimulateArgs) -> Result<Outcome> {
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         deliveries.push((step.to_string(), status, answer));
     }
-    let subscription = format!("{}-{run_tag}", kit.ids().subscription);
-    let licenses = license_state(
-        &store,
-        &integration.account_id,
-        &integration.id,
-        &subscription,
-    )
-    .await?;
+    let licenses =
+        license_state(&store, &integration.account_id, &integration.id, &subject).await?;
     Ok(Outcome {
         deliveries,
-        subscription,
+        subject,
         licenses,
     })
 }
@@ -185,7 +193,10 @@ pub fn print(outcome: &Outcome) -> bool {
             println!("{step:<10} {status} {}", events.join(", "));
         }
     }
-    println!("subscription {}", outcome.subscription);
+    match &outcome.subject {
+        Subject::Subscription(id) => println!("subscription {id}"),
+        Subject::Order(id) => println!("order        {id}"),
+    }
     if outcome.licenses.is_empty() {
         println!("licenses     none");
     }
@@ -202,50 +213,85 @@ pub fn print(outcome: &Outcome) -> bool {
 }
 
 /// The scenario's bodies, with the vendor's mapped id in place of the kit's, and the kit's
-/// subscription, customer and event ids made unique to this run.
+/// subscription (or order), customer and event ids made unique to this run.
 fn scenario_bodies(
     provider: &dyn Provider,
     kit: &dyn Kit,
     scenario: Scenario,
     external_id: &str,
     run_tag: &str,
-) -> Vec<(&'static str, Value)> {
+) -> Result<(Vec<(&'static str, Value)>, Subject)> {
     let now = Timestamp::now().millis() / 1000;
-    let steps = kit.steps(now, now);
-    let wanted: &[&str] = match scenario {
-        Scenario::Lifecycle => &[
-            "created",
-            "renewed",
-            "quantity",
-            "failed",
-            "recovered",
-            "cancelled",
-            "refunded",
-        ],
-        Scenario::Renewal => &["created", "renewed"],
-        Scenario::Refund => &["created", "refunded"],
-    };
     let ids = kit.ids();
-    let mut out = Vec::new();
-    for (step, bodies) in steps.all() {
-        if !wanted.contains(&step) {
-            continue;
+    let (steps, subject): (Vec<(&'static str, Vec<Value>)>, Subject) = match scenario {
+        Scenario::Order => {
+            let order = kit.order_steps(now).ok_or_else(|| {
+                format!(
+                    "{} sells no one-time orders in Keygate's kit: use --scenario lifecycle",
+                    provider.name()
+                )
+            })?;
+            let subject = Subject::Order(format!("{}-{run_tag}", order.order));
+            let steps = order.all().map(|(step, bodies)| (step, bodies.to_vec()));
+            (steps.into(), subject)
         }
+        _ => {
+            let wanted: &[&str] = match scenario {
+                Scenario::Renewal => &["created", "renewed"],
+                Scenario::Refund => &["created", "refunded"],
+                _ => &[
+                    "created",
+                    "renewed",
+                    "quantity",
+                    "failed",
+                    "recovered",
+                    "cancelled",
+                    "refunded",
+                ],
+            };
+            let steps = kit.steps(now, now).ok_or_else(|| {
+                format!(
+                    "{} sells no subscriptions: use --scenario order",
+                    provider.name()
+                )
+            })?;
+            let subject = Subject::Subscription(format!("{}-{run_tag}", ids.subscription));
+            let steps = steps
+                .all()
+                .into_iter()
+                .filter(|(step, _)| wanted.contains(step))
+                .map(|(step, bodies)| (step, bodies.to_vec()))
+                .collect();
+            (steps, subject)
+        }
+    };
+    let order_id = match &subject {
+        Subject::Order(_) => kit.order_steps(now).map(|o| o.order),
+        Subject::Subscription(_) => None,
+    };
+    let settings = kit.settings().secrets();
+    let mut out = Vec::new();
+    for (step, bodies) in steps {
         for body in bodies {
-            let headers = keygate_billing::Headers::new();
-            let bytes = body.to_string();
-            let event_ids: Vec<String> = provider
-                .parse(&keygate_billing::Request::post(&headers, bytes.as_bytes()))
+            // The event ids as the platform module reads them from this very delivery.
+            let event_ids: Vec<String> = kit
+                .deliver(&settings, &body, Timestamp::now())
+                .ok()
+                .and_then(|delivery| {
+                    let headers = delivery.header_map();
+                    provider.parse(&delivery.request(&headers)).ok()
+                })
                 .map(|events| events.into_iter().map(|e| e.event_id).collect())
                 .unwrap_or_default();
             let mut unique: Vec<&str> = vec![ids.subscription, ids.customer];
+            unique.extend(order_id.as_deref());
             unique.extend(event_ids.iter().map(String::as_str));
             let mut body = body.clone();
             rewrite(&mut body, ids.mapping, external_id, &unique, run_tag);
             out.push((step, body));
         }
     }
-    out
+    Ok((out, subject))
 }
 
 /// Replaces `mapping` by `external_id` and suffixes every value in `unique` with the run tag,
@@ -283,23 +329,34 @@ async fn license_state(
     store: &Arc<dyn Store>,
     account_id: &str,
     integration_id: &str,
-    external_id: &str,
+    subject: &Subject,
 ) -> Result<Vec<Value>> {
-    let subscriptions = store
-        .list_subscriptions(account_id, PageRequest::new(None, Some(200)))
-        .await?;
-    let subscriptions = serde_json::to_value(&subscriptions)?;
-    let Some(subscription) = subscriptions["data"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|s| s["integration_id"] == integration_id && s["external_id"] == external_id)
-    else {
-        return Ok(Vec::new());
-    };
-    let filter = LicenseFilter {
-        subscription_id: subscription["id"].as_str().map(str::to_string),
-        ..Default::default()
+    let filter = match subject {
+        Subject::Order(external_id) => LicenseFilter {
+            order: Some((integration_id.to_string(), external_id.clone())),
+            ..Default::default()
+        },
+        Subject::Subscription(external_id) => {
+            let subscriptions = store
+                .list_subscriptions(account_id, PageRequest::new(None, Some(200)))
+                .await?;
+            let subscriptions = serde_json::to_value(&subscriptions)?;
+            let Some(subscription) =
+                subscriptions["data"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|s| {
+                        s["integration_id"] == integration_id && s["external_id"] == *external_id
+                    })
+            else {
+                return Ok(Vec::new());
+            };
+            LicenseFilter {
+                subscription_id: subscription["id"].as_str().map(str::to_string),
+                ..Default::default()
+            }
+        }
     };
     let licenses = store
         .list_licenses(account_id, filter, PageRequest::new(None, Some(200)))

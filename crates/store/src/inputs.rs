@@ -145,6 +145,8 @@ pub struct LicenseFilter {
     pub status: Option<String>,
     pub policy_id: Option<String>,
     pub product_id: Option<String>,
+    /// `(integration id, the platform's order id)`: the licenses a one-time order issued.
+    pub order: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -87,10 +87,7 @@ impl Provider for Stripe {
         event
             .needs_fetch
             .iter()
-            .map(|path| Fetch {
-                object: ObjectKind::Order,
-                path: path.clone(),
-            })
+            .map(|path| Fetch::get(ObjectKind::Order, path.clone()))
             .collect()
     }
 

@@ -42,8 +42,8 @@ impl Kit for ChargebeeKit {
         }
     }
 
-    fn steps(&self, start: i64, failed_at: i64) -> Steps {
-        chargebee_steps(start, failed_at)
+    fn steps(&self, start: i64, failed_at: i64) -> Option<Steps> {
+        Some(chargebee_steps(start, failed_at))
     }
 }
 

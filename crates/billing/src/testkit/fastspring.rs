@@ -39,8 +39,8 @@ impl Kit for FastSpringKit {
         }
     }
 
-    fn steps(&self, start: i64, failed_at: i64) -> Steps {
-        fastspring_steps(start, failed_at)
+    fn steps(&self, start: i64, failed_at: i64) -> Option<Steps> {
+        Some(fastspring_steps(start, failed_at))
     }
 }
 

@@ -47,8 +47,8 @@ impl Kit for GenericKit {
         }
     }
 
-    fn steps(&self, start: i64, failed_at: i64) -> Steps {
-        generic_steps(start, failed_at)
+    fn steps(&self, start: i64, failed_at: i64) -> Option<Steps> {
+        Some(generic_steps(start, failed_at))
     }
 }
 

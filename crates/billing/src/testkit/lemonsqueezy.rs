@@ -39,8 +39,8 @@ impl Kit for LemonSqueezyKit {
         }
     }
 
-    fn steps(&self, start: i64, failed_at: i64) -> Steps {
-        lemonsqueezy_steps(start, failed_at)
+    fn steps(&self, start: i64, failed_at: i64) -> Option<Steps> {
+        Some(lemonsqueezy_steps(start, failed_at))
     }
 }
 

@@ -89,6 +89,64 @@ impl Steps {
     }
 }
 
+/// A one-time order's life, for platforms that sell one-time: an order with one line of the
+/// mapping's id (quantity 2) and one unmapped line, paid, then fully refunded.
+#[derive(Debug, Clone)]
+pub struct OrderSteps {
+    pub paid: Vec<Value>,
+    pub refunded: Vec<Value>,
+    /// The order's id on the platform.
+    pub order: String,
+}
+
+impl OrderSteps {
+    /// Every step, named, in order.
+    pub fn all(&self) -> [(&'static str, &[Value]); 2] {
+        [("paid", &self.paid), ("refunded", &self.refunded)]
+    }
+}
+
+/// One delivery as the platform sends it: headers (content type included), the raw body,
+/// and the webhook URL's query (`token=...` for platforms authenticated by a secret in the
+/// URL; empty when none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub headers: SignedHeaders,
+    pub body: Vec<u8>,
+    pub query: String,
+}
+
+impl Delivery {
+    /// The headers as a [`Headers`](crate::Headers) map.
+    pub fn header_map(&self) -> crate::Headers {
+        self.headers.iter().cloned().collect()
+    }
+
+    /// The delivery as the request the webhook endpoint sees.
+    pub fn request<'a>(&'a self, headers: &'a crate::Headers) -> crate::Request<'a> {
+        crate::Request::post(headers, &self.body).with_query(&self.query)
+    }
+}
+
+/// Where a lifecycle is, for [`Kit::api_answer`]: the same `start`/`failed_at` as
+/// [`Kit::steps`], and the last step delivered (`created`, `renewed`, ..., or `paid`,
+/// `refunded` for [`Kit::order_steps`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stage {
+    pub start: i64,
+    pub failed_at: i64,
+    pub step: &'static str,
+}
+
+/// A request Keygate made to the platform's API, as the stand-in received it.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiRequest<'a> {
+    pub method: &'a str,
+    pub path_and_query: &'a str,
+    pub headers: &'a crate::Headers,
+    pub body: &'a [u8],
+}
+
 /// A platform's side of the conversation.
 pub trait Kit: Sync {
     /// Secrets and options under which [`sign`](Kit::sign) verifies (test values).
@@ -104,7 +162,44 @@ pub trait Kit: Sync {
 
     /// The lifecycle for a subscription that starts at `start` (Unix s) and whose payment
     /// fails at `failed_at`; deterministic, so it can be built again once `failed_at` is known.
-    fn steps(&self, start: i64, failed_at: i64) -> Steps;
+    /// `None`: the platform sells no subscriptions. Only `created` is required: a step the
+    /// platform has no event for is empty, and the lifecycle test skips it.
+    fn steps(&self, start: i64, failed_at: i64) -> Option<Steps>;
+
+    /// A one-time order's life (see [`OrderSteps`]), starting at `start`; `None` where the
+    /// platform sells no one-time orders (or the kit does not play them).
+    fn order_steps(&self, _start: i64) -> Option<OrderSteps> {
+        None
+    }
+
+    /// A step's body as the platform sends it. The default posts the JSON text with
+    /// [`sign`](Kit::sign)'s headers; form platforms encode the fields (and sign inside the
+    /// form where the platform does), URL-token platforms set the query.
+    fn deliver(&self, secrets: &Secrets, body: &Value, now: Timestamp) -> Result<Delivery, String> {
+        let body = body.to_string().into_bytes();
+        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+        headers.extend(self.sign(secrets, &body, now)?);
+        Ok(Delivery {
+            headers,
+            body,
+            query: String::new(),
+        })
+    }
+
+    /// The integration's `api_credentials` under which [`api_answer`](Kit::api_answer)'s
+    /// stand-in answers (platforms whose events are completed from their API); `None`: the
+    /// lifecycle needs no API.
+    fn api_credentials(&self) -> Option<Value> {
+        None
+    }
+
+    /// The platform's API as a stand-in: the status and JSON answer to `request` once
+    /// `stage.step` has been delivered, as the platform's API documents it (401 to wrong
+    /// credentials, its error shapes); `None` answers 404. OAuth token requests are answered
+    /// here too.
+    fn api_answer(&self, _stage: &Stage, _request: &ApiRequest) -> Option<(u16, Value)> {
+        None
+    }
 }
 
 /// The kit of a registered platform.
@@ -178,16 +273,28 @@ mod tests {
                 .check_config(&settings, now)
                 .unwrap_or_else(|e| panic!("{}: {e}", provider.name()));
             let start = unix_seconds(now);
-            for (step, bodies) in kit.steps(start, start).all() {
-                assert!(!bodies.is_empty(), "{}: {step}", provider.name());
+            let steps = kit.steps(start, start);
+            let orders = kit.order_steps(start);
+            assert!(
+                steps.is_some() || orders.is_some(),
+                "{}: a kit plays a subscription lifecycle, an order, or both",
+                provider.name()
+            );
+            let mut all: Vec<(&str, Vec<Value>)> = Vec::new();
+            if let Some(steps) = &steps {
+                assert!(!steps.created.is_empty(), "{}: created", provider.name());
+                all.extend(steps.all().map(|(n, b)| (n, b.to_vec())));
+            }
+            if let Some(orders) = &orders {
+                assert!(!orders.paid.is_empty(), "{}: paid", provider.name());
+                assert!(!orders.refunded.is_empty(), "{}: refunded", provider.name());
+                all.extend(orders.all().map(|(n, b)| (n, b.to_vec())));
+            }
+            for (step, bodies) in &all {
                 for body in bodies {
-                    let body = body.to_string();
-                    let headers: crate::Headers = kit
-                        .sign(&settings, body.as_bytes(), now)
-                        .unwrap()
-                        .into_iter()
-                        .collect();
-                    let request = Request::post(&headers, body.as_bytes());
+                    let delivery = kit.deliver(&settings, body, now).unwrap();
+                    let headers = delivery.header_map();
+                    let request = delivery.request(&headers);
                     provider
                         .verify(&request, &settings, now)
                         .unwrap_or_else(|e| panic!("{}: {step}: {e}", provider.name()));

@@ -36,8 +36,8 @@ impl Kit for PaddleKit {
         }
     }
 
-    fn steps(&self, start: i64, failed_at: i64) -> Steps {
-        paddle_steps(start, failed_at)
+    fn steps(&self, start: i64, failed_at: i64) -> Option<Steps> {
+        Some(paddle_steps(start, failed_at))
     }
 }
 

@@ -59,8 +59,8 @@ impl Kit for PayPalKit {
         }
     }
 
-    fn steps(&self, start: i64, failed_at: i64) -> Steps {
-        paypal_steps(start, failed_at)
+    fn steps(&self, start: i64, failed_at: i64) -> Option<Steps> {
+        Some(paypal_steps(start, failed_at))
     }
 }
 

@@ -39,14 +39,14 @@ impl Kit for StripeKit {
         }
     }
 
-    fn steps(&self, now: i64, failed_at: i64) -> Steps {
+    fn steps(&self, now: i64, failed_at: i64) -> Option<Steps> {
         let p1 = now + MONTH;
         let p2 = now + 2 * MONTH;
         let started = now - 100;
         let sub = |id: &str, at: i64, status: &str, period_end: i64, qty: i64, extra: Value| {
             subscription(id, at, started, status, period_end, qty, extra)
         };
-        Steps {
+        Some(Steps {
             created: vec![subscription_created(now - 100, started, p1)],
             renewed: vec![invoice(
                 "evt_renewed",
@@ -91,7 +91,7 @@ impl Kit for StripeKit {
             )],
             refunded: vec![refund("evt_refund", failed_at + 3, "in_2")],
             cancel_ends_at: p2,
-        }
+        })
     }
 }
 

@@ -401,10 +401,33 @@ pub async fn get(
     keep: usize,
     timeout: Duration,
 ) -> Result<Answer, SendError> {
-    let request = Outgoing {
-        method: hyper::Method::GET,
+    api_request(
+        target,
+        allow_private,
+        hyper::Method::GET,
         headers,
-        body: Bytes::new(),
+        Bytes::new(),
+        keep,
+        timeout,
+    )
+    .await
+}
+
+/// A request to a platform's API (a GET, a GraphQL or JSON-API POST, a token exchange),
+/// within `timeout` in all, keeping up to `keep` bytes of the answer's body.
+pub async fn api_request(
+    target: &Target,
+    allow_private: bool,
+    method: hyper::Method,
+    headers: &[(&str, String)],
+    body: Bytes,
+    keep: usize,
+    timeout: Duration,
+) -> Result<Answer, SendError> {
+    let request = Outgoing {
+        method,
+        headers,
+        body,
         keep,
         user_agent: concat!("Keygate/", env!("CARGO_PKG_VERSION")),
     };

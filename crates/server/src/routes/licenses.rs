@@ -93,6 +93,7 @@ async fn list(
         status: q.status,
         policy_id: q.policy_id,
         product_id: q.product_id,
+        order: None,
     };
     Ok(axum::Json(
         state

@@ -19,4 +19,5 @@ mod resources;
 mod sealing;
 mod signing;
 mod ssrf;
+mod stand_in;
 mod truth;

@@ -1,11 +1,10 @@
 //! Thin events completed from the platform's API: a local stand-in answers exactly as Stripe's
 //! documented API does (`GET /v1/checkout/sessions/{id}/line_items`, Bearer secret key).
 use crate::harness::{Reply, TestApp};
+use crate::stand_in::ApiStandIn;
 use keygate_domain::Timestamp;
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod checkout_line_items_fetched {
     use crate::harness::TestApp;
@@ -31,72 +30,28 @@ crate::on_both_engines!(
 const SECRET: &str = "whsec_test_secret";
 const SECRET_KEY: &str = "sk_test_standin_key";
 
-/// What the stand-in answers next, and what it was asked.
-#[derive(Default)]
-struct StandIn {
-    /// Answer 503 to this many requests before answering normally.
-    unavailable: usize,
-    /// `(request line, authorization header)` of every request.
-    seen: Vec<(String, String)>,
-}
-
 /// A local stand-in for `api.stripe.com`: line items of known sessions, 401 without the
 /// right key, 404 for unknown sessions (Stripe's error shape).
-async fn stand_in() -> (String, Arc<Mutex<StandIn>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = Arc::new(Mutex::new(StandIn::default()));
-    let shared = state.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else {
-                return;
-            };
-            let state = shared.clone();
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let text = String::from_utf8_lossy(&request).into_owned();
-                let line = text.lines().next().unwrap_or("").to_string();
-                let auth = text
-                    .lines()
-                    .find_map(|l| {
-                        l.split_once(':')
-                            .filter(|(n, _)| n.eq_ignore_ascii_case("authorization"))
-                            .map(|(_, v)| v.trim().to_string())
-                    })
-                    .unwrap_or_default();
-                let (status, body) = {
-                    let mut s = state.lock().unwrap();
-                    s.seen.push((line.clone(), auth.clone()));
-                    if s.unavailable > 0 {
-                        s.unavailable -= 1;
-                        (
-                            503,
-                            json!({"error": {"type": "api_error", "message": "unavailable"}}),
-                        )
-                    } else {
-                        answer(&line, &auth)
-                    }
-                };
-                let body = body.to_string();
-                let reply = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
-                     content-length: {}\r\nrequest-id: req_standin\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(reply.as_bytes()).await;
-                let _ = socket.shutdown().await;
-            });
-        }
-    });
-    (base, state)
+async fn stand_in() -> ApiStandIn {
+    ApiStandIn::start(|seen| {
+        let line = format!("{} {} HTTP/1.1", seen.method, seen.path_and_query);
+        answer(&line, seen.headers.get("authorization").unwrap_or(""))
+    })
+    .await
+}
+
+/// What the stand-in was asked: `(request line, authorization header)`.
+fn asked(stand_in: &ApiStandIn) -> Vec<(String, String)> {
+    stand_in
+        .seen()
+        .into_iter()
+        .map(|s| {
+            (
+                format!("{} {} HTTP/1.1", s.method, s.path_and_query),
+                s.headers.get("authorization").unwrap_or("").to_string(),
+            )
+        })
+        .collect()
 }
 
 fn answer(line: &str, auth: &str) -> (u16, Value) {
@@ -186,7 +141,8 @@ async fn licenses(app: &TestApp, api: &str) -> Vec<Value> {
 }
 
 async fn checkout_line_items_fetched(app: &TestApp) {
-    let (base, stand_in) = stand_in().await;
+    let stand_in = stand_in().await;
+    let base = stand_in.base_url.clone();
     let api = app.account("Shop").await;
     let policy = app.policy(&api, json!({"max_activations": 1})).await;
     let created = app
@@ -217,7 +173,7 @@ async fn checkout_line_items_fetched(app: &TestApp) {
         "{event}"
     );
     assert!(licenses(app, &api).await.is_empty());
-    assert!(stand_in.lock().unwrap().seen.is_empty());
+    assert!(asked(&stand_in).is_empty());
 
     // Credentials set, the event replayed: the line items fetched, the mapped price licensed.
     let r = app
@@ -234,7 +190,7 @@ async fn checkout_line_items_fetched(app: &TestApp) {
         .await;
     assert_eq!(replayed.body["status"], "applied", "{}", replayed.body);
     assert_eq!(
-        stand_in.lock().unwrap().seen,
+        asked(&stand_in),
         [(
             "GET /v1/checkout/sessions/cs_test_one/line_items?limit=100 HTTP/1.1".to_string(),
             format!("Bearer {SECRET_KEY}")
@@ -246,12 +202,12 @@ async fn checkout_line_items_fetched(app: &TestApp) {
     // Replaying the completed event asks the API nothing more and grants nothing more.
     app.post(&format!("/v1/events/{event_id}/replay"), &api, json!({}))
         .await;
-    assert_eq!(stand_in.lock().unwrap().seen.len(), 1);
+    assert_eq!(asked(&stand_in).len(), 1);
     assert_eq!(licenses(app, &api).await.len(), 1);
 
     // The platform's API down: a few tries, then `pending`, never `applied` with no items;
     // the worker completes it once the API answers again.
-    stand_in.lock().unwrap().unavailable = 3;
+    stand_in.fail_next(3);
     let r = deliver(
         app,
         &integration,
@@ -262,7 +218,7 @@ async fn checkout_line_items_fetched(app: &TestApp) {
     let event = event_of(app, &api, &r).await;
     assert_eq!(event["status"], "pending", "{event}");
     assert_eq!(event["error"]["code"], "API_FETCH_FAILED", "{event}");
-    assert_eq!(stand_in.lock().unwrap().seen.len(), 4, "three tries");
+    assert_eq!(asked(&stand_in).len(), 4, "three tries");
     assert_eq!(licenses(app, &api).await.len(), 1);
     let two = event["id"].as_str().unwrap().to_string();
     let mut status = String::new();

@@ -7,24 +7,69 @@
 //! (REVOKED). A platform added to the registry is covered here with no edit.
 use crate::harness::{Reply, TestApp};
 use crate::on_both_engines;
-use keygate_billing::testkit::{self, Kit};
-use keygate_billing::{PROVIDERS, Provider, Secrets};
+use crate::stand_in::ApiStandIn;
+use keygate_billing::testkit::{self, Kit, Stage};
+use keygate_billing::{PROVIDERS, Provider};
 use keygate_domain::Timestamp;
 use serde_json::{Value, json};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-on_both_engines!(
-    every_registered_platform_lifecycle,
-    simulate_plays_a_scenario_against_the_server
-);
+on_both_engines!(simulate_plays_a_scenario_against_the_server);
+
+/// Platforms whose events are completed from their API talk to a local stand-in, so private
+/// addresses are allowed here.
+mod every_registered_platform_lifecycle {
+    use crate::harness::TestApp;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let app = TestApp::sqlite_with(|c| c.outbound_allow_private = true).await;
+        super::every_registered_platform_lifecycle(&app).await;
+        app.finish().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let app = TestApp::postgres_with(|c| c.outbound_allow_private = true).await;
+        super::every_registered_platform_lifecycle(&app).await;
+        app.finish().await;
+    }
+}
 
 const MONTH: i64 = testkit::MONTH;
 const GRACE_SECONDS: i64 = 2;
 
+/// Every platform's subscription lifecycle and one-time order, all at once (each in its own
+/// account), so more platforms do not make the test longer.
 async fn every_registered_platform_lifecycle(app: &TestApp) {
+    let mut runs: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = Vec::new();
     for provider in PROVIDERS {
-        lifecycle(app, *provider).await;
+        let kit = testkit::kit(*provider);
+        let now = now_s();
+        if kit.steps(now, now).is_some() {
+            runs.push(Box::pin(lifecycle(app, *provider)));
+        }
+        if kit.order_steps(now).is_some() {
+            runs.push(Box::pin(order_lifecycle(app, *provider)));
+        }
     }
+    join_all(runs).await;
+}
+
+/// Polls every future to completion (the tests' dependencies have no `join_all`).
+async fn join_all<'a>(mut futures: Vec<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>) {
+    std::future::poll_fn(move |cx| {
+        futures.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if futures.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }
 
 fn now_s() -> i64 {
@@ -38,24 +83,22 @@ fn t(v: &Value) -> i64 {
         / 1000
 }
 
-async fn post_signed(app: &TestApp, path: &str, kit: &dyn Kit, body: &str) -> Reply {
-    let settings = kit.settings();
-    let secrets = Secrets::new(settings.secrets).with_options(settings.options);
-    let headers = kit
-        .sign(&secrets, body.as_bytes(), Timestamp::now())
-        .unwrap();
-    let headers: Vec<(&str, &str)> = headers
+/// Sends `body` as the platform would: [`Kit::deliver`]'s headers, bytes and URL query.
+pub async fn deliver(app: &TestApp, path: &str, kit: &dyn Kit, body: &Value) -> Reply {
+    let secrets = kit.settings().secrets();
+    let delivery = kit.deliver(&secrets, body, Timestamp::now()).unwrap();
+    let headers: Vec<(&str, &str)> = delivery
+        .headers
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    app.send(
-        "POST",
-        path,
-        None,
-        Some(Value::String(body.to_string())),
-        &headers,
-    )
-    .await
+    let target = if delivery.query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", delivery.query)
+    };
+    app.send_bytes("POST", &target, None, delivery.body.into(), &headers)
+        .await
 }
 
 /// Delivers every body of a step; each must be answered 200 with every event applied.
@@ -68,7 +111,7 @@ async fn deliver_step(
     bodies: &[Value],
 ) {
     for body in bodies {
-        let r = post_signed(app, path, kit, &body.to_string()).await;
+        let r = deliver(app, path, kit, body).await;
         assert_eq!(r.status, 200, "{name}: {step}: {}", r.body);
         let events = r.body["events"].as_array().unwrap();
         assert!(!events.is_empty(), "{name}: {step}: {}", r.body);
@@ -94,28 +137,48 @@ async fn code_of(app: &TestApp, license: &Value) -> String {
     v.body["code"].as_str().unwrap().to_string()
 }
 
-async fn lifecycle(app: &TestApp, provider: &'static dyn Provider) {
+/// A platform's integration as its kit configures it, in a new account with one subscription
+/// (or perpetual, for orders) policy mapped to the kit's id; with a stand-in for the
+/// platform's API when the kit needs one.
+pub struct KitIntegration {
+    pub api: String,
+    pub path: String,
+    pub policy: String,
+    pub stage: Arc<Mutex<Stage>>,
+    pub stand_in: Option<ApiStandIn>,
+}
+
+pub async fn kit_integration(
+    app: &TestApp,
+    provider: &'static dyn Provider,
+    policy_fields: Value,
+) -> KitIntegration {
     let name = provider.name();
     let kit = testkit::kit(provider);
     let settings = kit.settings();
-    let ids = kit.ids();
     let api = app.account("Shop").await;
-    let policy = app
-        .policy(
-            &api,
-            json!({"expiry": "subscription", "max_activations": 1, "seats_from_quantity": true}),
-        )
-        .await;
+    let policy = app.policy(&api, policy_fields).await;
+    let now = now_s();
+    let stage = Arc::new(Mutex::new(Stage {
+        start: now,
+        failed_at: now,
+        step: "created",
+    }));
     let mut options = settings.options.clone();
     options["grace_seconds"] = json!(GRACE_SECONDS);
-    let integration = app
-        .post(
-            "/v1/integrations",
-            &api,
-            json!({"provider": name, "secrets": settings.secrets, "options": options,
-                   "mappings": [{"external_id": ids.mapping, "policy_id": policy}]}),
-        )
-        .await;
+    let mut body = json!({"provider": name, "secrets": settings.secrets,
+                          "mappings": [{"external_id": kit.ids().mapping, "policy_id": policy}]});
+    let stand_in = match kit.api_credentials() {
+        Some(credentials) => {
+            let stand_in = ApiStandIn::for_kit(kit, stage.clone()).await;
+            options["api_base_url"] = json!(stand_in.base_url);
+            body["api_credentials"] = credentials;
+            Some(stand_in)
+        }
+        None => None,
+    };
+    body["options"] = options;
+    let integration = app.post("/v1/integrations", &api, body).await;
     assert_eq!(integration.status, 201, "{name}: {}", integration.body);
     let url = integration.body["webhook_url"].as_str().unwrap();
     let path = url[url.find("/v1/").unwrap()..].to_string();
@@ -126,17 +189,51 @@ async fn lifecycle(app: &TestApp, provider: &'static dyn Provider) {
             integration.body["id"].as_str().unwrap()
         )
     );
+    KitIntegration {
+        api,
+        path,
+        policy,
+        stage,
+        stand_in,
+    }
+}
+
+impl KitIntegration {
+    /// The stand-in answers as the platform's API does once `step` happened.
+    fn reached(&self, step: &'static str, start: i64, failed_at: i64) {
+        *self.stage.lock().unwrap() = Stage {
+            start,
+            failed_at,
+            step,
+        };
+    }
+}
+
+async fn lifecycle(app: &TestApp, provider: &'static dyn Provider) {
+    let name = provider.name();
+    let kit = testkit::kit(provider);
+    let ids = kit.ids();
+    let setup = kit_integration(
+        app,
+        provider,
+        json!({"expiry": "subscription", "max_activations": 1, "seats_from_quantity": true}),
+    )
+    .await;
+    let (api, path) = (setup.api.as_str(), setup.path.as_str());
 
     let now = now_s();
-    let steps = kit.steps(now, now);
+    let steps = kit.steps(now, now).unwrap();
+    let mut expires = now + MONTH;
+    let mut seats = 1;
 
     // Subscription created → one license, valid until the paid-through date.
-    deliver_step(app, &path, kit, name, "created", &steps.created).await;
-    let license = only_license(app, &api).await;
-    assert_eq!(t(&license["expires_at"]), now + MONTH, "{name}: {license}");
-    assert_eq!(license["max_activations"], 1, "{name}: {license}");
+    setup.reached("created", now, now);
+    deliver_step(app, path, kit, name, "created", &steps.created).await;
+    let license = only_license(app, api).await;
+    assert_eq!(t(&license["expires_at"]), expires, "{name}: {license}");
+    assert_eq!(license["max_activations"], seats, "{name}: {license}");
     assert_eq!(code_of(app, &license).await, "VALID", "{name}");
-    let customers = app.get("/v1/customers", &api).await;
+    let customers = app.get("/v1/customers", api).await;
     assert_eq!(
         customers.body["data"][0]["external_ids"][name], ids.customer,
         "{name}: {}",
@@ -144,7 +241,7 @@ async fn lifecycle(app: &TestApp, provider: &'static dyn Provider) {
     );
     // The platform retries the same delivery: a duplicate, nothing more.
     for body in &steps.created {
-        let again = post_signed(app, &path, kit, &body.to_string()).await;
+        let again = deliver(app, path, kit, body).await;
         assert_eq!(again.status, 200, "{name}: {}", again.body);
         assert_eq!(
             again.body["events"][0]["duplicate"], true,
@@ -152,83 +249,170 @@ async fn lifecycle(app: &TestApp, provider: &'static dyn Provider) {
             again.body
         );
     }
-    only_license(app, &api).await;
+    only_license(app, api).await;
 
     // Renewed: the expiry moves to the new period end.
-    deliver_step(app, &path, kit, name, "renewed", &steps.renewed).await;
-    let license = only_license(app, &api).await;
-    assert_eq!(
-        t(&license["expires_at"]),
-        now + 2 * MONTH,
-        "{name}: renewed: {license}"
-    );
-    assert_eq!(code_of(app, &license).await, "VALID", "{name}");
+    if !steps.renewed.is_empty() {
+        setup.reached("renewed", now, now);
+        deliver_step(app, path, kit, name, "renewed", &steps.renewed).await;
+        expires = now + 2 * MONTH;
+        let license = only_license(app, api).await;
+        assert_eq!(
+            t(&license["expires_at"]),
+            expires,
+            "{name}: renewed: {license}"
+        );
+        assert_eq!(code_of(app, &license).await, "VALID", "{name}");
+    }
 
     // Quantity changed: seats follow.
-    deliver_step(app, &path, kit, name, "quantity", &steps.quantity).await;
-    let license = only_license(app, &api).await;
-    assert_eq!(license["max_activations"], 5, "{name}: quantity: {license}");
-    assert_eq!(
-        t(&license["expires_at"]),
-        now + 2 * MONTH,
-        "{name}: {license}"
-    );
+    if !steps.quantity.is_empty() {
+        setup.reached("quantity", now, now);
+        deliver_step(app, path, kit, name, "quantity", &steps.quantity).await;
+        seats = 5;
+        let license = only_license(app, api).await;
+        assert_eq!(
+            license["max_activations"], seats,
+            "{name}: quantity: {license}"
+        );
+        assert_eq!(t(&license["expires_at"]), expires, "{name}: {license}");
+    }
 
     // Payment failed: grace, then suspended once the grace is over.
     let failed_at = now_s();
-    let steps = kit.steps(now, failed_at);
-    deliver_step(app, &path, kit, name, "failed", &steps.failed).await;
-    assert_eq!(code_of(app, &license).await, "GRACE_PERIOD", "{name}");
-    tokio::time::sleep(Duration::from_millis(2600)).await;
-    assert_eq!(code_of(app, &license).await, "SUSPENDED", "{name}");
-    let r = app
-        .client(
-            "/v1/licenses/activate",
-            json!({"key": license["key"], "fingerprint": "m"}),
-        )
-        .await;
-    assert_eq!((r.status, r.code()), (403, "SUSPENDED"), "{name}");
+    let steps = kit.steps(now, failed_at).unwrap();
+    if !steps.failed.is_empty() {
+        setup.reached("failed", now, failed_at);
+        deliver_step(app, path, kit, name, "failed", &steps.failed).await;
+        assert_eq!(code_of(app, &license).await, "GRACE_PERIOD", "{name}");
+        tokio::time::sleep(Duration::from_millis(2600)).await;
+        assert_eq!(code_of(app, &license).await, "SUSPENDED", "{name}");
+        let r = app
+            .client(
+                "/v1/licenses/activate",
+                json!({"key": license["key"], "fingerprint": "m"}),
+            )
+            .await;
+        assert_eq!((r.status, r.code()), (403, "SUSPENDED"), "{name}");
+    }
 
     // Recovered: valid again.
-    deliver_step(app, &path, kit, name, "recovered", &steps.recovered).await;
-    assert_eq!(code_of(app, &license).await, "VALID", "{name}: recovered");
+    if !steps.recovered.is_empty() {
+        setup.reached("recovered", now, failed_at);
+        deliver_step(app, path, kit, name, "recovered", &steps.recovered).await;
+        assert_eq!(code_of(app, &license).await, "VALID", "{name}: recovered");
+    }
 
     // Cancelled (at the end of the paid period, or at the date the platform names): still
     // valid, and the license ends at that date.
-    deliver_step(app, &path, kit, name, "cancelled", &steps.cancelled).await;
-    let license = only_license(app, &api).await;
-    assert_eq!(code_of(app, &license).await, "VALID", "{name}: cancelled");
-    assert_eq!(
-        t(&license["expires_at"]),
-        steps.cancel_ends_at,
-        "{name}: cancelled: {license}"
-    );
-    assert_eq!(license["max_activations"], 5, "{name}: {license}");
+    if !steps.cancelled.is_empty() {
+        setup.reached("cancelled", now, failed_at);
+        deliver_step(app, path, kit, name, "cancelled", &steps.cancelled).await;
+        let license = only_license(app, api).await;
+        assert_eq!(code_of(app, &license).await, "VALID", "{name}: cancelled");
+        assert_eq!(
+            t(&license["expires_at"]),
+            steps.cancel_ends_at,
+            "{name}: cancelled: {license}"
+        );
+        assert_eq!(license["max_activations"], seats, "{name}: {license}");
+    }
 
     // Refund: revoked, for good.
-    deliver_step(app, &path, kit, name, "refunded", &steps.refunded).await;
-    let license = only_license(app, &api).await;
-    assert_eq!(code_of(app, &license).await, "REVOKED", "{name}: refunded");
+    if !steps.refunded.is_empty() {
+        setup.reached("refunded", now, failed_at);
+        deliver_step(app, path, kit, name, "refunded", &steps.refunded).await;
+        let license = only_license(app, api).await;
+        assert_eq!(code_of(app, &license).await, "REVOKED", "{name}: refunded");
+    }
 
     // Every change is audited with the webhook event that caused it.
+    let license = only_license(app, api).await;
     let id = license["id"].as_str().unwrap();
-    let audit = app.get(&format!("/v1/audit?license_id={id}"), &api).await;
+    let audit = app.get(&format!("/v1/audit?license_id={id}"), api).await;
     let entries = audit.body["data"].as_array().unwrap();
     assert!(
         entries.iter().all(|e| e["actor_type"] == "webhook_event"),
         "{name}: {}",
         audit.body
     );
-    assert!(
-        entries.iter().any(|e| e["action"] == "license.revoked"),
-        "{name}: {}",
-        audit.body
-    );
-    let subs = app.get("/v1/subscriptions", &api).await;
+    if !steps.refunded.is_empty() {
+        assert!(
+            entries.iter().any(|e| e["action"] == "license.revoked"),
+            "{name}: {}",
+            audit.body
+        );
+    }
+    if let Some(stand_in) = &setup.stand_in {
+        assert!(
+            !stand_in.seen().is_empty(),
+            "{name}: the kit configures API credentials, but Keygate never asked the API"
+        );
+    }
+    let subs = app.get("/v1/subscriptions", api).await;
     let subs = subs.body["data"].as_array().unwrap();
     assert_eq!(subs.len(), 1, "{name}: {subs:?}");
     assert_eq!(subs[0]["external_id"], ids.subscription, "{name}");
-    let failed = app.get("/v1/events?status=failed", &api).await;
+    let failed = app.get("/v1/events?status=failed", api).await;
+    assert_eq!(
+        failed.body["data"].as_array().unwrap().len(),
+        0,
+        "{name}: {}",
+        failed.body
+    );
+}
+
+/// A one-time order: paid → one license for the mapped line (2 seats), the unmapped line
+/// skipped, the customer linked; the same delivery again is a duplicate; a full refund
+/// revokes.
+async fn order_lifecycle(app: &TestApp, provider: &'static dyn Provider) {
+    let name = provider.name();
+    let kit = testkit::kit(provider);
+    let setup = kit_integration(
+        app,
+        provider,
+        json!({"expiry": "perpetual", "max_activations": 1, "seats_from_quantity": true}),
+    )
+    .await;
+    let (api, path) = (setup.api.as_str(), setup.path.as_str());
+    let now = now_s();
+    let order = kit.order_steps(now).unwrap();
+
+    setup.reached("paid", now, now);
+    deliver_step(app, path, kit, name, "paid", &order.paid).await;
+    let license = only_license(app, api).await;
+    assert_eq!(
+        license["policy_id"],
+        setup.policy.as_str(),
+        "{name}: {license}"
+    );
+    assert_eq!(license["max_activations"], 2, "{name}: order: {license}");
+    assert_eq!(code_of(app, &license).await, "VALID", "{name}: order");
+    assert!(!license["customer_id"].is_null(), "{name}: {license}");
+    for body in &order.paid {
+        let again = deliver(app, path, kit, body).await;
+        assert_eq!(again.status, 200, "{name}: {}", again.body);
+        assert!(
+            again.body["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["duplicate"] == true),
+            "{name}: {}",
+            again.body
+        );
+    }
+    only_license(app, api).await;
+
+    setup.reached("refunded", now, now);
+    deliver_step(app, path, kit, name, "refunded", &order.refunded).await;
+    let license = only_license(app, api).await;
+    assert_eq!(
+        code_of(app, &license).await,
+        "REVOKED",
+        "{name}: order refunded"
+    );
+    let failed = app.get("/v1/events?status=failed", api).await;
     assert_eq!(
         failed.body["data"].as_array().unwrap().len(),
         0,

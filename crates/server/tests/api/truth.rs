@@ -88,7 +88,7 @@ async fn licenses(app: &TestApp, api: &str) -> Vec<Value> {
 async fn lemonsqueezy_purchase_is_one_license_in_either_order(app: &TestApp) {
     let kit = testkit::kit(provider("lemonsqueezy").unwrap());
     let now = now_s();
-    let steps = kit.steps(now, now);
+    let steps = kit.steps(now, now).unwrap();
     let [order, created] = [&steps.created[0], &steps.created[1]];
     assert_eq!(order["meta"]["event_name"], "order_created");
     assert_eq!(created["meta"]["event_name"], "subscription_created");
@@ -119,7 +119,7 @@ async fn lemonsqueezy_purchase_is_one_license_in_either_order(app: &TestApp) {
 async fn paypal_renewal_sale_alone_extends_or_fails_clearly(app: &TestApp) {
     let kit = testkit::kit(provider("paypal").unwrap());
     let now = now_s();
-    let steps = kit.steps(now, now);
+    let steps = kit.steps(now, now).unwrap();
 
     // Nothing known about the subscription: failed, with what to configure; nothing issued.
     let (api, path) = integration(app, "paypal").await;
@@ -187,7 +187,7 @@ async fn validation_code(app: &TestApp, license: &Value) -> String {
 async fn fastspring_without_expansion_pauses_and_partial_batches(app: &TestApp) {
     let kit = testkit::kit(provider("fastspring").unwrap());
     let now = now_s();
-    let steps = kit.steps(now, now);
+    let steps = kit.steps(now, now).unwrap();
     let (api, path) = integration(app, "fastspring").await;
     let thin = fastspring_batch(vec![fastspring_event(
         "evt_FS_thin_1",
@@ -268,7 +268,7 @@ async fn fastspring_without_expansion_pauses_and_partial_batches(app: &TestApp) 
 async fn chargebee_dunning_survives_snapshots_and_backdated_types_apply(app: &TestApp) {
     let kit = testkit::kit(provider("chargebee").unwrap());
     let now = now_s();
-    let steps = kit.steps(now, now);
+    let steps = kit.steps(now, now).unwrap();
     let (api, path) = integration(app, "chargebee").await;
     for body in steps.created.iter().chain(&steps.failed) {
         let r = post_signed(app, &path, kit, body).await;
@@ -331,7 +331,7 @@ async fn chargebee_dunning_survives_snapshots_and_backdated_types_apply(app: &Te
 async fn paddle_unmapped_add_on_is_skipped_not_fatal(app: &TestApp) {
     let kit = testkit::kit(provider("paddle").unwrap());
     let now = now_s();
-    let steps = kit.steps(now, now);
+    let steps = kit.steps(now, now).unwrap();
     let (api, path) = integration(app, "paddle").await;
     let mut created = steps.created[0].clone();
     let items = created["data"]["items"].as_array_mut().unwrap();
@@ -361,7 +361,7 @@ async fn paddle_unmapped_add_on_is_skipped_not_fatal(app: &TestApp) {
 async fn lemonsqueezy_free_pause_keeps_access_void_pause_suspends(app: &TestApp) {
     let kit = testkit::kit(provider("lemonsqueezy").unwrap());
     let now = now_s();
-    let steps = kit.steps(now, now);
+    let steps = kit.steps(now, now).unwrap();
     let (api, path) = integration(app, "lemonsqueezy").await;
     for body in &steps.created {
         post_signed(app, &path, kit, body).await;
@@ -403,7 +403,7 @@ async fn lemonsqueezy_free_pause_keeps_access_void_pause_suspends(app: &TestApp)
 async fn paddle_same_millisecond_orders_by_microseconds(app: &TestApp) {
     let kit = testkit::kit(provider("paddle").unwrap());
     let now = now_s();
-    let steps = kit.steps(now, now);
+    let steps = kit.steps(now, now).unwrap();
     let (api, path) = integration(app, "paddle").await;
     post_signed(app, &path, kit, &steps.created[0]).await;
     let at = Timestamp::from_unix_seconds(now - 50).to_rfc3339();

@@ -174,6 +174,14 @@ ErrorCode::KeyTaken, "a license with this key already exists")
         if let Some(v) = filter.product_id {
             q.push("product_id = ?", v);
         }
+        if let Some((integration_id, external_id)) = filter.order {
+            // One bind per clause: the pair as one text (integration ids hold no `/`).
+            q.push(
+                "order_id IN (SELECT id FROM orders WHERE account_id = $1 \
+                 AND integration_id || '/' || external_id = ?)",
+                format!("{integration_id}/{external_id}"),
+            );
+        }
         if let Some(v) = filter.email {
             q.push(
                 "customer_id IN (SELECT id FROM customers WHERE account_id = $1 AND email = ?)",
