@@ -90,7 +90,9 @@ impl Steps {
 }
 
 /// A one-time order's life, for platforms that sell one-time: an order with one line of the
-/// mapping's id (quantity 2) and one unmapped line, paid, then fully refunded.
+/// mapping's id (quantity 2) and one unmapped line, paid, then fully refunded. `refunded` is
+/// empty where the platform sends no refund notification (MyCommerce): the lifecycle test
+/// skips it.
 #[derive(Debug, Clone)]
 pub struct OrderSteps {
     pub paid: Vec<Value>,
@@ -287,7 +289,6 @@ mod tests {
             }
             if let Some(orders) = &orders {
                 assert!(!orders.paid.is_empty(), "{}: paid", provider.name());
-                assert!(!orders.refunded.is_empty(), "{}: refunded", provider.name());
                 all.extend(orders.all().map(|(n, b)| (n, b.to_vec())));
             }
             for (step, bodies) in &all {
@@ -298,7 +299,7 @@ mod tests {
                     provider
                         .verify(&request, &settings, now)
                         .unwrap_or_else(|e| panic!("{}: {step}: {e}", provider.name()));
-                    let events = provider.parse(&request).unwrap();
+                    let events = provider.parse_configured(&request, &settings, now).unwrap();
                     assert!(!events.is_empty(), "{}: {step}", provider.name());
                     for event in events {
                         assert_ne!(

@@ -1,7 +1,7 @@
 //! MyCommerce: the key generator's form (the Key Generator SDK's input values), authenticated
 //! by the URL token; step bodies are `[name, value]` pairs, form-encoded by [`form`].
 
-use super::{Ids, Kit, Settings, SignedHeaders, Steps, first_secret};
+use super::{Delivery, Ids, Kit, OrderSteps, Settings, SignedHeaders, Steps, first_secret};
 use crate::{Secrets, Timestamp};
 use serde_json::{Value, json};
 
@@ -39,17 +39,31 @@ impl Kit for MyCommerceKit {
         }
     }
 
-    fn steps(&self, _start: i64, _failed_at: i64) -> Steps {
-        Steps {
-            created: Vec::new(),
-            renewed: Vec::new(),
-            quantity: Vec::new(),
-            failed: Vec::new(),
-            recovered: Vec::new(),
-            cancelled: Vec::new(),
+    /// MyCommerce's subscriptions are not played here: only orders.
+    fn steps(&self, _start: i64, _failed_at: i64) -> Option<Steps> {
+        None
+    }
+
+    /// The order notification (the key generator's form) for 2 units. MyCommerce notifies
+    /// one product per call, so the order's unmapped line is a call of its own (answered
+    /// NO_MAPPING by the key generator, see tests/mycommerce.rs); and it documents no refund
+    /// notification publicly, so `refunded` is empty.
+    fn order_steps(&self, _start: i64) -> Option<OrderSteps> {
+        Some(OrderSteps {
+            paid: vec![call("12345678", 1, PRODUCT, 2)],
             refunded: Vec::new(),
-            cancel_ends_at: 0,
-        }
+            order: "12345678".into(),
+        })
+    }
+
+    /// Form-encoded, with the token in the URL.
+    fn deliver(&self, secrets: &Secrets, body: &Value, now: Timestamp) -> Result<Delivery, String> {
+        let form = form(body).into_bytes();
+        Ok(Delivery {
+            headers: self.sign(secrets, &form, now)?,
+            body: form,
+            query: query(secrets)?,
+        })
     }
 }
 

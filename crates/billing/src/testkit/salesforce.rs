@@ -2,7 +2,7 @@
 //! URL token; the step bodies are JSON descriptions of the messages, rendered to the SOAP
 //! envelope Salesforce sends by [`render`].
 
-use super::{Ids, Kit, MONTH, Settings, SignedHeaders, Steps, first_secret};
+use super::{Delivery, Ids, Kit, MONTH, Settings, SignedHeaders, Steps, first_secret};
 use crate::{Secrets, Timestamp};
 use serde_json::{Value, json};
 
@@ -57,8 +57,18 @@ impl Kit for SalesforceKit {
         }
     }
 
-    fn steps(&self, start: i64, failed_at: i64) -> Steps {
-        salesforce_steps(start, failed_at)
+    fn steps(&self, start: i64, failed_at: i64) -> Option<Steps> {
+        Some(salesforce_steps(start, failed_at))
+    }
+
+    /// The SOAP envelope, with the token in the URL.
+    fn deliver(&self, secrets: &Secrets, body: &Value, now: Timestamp) -> Result<Delivery, String> {
+        let xml = render(body).into_bytes();
+        Ok(Delivery {
+            headers: self.sign(secrets, &xml, now)?,
+            body: xml,
+            query: query(secrets)?,
+        })
     }
 }
 
