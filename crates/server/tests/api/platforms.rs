@@ -105,7 +105,10 @@ pub async fn deliver(app: &TestApp, path: &str, kit: &dyn Kit, body: &Value) -> 
 async fn inbox(app: &TestApp, api: &str, path: &str) -> Vec<(String, Value)> {
     let integration = path.rsplit('/').next().unwrap_or("");
     let list = app
-        .get(&format!("/v1/events?integration_id={integration}&limit=200"), api)
+        .get(
+            &format!("/v1/events?integration_id={integration}&limit=200"),
+            api,
+        )
         .await;
     list.body["data"]
         .as_array()
@@ -119,7 +122,13 @@ async fn inbox(app: &TestApp, api: &str, path: &str) -> Vec<(String, Value)> {
 /// [`deliver`], with Keygate's receipt (`events`) in the reply even where the platform reads
 /// an answer of its own (Salesforce's SOAP `Ack`): then the receipt is what the inbox gained
 /// (nothing new = the delivery was a duplicate).
-pub async fn deliver_as(app: &TestApp, api: &str, path: &str, kit: &dyn Kit, body: &Value) -> Reply {
+pub async fn deliver_as(
+    app: &TestApp,
+    api: &str,
+    path: &str,
+    kit: &dyn Kit,
+    body: &Value,
+) -> Reply {
     let before = inbox(app, api, path).await;
     let mut reply = deliver(app, path, kit, body).await;
     if reply.status != 200 || reply.body["events"].is_array() {
@@ -130,8 +139,10 @@ pub async fn deliver_as(app: &TestApp, api: &str, path: &str, kit: &dyn Kit, bod
         .await
         .into_iter()
         .filter(|(id, _)| !known.contains(id))
-        .map(|(_, e)| json!({"id": e["id"], "provider_event_id": e["provider_event_id"],
-                              "status": e["status"], "duplicate": false}))
+        .map(|(_, e)| {
+            json!({"id": e["id"], "provider_event_id": e["provider_event_id"],
+                              "status": e["status"], "duplicate": false})
+        })
         .collect();
     let events = if new.is_empty() {
         vec![json!({"duplicate": true, "status": "duplicate"})]
