@@ -9,6 +9,7 @@ mod edge;
 mod enforcement;
 mod gateway;
 mod idempotency;
+mod keygen;
 mod lifecycle;
 mod ops;
 mod outbound;

@@ -425,7 +425,7 @@ async fn order_lifecycle(app: &TestApp, provider: &'static dyn Provider) {
     let setup = kit_integration(
         app,
         provider,
-        json!({"expiry": "perpetual", "max_activations": 1, "seats_from_quantity": true}),
+        json!({"expiry": "fixed", "max_activations": 1, "seats_from_quantity": true}),
     )
     .await;
     let (api, path) = (setup.api.as_str(), setup.path.as_str());
