@@ -279,7 +279,9 @@ fn scenario_bodies(
                 .ok()
                 .and_then(|delivery| {
                     let headers = delivery.header_map();
-                    provider.parse(&delivery.request(&headers)).ok()
+                    provider
+                        .parse_configured(&delivery.request(&headers), &settings, Timestamp::now())
+                        .ok()
                 })
                 .map(|events| events.into_iter().map(|e| e.event_id).collect())
                 .unwrap_or_default();

@@ -63,7 +63,7 @@ impl Kit for SalesforceKit {
 
     /// The SOAP envelope, with the token in the URL.
     fn deliver(&self, secrets: &Secrets, body: &Value, now: Timestamp) -> Result<Delivery, String> {
-        let xml = render(body).into_bytes();
+        let xml = render(body, &secrets.options).into_bytes();
         Ok(Delivery {
             headers: self.sign(secrets, &xml, now)?,
             body: xml,
@@ -85,9 +85,25 @@ fn escape(text: &str) -> String {
 }
 
 /// The SOAP envelope Salesforce sends for a step body
-/// `{"organization_id", "notifications": [{"id", "sobject", "fields": {name: value|null}}]}`.
-pub fn render(body: &Value) -> String {
-    let org = body["organization_id"].as_str().unwrap_or(ORGANIZATION_ID);
+/// `{"notifications": [{"id", "record", "account", "email", "name", "product", "seats",
+/// "term_end", "status": "active|cancelled|refunded", "modified"}]}`, with the field names,
+/// status values, sObject type and org id of the integration's `options` (so `keygate
+/// simulate` speaks to the vendor's own integration).
+pub fn render(body: &Value, options: &Value) -> String {
+    let defaults = self::options();
+    let opt = |pointer: &str| {
+        options
+            .pointer(pointer)
+            .or_else(|| defaults.pointer(pointer))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let status_value = |outcome: &str| {
+        let pointer = format!("/status_values/{outcome}/0");
+        opt(&pointer)
+    };
+    let org = opt("/organization_id");
     let mut out = String::from(concat!(
         r#"<?xml version="1.0" encoding="UTF-8"?>"#,
         "\n",
@@ -100,29 +116,42 @@ pub fn render(body: &Value) -> String {
     ));
     out.push_str(&format!(
         "   <OrganizationId>{}</OrganizationId>\n",
-        escape(org)
+        escape(&org)
     ));
     out.push_str("   <ActionId>04kKG0000000001AAA</ActionId>\n");
     out.push_str("   <SessionId xsi:nil=\"true\"/>\n");
     out.push_str("   <EnterpriseUrl>https://example.my.salesforce.com/services/Soap/c/62.0/00DKG0000000001</EnterpriseUrl>\n");
     out.push_str("   <PartnerUrl>https://example.my.salesforce.com/services/Soap/u/62.0/00DKG0000000001</PartnerUrl>\n");
     for n in body["notifications"].as_array().into_iter().flatten() {
+        let text = |k: &str| n[k].as_str().unwrap_or("").to_string();
+        let mut fields: Vec<(String, Option<String>)> = vec![
+            ("Id".into(), Some(text("record"))),
+            (opt("/fields/customer_id"), Some(text("account"))),
+            ("Name".into(), Some("Example Corp - Keygate Pro".into())),
+            ("StageName".into(), Some("Closed Won".into())),
+            (opt("/fields/email"), Some(text("email"))),
+            (opt("/fields/name"), Some(text("name"))),
+            (opt("/fields/product_code"), Some(text("product"))),
+            (
+                opt("/fields/quantity"),
+                Some(format!("{}.0", n["seats"].as_i64().unwrap_or(1))),
+            ),
+            (opt("/fields/term_end"), Some(text("term_end"))),
+            (opt("/fields/status"), Some(status_value(&text("status")))),
+            ("Description".into(), None),
+            ("SystemModstamp".into(), Some(text("modified"))),
+        ];
+        fields.retain(|(name, _)| !name.is_empty());
         out.push_str("   <Notification>\n");
-        out.push_str(&format!(
-            "    <Id>{}</Id>\n",
-            escape(n["id"].as_str().unwrap_or(""))
-        ));
+        out.push_str(&format!("    <Id>{}</Id>\n", escape(&text("id"))));
         out.push_str(&format!(
             "    <sObject xsi:type=\"sf:{}\" xmlns:sf=\"urn:sobject.enterprise.soap.sforce.com\">\n",
-            escape(n["sobject"].as_str().unwrap_or("Opportunity"))
+            escape(&opt("/sobject"))
         ));
-        for (name, value) in n["fields"].as_object().into_iter().flatten() {
+        for (name, value) in fields {
             match value {
-                Value::Null => out.push_str(&format!("     <sf:{name} xsi:nil=\"true\"/>\n")),
-                Value::String(s) => {
-                    out.push_str(&format!("     <sf:{name}>{}</sf:{name}>\n", escape(s)))
-                }
-                other => out.push_str(&format!("     <sf:{name}>{other}</sf:{name}>\n")),
+                None => out.push_str(&format!("     <sf:{name} xsi:nil=\"true\"/>\n")),
+                Some(v) => out.push_str(&format!("     <sf:{name}>{}</sf:{name}>\n", escape(&v))),
             }
         }
         out.push_str("    </sObject>\n   </Notification>\n");
@@ -138,17 +167,13 @@ fn sf_time(seconds: i64) -> String {
 }
 
 fn notification(id: &str, status: &str, seats: i64, term_end: i64, modified: i64) -> Value {
-    json!({"id": id, "sobject": "Opportunity", "fields": {
-        "Id": RECORD, "AccountId": ACCOUNT, "Name": "Example Corp - Keygate Pro",
-        "StageName": "Closed Won", "Contact_Email__c": "ann@example.com",
-        "Contact_Name__c": "Ann Example", "Product_Code__c": "KG-PRO",
-        "Seats__c": format!("{seats}.0"), "Term_End__c": sf_time(term_end),
-        "License_Status__c": status, "Description": null,
-        "SystemModstamp": sf_time(modified)}})
+    json!({"id": id, "record": RECORD, "account": ACCOUNT, "email": "ann@example.com",
+           "name": "Ann Example", "product": "KG-PRO", "seats": seats,
+           "term_end": sf_time(term_end), "status": status, "modified": sf_time(modified)})
 }
 
 fn message(notifications: Vec<Value>) -> Value {
-    json!({"organization_id": ORGANIZATION_ID, "notifications": notifications})
+    json!({"notifications": notifications})
 }
 
 fn salesforce_steps(now: i64, failed_at: i64) -> Steps {
@@ -157,7 +182,7 @@ fn salesforce_steps(now: i64, failed_at: i64) -> Steps {
     Steps {
         created: vec![message(vec![notification(
             "04lKG00000000A1AAA",
-            "Active",
+            "active",
             1,
             p1,
             now - 100,
@@ -165,7 +190,7 @@ fn salesforce_steps(now: i64, failed_at: i64) -> Steps {
         // The contract's term end moves: the license's expiry follows.
         renewed: vec![message(vec![notification(
             "04lKG00000000A2AAA",
-            "Active",
+            "active",
             1,
             p2,
             now - 90,
@@ -173,22 +198,22 @@ fn salesforce_steps(now: i64, failed_at: i64) -> Steps {
         // Two notifications of the same record in one message (a retry batched with a newer
         // change): the newer one wins whatever the order.
         quantity: vec![message(vec![
-            notification("04lKG00000000A4AAA", "Active", 5, p2, now - 80),
-            notification("04lKG00000000A3AAA", "Active", 3, p2, now - 85),
+            notification("04lKG00000000A4AAA", "active", 5, p2, now - 80),
+            notification("04lKG00000000A3AAA", "active", 3, p2, now - 85),
         ])],
         // Salesforce records no payments: no failed or recovered step.
         failed: Vec::new(),
         recovered: Vec::new(),
         cancelled: vec![message(vec![notification(
             "04lKG00000000A5AAA",
-            "Cancelled",
+            "cancelled",
             5,
             p2,
             failed_at + 2,
         )])],
         refunded: vec![message(vec![notification(
             "04lKG00000000A6AAA",
-            "Refunded",
+            "refunded",
             5,
             p2,
             failed_at + 3,

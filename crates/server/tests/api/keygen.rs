@@ -372,7 +372,7 @@ async fn salesforce_answers_the_soap_ack_and_refuses_strangers(app: &TestApp) {
         events.body
     );
 
-    let xml = testkit::salesforce::render(&steps.renewed[0]);
+    let xml = testkit::salesforce::render(&steps.renewed[0], &kit.settings().options);
     let soap = [("content-type", "text/xml; charset=utf-8")];
     // No token, a wrong token, another org, a DTD: refused, nothing stored.
     let r = app
