@@ -138,7 +138,13 @@ fn main() {
                 gateway_bench(addr, &webhook_path, &options).await;
             });
         }
-        other => panic!("unknown benchmark `{other}`: use validate, scale or gateway"),
+        "keygen" => {
+            server_rt.block_on(async {
+                let path = keygen_setup(&store).await;
+                keygen_bench(addr, &path).await;
+            });
+        }
+        other => panic!("unknown benchmark `{other}`: use validate, scale, gateway or keygen"),
     }
     drop(server_rt);
     let _ = std::fs::remove_dir_all(dir);
@@ -632,5 +638,101 @@ async fn gateway_bench(addr: SocketAddr, path: &str, o: &Options) {
     println!(
         "gateway: a subscription with quantity 1,000 answered in {:.1} ms (ok: {ok})",
         started.elapsed().as_secs_f64() * 1e3
+    );
+}
+
+const KEYGEN_TOKEN: &str = "bench-mycommerce-keygen-token";
+
+/// A MyCommerce integration (remote key generation, one license per unit) with one mapped
+/// product; returns the key generator path with its token.
+async fn keygen_setup(store: &Arc<dyn Store>) -> String {
+    let (_, _, secret) = store.create_account("keygen-bench").await.unwrap();
+    let who = store.authenticate(&secret).await.unwrap().unwrap();
+    let product = store
+        .create_product(
+            &who,
+            serde_json::from_value(serde_json::json!({"code": "app", "name": "App"})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let policy: PolicyInput = serde_json::from_value(serde_json::json!({
+        "product_id": product.id, "name": "Perpetual", "expiry": "fixed", "max_activations": 1
+    }))
+    .unwrap();
+    let policy = store.create_policy(&who, policy).await.unwrap();
+    let sealed = format!(
+        "plain:{}",
+        base64::engine::general_purpose::STANDARD
+            .encode(serde_json::json!([KEYGEN_TOKEN]).to_string().as_bytes())
+    );
+    let integration = store
+        .create_integration(
+            &who,
+            keygate_store::gateway::IntegrationWrite {
+                provider: "mycommerce".into(),
+                name: "mycommerce".into(),
+                sealed_secrets: Some((sealed, 1)),
+                sealed_api_credentials: None,
+                options: serde_json::json!({}),
+                mappings: Some(vec![keygate_store::gateway::Mapping {
+                    external_id: "300123456".into(),
+                    policy_id: policy.id,
+                }]),
+            },
+        )
+        .await
+        .unwrap();
+    format!(
+        "/v1/keygen/mycommerce/{}?token={KEYGEN_TOKEN}",
+        integration.id
+    )
+}
+
+/// One key generator call; (keys answered, milliseconds).
+async fn keygen_call(addr: SocketAddr, path: &str, purchase: u64, units: u64) -> (usize, f64) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let body = format!(
+        "PURCHASE_ID={purchase}&RUNNING_NO=1&PRODUCT_ID=300123456&QUANTITY={units}&EMAIL=buyer{purchase}%40example.com&REG_NAME=Buyer"
+    );
+    let req = hyper::Request::post(path)
+        .header("host", "bench")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let started = Instant::now();
+    let res = sender.send_request(req).await.unwrap();
+    let ok = res.status().is_success();
+    let text = res.into_body().collect().await.unwrap().to_bytes();
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    assert!(ok, "{}", String::from_utf8_lossy(&text));
+    (String::from_utf8_lossy(&text).lines().count(), ms)
+}
+
+/// Remote key generation of 1,000 units (one license each, one transaction): the time the shop
+/// waits for its answer, new orders and the same order posted again.
+async fn keygen_bench(addr: SocketAddr, path: &str) {
+    let units = 1_000;
+    let (mut fresh, mut again) = (Vec::new(), Vec::new());
+    for purchase in 1..=5u64 {
+        let (n, ms) = keygen_call(addr, path, purchase, units).await;
+        assert_eq!(n as u64, units);
+        fresh.push(ms);
+        let (n, ms) = keygen_call(addr, path, purchase, units).await;
+        assert_eq!(n as u64, units);
+        again.push(ms);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "keygen: MyCommerce call for {units} units answered {units} keys in {:.1} ms (median of 5 orders; {:.0?} ms); the same order again in {:.1} ms",
+        median(&mut fresh.clone()),
+        fresh,
+        median(&mut again.clone())
     );
 }
