@@ -181,7 +181,7 @@ fn api_name(name: &str) -> bool {
 /// The same org: ids compare on their first 15 characters, case-sensitively (the 18-character
 /// form adds a case checksum, nothing else).
 pub fn same_org(a: &str, b: &str) -> bool {
-    valid_id(a) && valid_id(b) && crate::crypto::secret_eq(a[..15].as_bytes(), b[..15].as_bytes())
+    valid_id(a) && valid_id(b) && crate::crypto::secret_eq(&a.as_bytes()[..15], &b.as_bytes()[..15])
 }
 
 impl Provider for Salesforce {

@@ -5,7 +5,7 @@ use crate::harness::{Reply, TestApp};
 use crate::on_both_engines;
 use crate::platforms::{deliver, kit_integration};
 use keygate_billing::providers::fastspring_keygen::request_hash;
-use keygate_billing::testkit::{self, Kit, mycommerce};
+use keygate_billing::testkit::{self, mycommerce};
 use keygate_billing::{Form, Secrets, Timestamp, provider};
 use serde_json::{Value, json};
 
