@@ -4,7 +4,8 @@
 
 use crate::Provider;
 use crate::providers::{
-    chargebee, fastspring, generic, lemonsqueezy, mycommerce, paddle, paypal, salesforce, stripe,
+    chargebee, fastspring, generic, lemonsqueezy, mycommerce, paddle, paypal, prestashop,
+    salesforce, stripe,
 };
 
 /// Every platform Keygate speaks, in the order the docs list them.
@@ -15,6 +16,7 @@ pub static PROVIDERS: &[&dyn Provider] = &[
     &chargebee::Chargebee,
     &fastspring::FastSpring,
     &lemonsqueezy::LemonSqueezy,
+    &prestashop::PrestaShop,
     &salesforce::Salesforce,
     &mycommerce::MyCommerce,
     &generic::Generic,

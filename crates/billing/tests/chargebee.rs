@@ -396,3 +396,40 @@ fn every_fixture_verifies_and_parses() {
         assert!(name.starts_with(&events[0].event_type), "{name}");
     }
 }
+
+fn parse_value(body: &serde_json::Value) -> keygate_billing::BillingEvent {
+    let bytes = body.to_string();
+    let headers = Headers::new();
+    let request = keygate_billing::Request::post(&headers, bytes.as_bytes());
+    keygate_billing::provider("chargebee")
+        .unwrap()
+        .parse(&request)
+        .unwrap()
+        .remove(0)
+}
+
+/// The refund's size decides under `options.refunds`: a refund only initiated, a partial
+/// refund and a full one are told apart.
+#[test]
+fn refund_sizes() {
+    use keygate_domain::billing::Reversal as R;
+    assert_eq!(parse("payment_refunded.json").reversal, Some(R::FullRefund));
+    assert_eq!(
+        parse("refund_initiated.json").reversal,
+        Some(R::RefundInitiated)
+    );
+    let mut partial: serde_json::Value =
+        serde_json::from_slice(&fixture("chargebee", "payment_refunded.json")).unwrap();
+    partial["content"]["credit_note"]["amount_refunded"] = json!(1000);
+    assert_eq!(parse_value(&partial).reversal, Some(R::PartialRefund));
+    let mut unknown = partial.clone();
+    unknown["content"]
+        .as_object_mut()
+        .unwrap()
+        .remove("credit_note");
+    unknown["content"]
+        .as_object_mut()
+        .unwrap()
+        .remove("invoice");
+    assert_eq!(parse_value(&unknown).reversal, Some(R::RefundOfUnknownSize));
+}

@@ -425,3 +425,23 @@ fn malformed_batches() {
             .is_empty()
     );
 }
+
+/// A return FastSpring has not completed yet is a refund asked for: nothing is revoked under
+/// the default `options.refunds`.
+#[test]
+fn an_open_return_is_only_initiated() {
+    use keygate_domain::billing::Reversal as R;
+    assert_eq!(parse("return.created.json").reversal, None);
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&fixture("fastspring", "return.created.json")).unwrap();
+    body["events"][0]["data"]["completed"] = serde_json::json!(false);
+    let bytes = body.to_string();
+    let headers = Headers::new();
+    let request = keygate_billing::Request::post(&headers, bytes.as_bytes());
+    let events = keygate_billing::provider("fastspring")
+        .unwrap()
+        .parse(&request)
+        .unwrap();
+    assert_eq!(events[0].kind, Kind::Refunded);
+    assert_eq!(events[0].reversal, Some(R::RefundInitiated));
+}

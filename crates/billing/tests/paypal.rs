@@ -476,3 +476,25 @@ fn every_fixture_verifies_and_parses() {
         );
     }
 }
+
+/// A dispute PayPal opens as an inquiry moves no money: told apart from a chargeback.
+#[test]
+fn dispute_stage_decides_the_reversal() {
+    use keygate_domain::billing::Reversal as R;
+    assert_eq!(
+        parse("CUSTOMER.DISPUTE.CREATED.json").reversal,
+        Some(R::Chargeback)
+    );
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&fixture("paypal", "CUSTOMER.DISPUTE.CREATED.json")).unwrap();
+    body["resource"]["dispute_life_cycle_stage"] = json!("INQUIRY");
+    let bytes = body.to_string();
+    let headers = Headers::new();
+    let request = keygate_billing::Request::post(&headers, bytes.as_bytes());
+    let events = keygate_billing::provider("paypal")
+        .unwrap()
+        .parse(&request)
+        .unwrap();
+    assert_eq!(events[0].kind, Kind::Chargeback);
+    assert_eq!(events[0].reversal, Some(R::DisputeInquiry));
+}

@@ -172,7 +172,7 @@ impl CustomerRef {
 
 /// One bought thing: the id the integration's mappings are keyed on (Stripe price, Paddle
 /// price, PayPal plan, Chargebee item price / plan, FastSpring product path, Lemon Squeezy
-/// variant) and how many.
+/// variant, Shopify variant) and how many.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BillingItem {
     pub external_id: String,
@@ -180,6 +180,41 @@ pub struct BillingItem {
     pub product_external_id: Option<String>,
     #[serde(default = "one")]
     pub quantity: i64,
+    /// The platform's id of this line of the order (Shopify line item, WooCommerce order item,
+    /// PrestaShop order detail): the license issued for the line carries it, so a refund that
+    /// names lines revokes only theirs. On a refund's lines, `quantity` is the refunded
+    /// quantity of that line. `None` where the platform has no line identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line_id: Option<String>,
+    /// More ids a mapping may name for this item, tried in this order after `external_id`
+    /// (Shopify: the variant is `external_id`, then the product, then the SKU): the first one
+    /// a mapping names is the item's id for the plan ([`BillingItem::mapped_id`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback_ids: Vec<String>,
+}
+
+impl BillingItem {
+    /// An item with only an id and a quantity; set the rest with struct update syntax.
+    pub fn new(external_id: impl Into<String>, quantity: i64) -> Self {
+        BillingItem {
+            external_id: external_id.into(),
+            product_external_id: None,
+            quantity,
+            line_id: None,
+            fallback_ids: Vec::new(),
+        }
+    }
+
+    /// Every id a mapping may name for this item, most specific first.
+    pub fn candidate_ids(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.external_id.as_str())
+            .chain(self.fallback_ids.iter().map(String::as_str))
+    }
+
+    /// The first candidate id `is_mapped` accepts.
+    pub fn mapped_id(&self, is_mapped: impl Fn(&str) -> bool) -> Option<&str> {
+        self.candidate_ids().find(|id| is_mapped(id))
+    }
 }
 
 fn one() -> i64 {
@@ -257,7 +292,8 @@ impl SubscriptionSnapshot {
 }
 
 /// A one-time order (or the invoice / payment / sale an event is about). Refunds and
-/// chargebacks name the order whose licenses are revoked.
+/// chargebacks name the order whose licenses are revoked: all of them, or, when the refund's
+/// `lines` carry `line_id`s, only those lines' (see `reconcile::apply_order_event`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderRef {
     pub external_id: String,
@@ -436,9 +472,8 @@ mod tests {
 
     fn item(id: &str, quantity: i64) -> BillingItem {
         BillingItem {
-            external_id: id.into(),
             product_external_id: Some("prod_1".into()),
-            quantity,
+            ..BillingItem::new(id, quantity)
         }
     }
 

@@ -65,8 +65,17 @@
 //! - Payment failed: no change in the plan; validation answers `GRACE_PERIOD` then
 //!   `SUSPENDED` from [`payment_facts`] (see [`crate::validation::decide`]).
 //!   Recovered: the failure is cleared, the license is `VALID` again.
+//! - Mapping lookup: an item's `external_id`, then its `fallback_ids` in order (Shopify:
+//!   variant, product, SKU); the first id a mapping names is the item's id for the plan and
+//!   on its license.
 //! - Orders: a license per mapped line (quantity = seats), never twice for the same line;
-//!   refund / chargeback / cancellation revokes the order's licenses.
+//!   refund / chargeback / cancellation of the whole order revokes the order's licenses. A
+//!   refund or chargeback whose lines carry the platform's line ids ([`reversed_lines`])
+//!   reaches only those lines' licenses (a line-level refund of one line leaves the others):
+//!   under `options.refunds: full` a line refunded in full is revoked and one refunded in
+//!   part keeps its license with the seats left; under `any` any refund of a line revokes it.
+//!   Both kinds are sticky facts of the order, so a refund delivered before the payment
+//!   still yields licenses created revoked (or with the seats left).
 //!
 //! A manual suspension of a license of an active subscription is undone by the next
 //! reconcile (the planner cannot tell it from an automatic one); a manual revocation stays.
@@ -138,6 +147,8 @@ impl RefundPolicy {
 
 /// Whether a refund or dispute event revokes under the integration's policy (`false` for any
 /// other event): when not, it changes nothing and is only recorded in the event's actions.
+/// A line-level refund ([`reversed_lines`]) is partial for the order but names what it
+/// refunds: it goes on to [`plan_order`], which revokes (or reduces) only those lines.
 pub fn reversal_revokes(event: &BillingEvent, options: &IntegrationOptions) -> bool {
     use crate::billing::Reversal as R;
     if !matches!(
@@ -146,13 +157,29 @@ pub fn reversal_revokes(event: &BillingEvent, options: &IntegrationOptions) -> b
     ) {
         return false;
     }
+    let by_line = reversed_lines(event).is_some();
     match (options.refunds, event.reversal) {
         (RefundPolicy::Never, _) => false,
         (_, None | Some(R::FullRefund | R::Chargeback)) => true,
         (_, Some(R::RefundInitiated | R::DisputeInquiry)) => false,
         (RefundPolicy::Any, Some(_)) => true,
+        (RefundPolicy::Full, Some(R::PartialRefund)) => by_line,
         (RefundPolicy::Full, Some(_)) => false,
     }
+}
+
+/// The order lines a refund or chargeback is limited to: its order's `lines` when there are
+/// some and every one carries a `line_id` (`None`: the reversal is about the whole order, as
+/// before line identities existed).
+pub fn reversed_lines(event: &BillingEvent) -> Option<&[BillingItem]> {
+    if !matches!(
+        event.kind,
+        BillingEventKind::Refunded | BillingEventKind::Chargeback
+    ) {
+        return None;
+    }
+    let lines = &event.order.as_ref()?.lines;
+    (!lines.is_empty() && lines.iter().all(|l| l.line_id.is_some())).then_some(lines.as_slice())
 }
 
 /// Where an event sits in a subscription's history. Ordered by `occurred_at`, then the
@@ -577,6 +604,9 @@ pub struct ExistingLicense {
     pub item_external_id: Option<String>,
     /// The period end the license was issued in (`new_license` keys on it).
     pub period_end: Option<Timestamp>,
+    /// The order line the license was issued for ([`BillingItem::line_id`]).
+    #[serde(default)]
+    pub line_id: Option<String>,
 }
 
 /// One change to bring a license to its desired state.
@@ -594,6 +624,9 @@ pub enum LicenseChange {
         expires_at: Option<Timestamp>,
         period_end: Option<Timestamp>,
         status: LicenseStatus,
+        /// The order line it is issued for, where the platform identifies lines.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        line_id: Option<String>,
     },
     SetExpiry {
         license_id: String,
@@ -684,7 +717,29 @@ impl ReconcileError {
 pub fn unmapped_items<'a>(items: &'a [BillingItem], mappings: &[Mapping]) -> Vec<&'a BillingItem> {
     items
         .iter()
-        .filter(|item| !mappings.iter().any(|m| m.external_id == item.external_id))
+        .filter(|item| mapped_id(item, mappings).is_none())
+        .collect()
+}
+
+/// The first of the item's candidate ids a mapping names ([`BillingItem::candidate_ids`]).
+fn mapped_id<'a>(item: &'a BillingItem, mappings: &[Mapping]) -> Option<&'a str> {
+    item.mapped_id(|id| mappings.iter().any(|m| m.external_id == id))
+}
+
+/// The items as the plan sees them: each one's `external_id` is the candidate id its mapping
+/// names (unmapped items keep theirs), so licenses record, and are matched on, the id that
+/// mapped.
+fn effective_items(items: &[BillingItem], mappings: &[Mapping]) -> Vec<BillingItem> {
+    items
+        .iter()
+        .map(|item| match mapped_id(item, mappings) {
+            Some(id) if id != item.external_id => BillingItem {
+                external_id: id.to_owned(),
+                fallback_ids: Vec::new(),
+                ..item.clone()
+            },
+            _ => item.clone(),
+        })
         .collect()
 }
 
@@ -794,7 +849,8 @@ pub fn plan(
     options: &IntegrationOptions,
     _now: Timestamp,
 ) -> Result<Vec<LicenseChange>, ReconcileError> {
-    let slots = resolve(&state.items, policies, mappings)?;
+    let items = effective_items(&state.items, mappings);
+    let slots = resolve(&items, policies, mappings)?;
     let status = desired_status(state);
     let expires_at = paid_through(state);
     let period = period_end(state);
@@ -836,8 +892,7 @@ pub fn plan(
     // mapping may have been removed): it only follows the status.
     let is_orphan = |l: &ExistingLicense| {
         in_pool(l)
-            && !state
-                .items
+            && !items
                 .iter()
                 .any(|item| l.item_external_id.as_deref() == Some(item.external_id.as_str()))
     };
@@ -897,6 +952,7 @@ pub fn plan(
                         },
                         period_end: period,
                         status: status.unwrap_or(LicenseStatus::Active),
+                        line_id: None,
                     });
                 }
             }
@@ -930,17 +986,36 @@ pub struct OrderState {
     /// The first "paid" seen.
     #[serde(default)]
     pub paid_at: Option<Timestamp>,
-    /// The first refund / chargeback / cancellation seen: the order's licenses are revoked.
+    /// The first refund / chargeback / cancellation of the whole order seen: the order's
+    /// licenses are revoked.
     #[serde(default)]
     pub revoked_at: Option<Timestamp>,
     #[serde(default)]
     pub lines_told_by: Option<EventPosition>,
+    /// Every line a line-level refund or chargeback named ([`reversed_lines`]), one entry per
+    /// event and line, sorted: a set, so duplicates and delivery order do not matter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub line_reversals: Vec<LineReversal>,
+}
+
+/// One line of a line-level refund or chargeback.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LineReversal {
+    pub line_id: String,
+    /// The event that told it: a refund delivered twice counts once.
+    pub event_id: String,
+    pub at: Timestamp,
+    /// The refunded quantity of the line; `None` = all of it (a chargeback).
+    #[serde(default)]
+    pub quantity: Option<i64>,
 }
 
 /// Apply an order event (`order_paid`, `refunded`, `chargeback`) to the stored order
 /// (`None`: none yet). Returns the new state, or `None` when nothing changed. Like
 /// [`apply_event`], the result does not depend on delivery order: a refund that arrives
-/// before the payment still revokes.
+/// before the payment still revokes. A refund or chargeback whose lines carry line ids
+/// ([`reversed_lines`]) is recorded per line (`line_reversals`) and reaches only those lines'
+/// licenses; one naming no lines is about the whole order (`revoked_at`).
 pub fn apply_order_event(state: Option<&OrderState>, event: &BillingEvent) -> Option<OrderState> {
     use BillingEventKind as K;
     let order = event.order.as_ref()?;
@@ -958,6 +1033,7 @@ pub fn apply_order_event(state: Option<&OrderState>, event: &BillingEvent) -> Op
         paid_at: None,
         revoked_at: None,
         lines_told_by: None,
+        line_reversals: Vec::new(),
     });
     if event.kind == K::OrderPaid {
         next.paid_at = earliest(next.paid_at, event.occurred_at);
@@ -971,6 +1047,21 @@ pub fn apply_order_event(state: Option<&OrderState>, event: &BillingEvent) -> Op
         if next.customer_id.is_none() {
             next.customer_id = event.customer.as_ref().and_then(|c| c.external_id.clone());
         }
+    } else if let Some(lines) = reversed_lines(event) {
+        for line in lines {
+            let reversal = LineReversal {
+                line_id: line.line_id.clone().unwrap_or_default(),
+                event_id: event.event_id.clone(),
+                at: event.occurred_at,
+                quantity: (event.kind == K::Refunded).then_some(line.quantity),
+            };
+            let found = next.line_reversals.binary_search_by(|r| {
+                (&r.line_id, &r.event_id).cmp(&(&reversal.line_id, &reversal.event_id))
+            });
+            if let Err(index) = found {
+                next.line_reversals.insert(index, reversal);
+            }
+        }
     } else {
         next.revoked_at = earliest(next.revoked_at, event.occurred_at);
     }
@@ -980,31 +1071,101 @@ pub fn apply_order_event(state: Option<&OrderState>, event: &BillingEvent) -> Op
     }
 }
 
+/// What the line-level reversals of an order leave of one line, under `options.refunds`:
+/// `None` = revoked; `Some(seats)` otherwise (the line's quantity, less what was refunded
+/// under `full`).
+fn line_remaining(state: &OrderState, line: &BillingItem, refunds: RefundPolicy) -> Option<i64> {
+    let Some(line_id) = line.line_id.as_deref() else {
+        return Some(line.quantity);
+    };
+    let reversals = state.line_reversals.iter().filter(|r| r.line_id == line_id);
+    let mut refunded: i64 = 0;
+    let mut any = false;
+    for r in reversals {
+        any = true;
+        match r.quantity {
+            None => return None,
+            Some(q) => refunded = refunded.saturating_add(q.max(0)),
+        }
+    }
+    match refunds {
+        RefundPolicy::Never => Some(line.quantity),
+        RefundPolicy::Any if any => None,
+        RefundPolicy::Any => Some(line.quantity),
+        // A line refunded without a quantity (0) counts as all of it.
+        RefundPolicy::Full if any && (refunded == 0 || refunded >= line.quantity) => None,
+        RefundPolicy::Full => Some(line.quantity - refunded),
+    }
+}
+
 /// The license changes for a one-time order, given the licenses already issued for it: a
 /// license per mapped line (quantity = seats; `expires_at: None` = from the policy), lines
 /// already fulfilled skipped (a line id bought on several lines gets as many licenses);
 /// a refunded order's licenses revoked (created revoked if the refund came first).
+///
+/// Lines with a `line_id` are matched with the license issued for that line id. A line-level
+/// refund revokes that line's license only; under `options.refunds: full` a refund of part of
+/// a line's quantity reduces its seats instead (`SetQuantity`), and the rest of the line is
+/// revoked once all of it is refunded; under `any` any refund of the line revokes it.
 pub fn plan_order(
     state: &OrderState,
     licenses: &[ExistingLicense],
     policies: &HashMap<String, Policy>,
     mappings: &[Mapping],
+    options: &IntegrationOptions,
 ) -> Result<Vec<LicenseChange>, ReconcileError> {
-    let lines = resolve(&state.lines, policies, mappings)?;
-    let status = if state.revoked_at.is_some() {
-        LicenseStatus::Revoked
-    } else {
-        LicenseStatus::Active
-    };
+    let items = effective_items(&state.lines, mappings);
+    let lines = resolve(&items, policies, mappings)?;
+    let whole_revoked = state.revoked_at.is_some();
     let mut changes = Vec::new();
+    let mut used = vec![false; licenses.len()];
     if state.paid_at.is_some() {
         let mut issued: HashMap<&str, usize> = HashMap::new();
-        for license in licenses {
+        for license in licenses.iter().filter(|l| l.line_id.is_none()) {
             if let Some(item) = &license.item_external_id {
                 *issued.entry(item.as_str()).or_default() += 1;
             }
         }
         for (line, policy) in lines {
+            let remaining = line_remaining(state, line, options.refunds);
+            let status = if whole_revoked || remaining.is_none() {
+                LicenseStatus::Revoked
+            } else {
+                LicenseStatus::Active
+            };
+            if let Some(line_id) = line.line_id.as_deref() {
+                let found = licenses
+                    .iter()
+                    .enumerate()
+                    .find(|(i, l)| !used[*i] && l.line_id.as_deref() == Some(line_id));
+                if let Some((i, license)) = found {
+                    used[i] = true;
+                    let refunded = state.line_reversals.iter().any(|r| r.line_id == line_id);
+                    // Seats follow the refunds even on a revoked license, so the end state
+                    // does not depend on whether the whole-order refund came first.
+                    if let Some(seats) = remaining
+                        && refunded
+                        && license.quantity != Some(seats)
+                    {
+                        changes.push(LicenseChange::SetQuantity {
+                            license_id: license.id.clone(),
+                            quantity: seats,
+                        });
+                    }
+                    update_license(license, None, None, Some(status), &mut changes);
+                    continue;
+                }
+                changes.push(LicenseChange::Create {
+                    policy_id: policy.id.clone(),
+                    item_external_id: line.external_id.clone(),
+                    quantity: remaining.unwrap_or(line.quantity),
+                    expires_at: None,
+                    period_end: None,
+                    status,
+                    line_id: Some(line_id.to_owned()),
+                });
+                continue;
+            }
             match issued.get_mut(line.external_id.as_str()) {
                 Some(n) if *n > 0 => *n -= 1,
                 _ => changes.push(LicenseChange::Create {
@@ -1014,13 +1175,22 @@ pub fn plan_order(
                     expires_at: None,
                     period_end: None,
                     status,
+                    line_id: None,
                 }),
             }
         }
     }
-    if status == LicenseStatus::Revoked {
-        for license in licenses {
-            update_license(license, None, None, Some(status), &mut changes);
+    if whole_revoked {
+        for (i, license) in licenses.iter().enumerate() {
+            if !used[i] {
+                update_license(
+                    license,
+                    None,
+                    None,
+                    Some(LicenseStatus::Revoked),
+                    &mut changes,
+                );
+            }
         }
     }
     Ok(changes)
@@ -1085,11 +1255,7 @@ mod tests {
     }
 
     fn item(id: &str, quantity: i64) -> BillingItem {
-        BillingItem {
-            external_id: id.into(),
-            product_external_id: None,
-            quantity,
-        }
+        BillingItem::new(id, quantity)
     }
 
     fn full(
@@ -1147,6 +1313,7 @@ mod tests {
                 expires_at,
                 period_end,
                 status,
+                line_id,
             } = change
             {
                 licenses.push(ExistingLicense {
@@ -1157,6 +1324,7 @@ mod tests {
                     quantity: Some(*quantity),
                     item_external_id: Some(item_external_id.clone()),
                     period_end: *period_end,
+                    line_id: line_id.clone(),
                 });
                 continue;
             }
@@ -1305,6 +1473,7 @@ mod tests {
             expires_at: expires.map(t),
             period_end: Some(t(period)),
             status: LicenseStatus::Active,
+            line_id: None,
         }
     }
 
@@ -2035,7 +2204,14 @@ mod tests {
         assert_eq!(state.customer_id.as_deref(), Some("cus_9"));
         assert_eq!(apply_order_event(Some(&state), &paid), None, "duplicate");
         let mut licenses = Vec::new();
-        let changes = plan_order(&state, &licenses, &policies(), &mappings()).unwrap();
+        let changes = plan_order(
+            &state,
+            &licenses,
+            &policies(),
+            &mappings(),
+            &IntegrationOptions::default(),
+        )
+        .unwrap();
         let creates = |policy: &str, item: &str, quantity: i64, status| LicenseChange::Create {
             policy_id: policy.into(),
             item_external_id: item.into(),
@@ -2043,6 +2219,7 @@ mod tests {
             expires_at: None,
             period_end: None,
             status,
+            line_id: None,
         };
         assert_eq!(
             changes,
@@ -2054,12 +2231,26 @@ mod tests {
         );
         apply_changes(&mut licenses, &changes);
         assert_eq!(
-            plan_order(&state, &licenses, &policies(), &mappings()).unwrap(),
+            plan_order(
+                &state,
+                &licenses,
+                &policies(),
+                &mappings(),
+                &IntegrationOptions::default()
+            )
+            .unwrap(),
             vec![]
         );
         // Refund: all of the order's licenses revoked, once.
         let refunded = apply_order_event(Some(&state), &refund).unwrap();
-        let changes = plan_order(&refunded, &licenses, &policies(), &mappings()).unwrap();
+        let changes = plan_order(
+            &refunded,
+            &licenses,
+            &policies(),
+            &mappings(),
+            &IntegrationOptions::default(),
+        )
+        .unwrap();
         assert_eq!(changes.len(), 3);
         assert!(
             changes
@@ -2068,19 +2259,40 @@ mod tests {
         );
         apply_changes(&mut licenses, &changes);
         assert_eq!(
-            plan_order(&refunded, &licenses, &policies(), &mappings()).unwrap(),
+            plan_order(
+                &refunded,
+                &licenses,
+                &policies(),
+                &mappings(),
+                &IntegrationOptions::default()
+            )
+            .unwrap(),
             vec![]
         );
 
         // Refund delivered before the payment: same end state.
         let early = apply_order_event(None, &refund).unwrap();
         assert_eq!(
-            plan_order(&early, &[], &policies(), &mappings()).unwrap(),
+            plan_order(
+                &early,
+                &[],
+                &policies(),
+                &mappings(),
+                &IntegrationOptions::default()
+            )
+            .unwrap(),
             vec![]
         );
         let late = apply_order_event(Some(&early), &paid).unwrap();
         assert_eq!(late, refunded);
-        let changes = plan_order(&late, &[], &policies(), &mappings()).unwrap();
+        let changes = plan_order(
+            &late,
+            &[],
+            &policies(),
+            &mappings(),
+            &IntegrationOptions::default(),
+        )
+        .unwrap();
         assert_eq!(changes.len(), 3);
         assert!(changes.iter().all(|c| matches!(
             c,
@@ -2095,21 +2307,303 @@ mod tests {
         let mut odd = state.clone();
         odd.lines.push(item("sku_x", 1));
         assert_eq!(
-            plan_order(&odd, &[], &policies(), &mappings())
-                .unwrap()
-                .len(),
+            plan_order(
+                &odd,
+                &[],
+                &policies(),
+                &mappings(),
+                &IntegrationOptions::default()
+            )
+            .unwrap()
+            .len(),
             3
         );
         odd.lines = vec![item("sku_x", 1)];
         assert_eq!(
-            plan_order(&odd, &[], &policies(), &mappings())
-                .unwrap_err()
-                .code(),
+            plan_order(
+                &odd,
+                &[],
+                &policies(),
+                &mappings(),
+                &IntegrationOptions::default()
+            )
+            .unwrap_err()
+            .code(),
             "NO_MAPPING"
         );
         let mut other = paid.clone();
         other.kind = K::SubscriptionRenewed;
         assert_eq!(apply_order_event(None, &other), None);
+    }
+
+    fn line(id: &str, line_id: &str, quantity: i64) -> BillingItem {
+        BillingItem {
+            line_id: Some(line_id.into()),
+            ..item(id, quantity)
+        }
+    }
+
+    fn order_event(
+        id: &str,
+        kind: BillingEventKind,
+        day: i64,
+        lines: Vec<BillingItem>,
+        reversal: Option<crate::billing::Reversal>,
+    ) -> BillingEvent {
+        BillingEvent {
+            order: Some(OrderRef {
+                external_id: "o1".into(),
+                lines,
+            }),
+            reversal,
+            ..BillingEvent::new(id, "test", kind, t(day))
+        }
+    }
+
+    /// Folds the events into an order (skipping those the refund policy does not apply, as
+    /// the gateway does), planning and applying after each one.
+    fn run_order(
+        events: &[&BillingEvent],
+        options: &IntegrationOptions,
+    ) -> (Option<OrderState>, Vec<ExistingLicense>) {
+        let mut state: Option<OrderState> = None;
+        let mut licenses = Vec::new();
+        for event in events {
+            let reversal = matches!(event.kind, K::Refunded | K::Chargeback);
+            if reversal && !reversal_revokes(event, options) {
+                continue;
+            }
+            if let Some(next) = apply_order_event(state.as_ref(), event) {
+                state = Some(next);
+            }
+            let Some(current) = &state else { continue };
+            let changes =
+                plan_order(current, &licenses, &policies(), &mappings(), options).unwrap();
+            apply_changes(&mut licenses, &changes);
+            assert_eq!(
+                plan_order(current, &licenses, &policies(), &mappings(), options).unwrap(),
+                vec![],
+                "planning again after applying changes nothing"
+            );
+        }
+        (state, licenses)
+    }
+
+    fn by_line(licenses: &[ExistingLicense]) -> Vec<(String, LicenseStatus, Option<i64>)> {
+        let mut out: Vec<_> = licenses
+            .iter()
+            .map(|l| (l.line_id.clone().unwrap_or_default(), l.status, l.quantity))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    #[test]
+    fn line_level_refunds_revoke_only_the_named_lines() {
+        use crate::billing::Reversal as R;
+        use LicenseStatus::{Active, Revoked};
+        let full_policy = IntegrationOptions::default();
+        let paid = order_event(
+            "e_paid",
+            K::OrderPaid,
+            0,
+            vec![
+                line("sku_1", "l1", 5),
+                line("sku_2", "l2", 1),
+                line("sku_2", "l3", 1),
+            ],
+            None,
+        );
+        let refund_l2 = order_event(
+            "e_r1",
+            K::Refunded,
+            2,
+            vec![line("sku_2", "l2", 1)],
+            Some(R::PartialRefund),
+        );
+        let refund_two_seats = order_event(
+            "e_r2",
+            K::Refunded,
+            3,
+            vec![line("sku_1", "l1", 2)],
+            Some(R::PartialRefund),
+        );
+        let refund_all = order_event("e_r3", K::Refunded, 5, vec![], None);
+
+        assert_eq!(reversed_lines(&refund_l2).map(<[_]>::len), Some(1));
+        assert_eq!(
+            reversed_lines(&refund_all),
+            None,
+            "no lines: the whole order"
+        );
+        assert_eq!(reversed_lines(&paid), None, "only refunds and chargebacks");
+        assert!(reversal_revokes(&refund_l2, &full_policy));
+        let mut tax = refund_l2.clone();
+        tax.reversal = Some(R::TaxOnlyRefund);
+        assert!(!reversal_revokes(&tax, &full_policy));
+        let mut whole_partial = refund_l2.clone();
+        whole_partial.order.as_mut().unwrap().lines = vec![item("sku_2", 1)];
+        assert!(
+            !reversal_revokes(&whole_partial, &full_policy),
+            "a partial refund without line ids stays a partial refund of the order"
+        );
+
+        // Paid: one license per line, each carrying its line id.
+        let (_, licenses) = run_order(&[&paid], &full_policy);
+        assert_eq!(
+            by_line(&licenses),
+            vec![
+                ("l1".into(), Active, Some(5)),
+                ("l2".into(), Active, Some(1)),
+                ("l3".into(), Active, Some(1)),
+            ]
+        );
+        // A refund of one line revokes that line only; the same sku's other line stays.
+        let (state, licenses) = run_order(&[&paid, &refund_l2], &full_policy);
+        assert_eq!(
+            by_line(&licenses),
+            vec![
+                ("l1".into(), Active, Some(5)),
+                ("l2".into(), Revoked, Some(1)),
+                ("l3".into(), Active, Some(1)),
+            ]
+        );
+        let state = state.unwrap();
+        assert_eq!(state.revoked_at, None);
+        assert_eq!(
+            apply_order_event(Some(&state), &refund_l2),
+            None,
+            "duplicate"
+        );
+        // Part of a line's quantity: under `full` the license keeps the seats left.
+        let (_, licenses) = run_order(&[&paid, &refund_l2, &refund_two_seats], &full_policy);
+        assert_eq!(
+            by_line(&licenses),
+            vec![
+                ("l1".into(), Active, Some(3)),
+                ("l2".into(), Revoked, Some(1)),
+                ("l3".into(), Active, Some(1)),
+            ]
+        );
+        // Under `any` any refund of a line revokes it.
+        let any = IntegrationOptions {
+            refunds: RefundPolicy::Any,
+            ..IntegrationOptions::default()
+        };
+        let (_, licenses) = run_order(&[&paid, &refund_two_seats], &any);
+        assert_eq!(
+            by_line(&licenses),
+            vec![
+                ("l1".into(), Revoked, Some(5)),
+                ("l2".into(), Active, Some(1)),
+                ("l3".into(), Active, Some(1)),
+            ]
+        );
+        // Under `never` nothing is revoked.
+        let never = IntegrationOptions {
+            refunds: RefundPolicy::Never,
+            ..IntegrationOptions::default()
+        };
+        let (_, licenses) = run_order(&[&paid, &refund_l2, &refund_all], &never);
+        assert!(licenses.iter().all(|l| l.status == Active));
+        // The rest of the line refunded: revoked. A chargeback of a line revokes it whole.
+        let rest = order_event(
+            "e_r4",
+            K::Refunded,
+            4,
+            vec![line("sku_1", "l1", 3)],
+            Some(R::PartialRefund),
+        );
+        let (_, licenses) = run_order(&[&paid, &refund_two_seats, &rest], &full_policy);
+        assert_eq!(by_line(&licenses)[0], ("l1".into(), Revoked, Some(3)));
+        let chargeback = order_event("e_cb", K::Chargeback, 4, vec![line("sku_2", "l3", 1)], None);
+        let (_, licenses) = run_order(&[&paid, &chargeback], &full_policy);
+        assert_eq!(by_line(&licenses)[2], ("l3".into(), Revoked, Some(1)));
+
+        // Then a refund of the whole order: everything revoked.
+        let all = [&paid, &refund_l2, &refund_two_seats, &refund_all];
+        let (in_order_state, in_order) = run_order(&all, &full_policy);
+        assert!(in_order.iter().all(|l| l.status == Revoked));
+        assert_eq!(in_order.len(), 3);
+
+        // Any delivery order, with duplicates, ends in the same order state and licenses.
+        let mut sequence: Vec<&BillingEvent> = all.iter().chain(all.iter()).copied().collect();
+        for seed in 0..40 {
+            shuffle(&mut sequence, seed);
+            let (state, licenses) = run_order(&sequence, &full_policy);
+            assert_eq!(state, in_order_state, "seed {seed}");
+            assert_eq!(by_line(&licenses), by_line(&in_order), "seed {seed}");
+        }
+        // Without the whole-order refund, shuffled: the line-level outcome only.
+        let some = [&paid, &refund_l2, &refund_two_seats];
+        let (_, expected) = run_order(&some, &full_policy);
+        let mut sequence: Vec<&BillingEvent> = some.iter().chain(some.iter()).copied().collect();
+        for seed in 0..40 {
+            shuffle(&mut sequence, seed);
+            let (_, licenses) = run_order(&sequence, &full_policy);
+            assert_eq!(by_line(&licenses), by_line(&expected), "seed {seed}");
+        }
+        // A refund before the payment: the refunded line is created revoked.
+        let (_, licenses) = run_order(&[&refund_l2, &paid], &full_policy);
+        assert_eq!(by_line(&licenses)[1], ("l2".into(), Revoked, Some(1)));
+        assert_eq!(by_line(&licenses)[0], ("l1".into(), Active, Some(5)));
+    }
+
+    #[test]
+    fn mappings_match_an_items_candidate_ids_in_order() {
+        // Shopify-like: variant, then product, then SKU.
+        let by_sku = BillingItem {
+            fallback_ids: vec!["product_5".into(), "sku_1".into()],
+            line_id: Some("l1".into()),
+            ..item("variant_77", 2)
+        };
+        let by_variant = BillingItem {
+            fallback_ids: vec!["sku_1".into()],
+            ..item("sku_2", 1)
+        };
+        let nothing = BillingItem {
+            fallback_ids: vec!["product_6".into()],
+            ..item("variant_78", 1)
+        };
+        let lines = [by_sku.clone(), by_variant.clone(), nothing.clone()];
+        assert_eq!(unmapped_items(&lines, &mappings()), vec![&nothing]);
+        assert_eq!(by_sku.mapped_id(|id| id.starts_with("sku")), Some("sku_1"));
+        let paid = order_event("e_paid", K::OrderPaid, 0, lines.to_vec(), None);
+        let state = apply_order_event(None, &paid).unwrap();
+        let changes = plan_order(
+            &state,
+            &[],
+            &policies(),
+            &mappings(),
+            &IntegrationOptions::default(),
+        )
+        .unwrap();
+        let issued: Vec<(&str, &str)> = changes
+            .iter()
+            .map(|c| match c {
+                LicenseChange::Create {
+                    policy_id,
+                    item_external_id,
+                    ..
+                } => (policy_id.as_str(), item_external_id.as_str()),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        // The first candidate a mapping names wins: the variant before the SKU.
+        assert_eq!(issued, vec![("yearly", "sku_1"), ("addon", "sku_2")]);
+
+        // Subscriptions too: the license is matched on the id that mapped, so an unchanged
+        // item plans nothing the second time.
+        let mut world = World::new(RenewalMode::Extend);
+        let mut snap = full(S::Active, &[], 30);
+        snap.items = vec![by_sku];
+        let changes = world
+            .deliver(&ev("e_act", K::SubscriptionActivated, 0, snap))
+            .unwrap();
+        assert!(matches!(
+            &changes[..],
+            [LicenseChange::Create { item_external_id, quantity: 2, .. }] if item_external_id == "sku_1"
+        ));
     }
 
     /// A deterministic Fisher–Yates shuffle (64-bit LCG).

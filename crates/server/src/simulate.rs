@@ -18,7 +18,8 @@ pub enum Scenario {
     Lifecycle,
     /// created, then renewed.
     Renewal,
-    /// created, then refunded.
+    /// created, renewed, then the renewal payment refunded (a refund names a payment: the
+    /// platforms' refunds name the renewal's invoice, sale or transaction).
     Refund,
     /// A one-time order paid, then refunded (platforms that sell one-time orders).
     Order,
@@ -238,7 +239,7 @@ fn scenario_bodies(
         _ => {
             let wanted: &[&str] = match scenario {
                 Scenario::Renewal => &["created", "renewed"],
-                Scenario::Refund => &["created", "refunded"],
+                Scenario::Refund => &["created", "renewed", "refunded"],
                 _ => &[
                     "created",
                     "renewed",

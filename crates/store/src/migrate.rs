@@ -60,6 +60,11 @@ pub const SQLITE: &[Migration] = &[
         name: "subscription_orders",
         sql: include_str!("../migrations/sqlite/0006_subscription_orders.sql"),
     },
+    Migration {
+        version: 7,
+        name: "order_lines",
+        sql: include_str!("../migrations/sqlite/0007_order_lines.sql"),
+    },
 ];
 
 #[cfg(feature = "postgres")]
@@ -93,6 +98,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 6,
         name: "subscription_orders",
         sql: include_str!("../migrations/postgres/0006_subscription_orders.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "order_lines",
+        sql: include_str!("../migrations/postgres/0007_order_lines.sql"),
     },
 ];
 

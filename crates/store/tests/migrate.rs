@@ -4,21 +4,23 @@
 use keygate_store::sqlx::{self, Connection, Executor};
 use sha2::{Digest, Sha256};
 
-const SQLITE_FILES: [&str; 6] = [
+const SQLITE_FILES: [&str; 7] = [
     include_str!("../migrations/sqlite/0001_core.sql"),
     include_str!("../migrations/sqlite/0002_signing.sql"),
     include_str!("../migrations/sqlite/0003_gateway.sql"),
     include_str!("../migrations/sqlite/0004_outbound.sql"),
     include_str!("../migrations/sqlite/0005_api_credentials.sql"),
     include_str!("../migrations/sqlite/0006_subscription_orders.sql"),
+    include_str!("../migrations/sqlite/0007_order_lines.sql"),
 ];
-const POSTGRES_FILES: [&str; 6] = [
+const POSTGRES_FILES: [&str; 7] = [
     include_str!("../migrations/postgres/0001_core.sql"),
     include_str!("../migrations/postgres/0002_signing.sql"),
     include_str!("../migrations/postgres/0003_gateway.sql"),
     include_str!("../migrations/postgres/0004_outbound.sql"),
     include_str!("../migrations/postgres/0005_api_credentials.sql"),
     include_str!("../migrations/postgres/0006_subscription_orders.sql"),
+    include_str!("../migrations/postgres/0007_order_lines.sql"),
 ];
 
 fn unique_name() -> String {

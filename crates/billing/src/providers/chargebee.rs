@@ -182,6 +182,9 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
     {
         s.status = Some(Status::Active);
     }
+    if out.kind == Kind::Refunded {
+        out.reversal = Some(refund_size(base_type, event));
+    }
     out.order = match out.kind {
         Kind::Refunded => str_at(event, "/content/credit_note/reference_invoice_id")
             .or_else(|| invoice.and_then(|i| str_at(i, "/id")))
@@ -234,6 +237,8 @@ fn items(subscription: &Value) -> Vec<BillingItem> {
                 external_id: str_at(item, "/item_price_id")?,
                 product_external_id: str_at(item, "/item_id"),
                 quantity: int_at(item, "/quantity").unwrap_or(1),
+                line_id: None,
+                fallback_ids: Vec::new(),
             })
         })
         .collect();
@@ -245,6 +250,8 @@ fn items(subscription: &Value) -> Vec<BillingItem> {
             external_id: plan_id,
             product_external_id: None,
             quantity: int_at(subscription, "/plan_quantity").unwrap_or(1),
+            line_id: None,
+            fallback_ids: Vec::new(),
         })
         .into_iter()
         .collect()
@@ -284,4 +291,26 @@ fn subscription(subscription: &Value) -> Result<SubscriptionSnapshot, BillingErr
         trial_end: unix_seconds_at(subscription, "/trial_end"),
         partial: false,
     })
+}
+
+/// `refund_initiated` is only asked for; `payment_refunded` is full when the refunded amount
+/// reaches what the invoice was paid (the credit note's `amount_refunded`, else the refund
+/// transaction's `amount`), partial below it, and of unknown size when the event tells neither.
+fn refund_size(base_type: &str, event: &Value) -> keygate_domain::billing::Reversal {
+    use keygate_domain::billing::Reversal as R;
+    if base_type == "refund_initiated" {
+        return R::RefundInitiated;
+    }
+    let refunded = int_at(event, "/content/credit_note/amount_refunded").or_else(|| {
+        (str_at(event, "/content/transaction/type").as_deref() == Some("refund"))
+            .then(|| int_at(event, "/content/transaction/amount"))
+            .flatten()
+    });
+    let paid = int_at(event, "/content/invoice/amount_paid")
+        .or_else(|| int_at(event, "/content/invoice/total"));
+    match (refunded, paid) {
+        (Some(refunded), Some(paid)) if refunded < paid => R::PartialRefund,
+        (Some(_), Some(_)) => R::FullRefund,
+        _ => R::RefundOfUnknownSize,
+    }
 }

@@ -209,6 +209,10 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
         }
         "return.created" => {
             out.kind = Kind::Refunded;
+            // A return not yet completed is a refund asked for, not done.
+            if data.get("completed").and_then(Value::as_bool) == Some(false) {
+                out.reversal = Some(keygate_domain::billing::Reversal::RefundInitiated);
+            }
             out.customer = customer(data);
             let original = at(data, "/original");
             let order = original
@@ -287,6 +291,8 @@ fn product_item(item: &Value) -> Option<BillingItem> {
         external_id: product,
         product_external_id: str_at(item, "/sku"),
         quantity: int_at(item, "/quantity").unwrap_or(1),
+        line_id: None,
+        fallback_ids: Vec::new(),
     })
 }
 

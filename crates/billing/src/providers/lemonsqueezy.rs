@@ -184,6 +184,8 @@ fn variant_item(item: &Value, quantity: Option<i64>) -> Option<BillingItem> {
         external_id: str_at(item, "/variant_id")?,
         product_external_id: str_at(item, "/product_id"),
         quantity: quantity.or_else(|| int_at(item, "/quantity")).unwrap_or(1),
+        line_id: None,
+        fallback_ids: Vec::new(),
     })
 }
 

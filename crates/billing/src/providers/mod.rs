@@ -9,5 +9,6 @@ pub mod lemonsqueezy;
 pub mod mycommerce;
 pub mod paddle;
 pub mod paypal;
+pub mod prestashop;
 pub mod salesforce;
 pub mod stripe;

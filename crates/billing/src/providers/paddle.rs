@@ -190,6 +190,8 @@ fn items_where(data: &Value, keep: impl Fn(&Value) -> bool) -> Vec<BillingItem> 
                 product_external_id: str_at(item, "/price/product_id")
                     .or_else(|| id_at(item, "/product")),
                 quantity: int_at(item, "/quantity").unwrap_or(1),
+                line_id: None,
+                fallback_ids: Vec::new(),
             })
         })
         .collect()

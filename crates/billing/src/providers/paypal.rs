@@ -230,6 +230,13 @@ fn parse_event(event: &Value) -> Result<BillingEvent, BillingError> {
         }
         "CUSTOMER.DISPUTE.CREATED" => {
             out.kind = Kind::Chargeback;
+            // An inquiry moves no money; a chargeback (or a claim PayPal escalated) does.
+            out.reversal = Some(
+                match str_at(resource, "/dispute_life_cycle_stage").as_deref() {
+                    Some("INQUIRY") => keygate_domain::billing::Reversal::DisputeInquiry,
+                    _ => keygate_domain::billing::Reversal::Chargeback,
+                },
+            );
             let disputed = array(resource, "/disputed_transactions");
             out.order = order(
                 disputed
@@ -309,6 +316,8 @@ fn subscription(resource: &Value) -> Result<SubscriptionSnapshot, BillingError> 
             external_id: plan_id,
             product_external_id: None,
             quantity: int_at(resource, "/quantity").unwrap_or(1),
+            line_id: None,
+            fallback_ids: Vec::new(),
         })
         .into_iter()
         .collect();

@@ -366,6 +366,8 @@ fn price_item(item: &Value) -> Option<BillingItem> {
         external_id,
         product_external_id: id_at(item, "/price/product").or_else(|| id_at(item, "/plan/product")),
         quantity: int_at(item, "/quantity").unwrap_or(1),
+        line_id: None,
+        fallback_ids: Vec::new(),
     })
 }
 
@@ -426,6 +428,8 @@ fn invoice_lines(invoice: &Value) -> Vec<Line> {
                     external_id,
                     product_external_id: product,
                     quantity: int_at(line, "/quantity").unwrap_or(1),
+                    line_id: None,
+                    fallback_ids: Vec::new(),
                 },
                 period_end: unix_seconds_at(line, "/period/end"),
                 subscription,

@@ -165,9 +165,10 @@ fn chargebee_steps(now: i64, failed_at: i64) -> Steps {
             json!({"invoice": chargebee_invoice("inv_2", "paid", None, now - 90),
                    "credit_note": {"id": "cn_1", "reference_invoice_id": "inv_2",
                                    "subscription_id": "cb_sub_1", "type": "refundable",
-                                   "status": "refunded", "object": "credit_note"},
+                                   "status": "refunded", "total": 15000,
+                                   "amount_refunded": 15000, "object": "credit_note"},
                    "transaction": {"id": "txn_r1", "type": "refund", "status": "success",
-                                   "object": "transaction"}}),
+                                   "amount": 15000, "object": "transaction"}}),
         )],
         cancel_ends_at: cancel_on,
     }

@@ -19,6 +19,7 @@ mod lemonsqueezy;
 pub mod mycommerce;
 mod paddle;
 mod paypal;
+pub mod prestashop;
 pub mod salesforce;
 mod stripe;
 
@@ -29,6 +30,7 @@ pub use lemonsqueezy::LemonSqueezyKit;
 pub use mycommerce::MyCommerceKit;
 pub use paddle::PaddleKit;
 pub use paypal::PayPalKit;
+pub use prestashop::PrestaShopKit;
 pub use salesforce::SalesforceKit;
 pub use stripe::StripeKit;
 

@@ -262,6 +262,7 @@ on_both_fast!(
     endpoints_are_per_account,
     audit_filters,
     license_lifecycle_events,
+    events_held_for_configuration_are_announced_failed,
 );
 
 macro_rules! with_app {
@@ -1367,4 +1368,49 @@ async fn a_change_is_delivered_before_the_next_poll() {
     assert_eq!(got[0].json["data"]["id"], license["id"]);
     assert!(verifies(&secret, &got[0]));
     app.finish().await;
+}
+
+/// An event held because the vendor must configure something (a Stripe Checkout sale whose
+/// line items need the API, with no API credentials) is announced `billing_event.failed`
+/// with the code that says what, as an event that failed applying is.
+async fn events_held_for_configuration_are_announced_failed(app: &TestApp) {
+    let rx = Receiver::start().await;
+    let api = app.account("Held").await;
+    endpoint(app, &api, &rx.url("/"), json!(["billing_event.failed"])).await;
+    let policy = app.policy(&api, json!({"max_activations": 1})).await;
+    let integration = app
+        .post(
+            "/v1/integrations",
+            &api,
+            json!({"provider": "stripe", "secrets": ["whsec_test_secret"],
+                   "mappings": [{"external_id": "price_lifetime", "policy_id": policy}]}),
+        )
+        .await;
+    assert_eq!(integration.status, 201, "{}", integration.body);
+    let r = crate::platform_api::deliver(
+        app,
+        &integration.body,
+        &crate::platform_api::checkout("evt_held", "cs_test_one", "pi_one"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let event = crate::platform_api::event_of(app, &api, &r).await;
+    assert_eq!(event["status"], "failed", "{event}");
+    let got = rx
+        .wait("billing_event.failed", |r| {
+            r.iter().any(|r| r.kind() == "billing_event.failed")
+        })
+        .await;
+    let failed = got
+        .iter()
+        .find(|r| r.kind() == "billing_event.failed")
+        .unwrap();
+    assert_eq!(failed.json["data"]["id"], event["id"], "{}", failed.body);
+    assert_eq!(failed.json["data"]["provider"], "stripe");
+    assert_eq!(failed.json["data"]["provider_event_id"], "evt_held");
+    assert_eq!(
+        failed.json["data"]["error"]["code"], "API_CREDENTIALS_REQUIRED",
+        "{}",
+        failed.body
+    );
 }

@@ -95,7 +95,7 @@ fn answer(line: &str, auth: &str) -> (u16, Value) {
 }
 
 /// `checkout.session.completed` for a one-time payment, as Stripe sends it: no `line_items`.
-fn checkout(event_id: &str, session: &str, payment_intent: &str) -> Value {
+pub fn checkout(event_id: &str, session: &str, payment_intent: &str) -> Value {
     json!({"id": event_id, "object": "event", "api_version": "2025-03-31.basil",
         "created": Timestamp::now().millis() / 1000, "livemode": false,
         "pending_webhooks": 1, "request": {"id": null, "idempotency_key": null},
@@ -108,7 +108,7 @@ fn checkout(event_id: &str, session: &str, payment_intent: &str) -> Value {
             "metadata": {}, "livemode": false}}})
 }
 
-async fn deliver(app: &TestApp, integration: &Value, event: &Value) -> Reply {
+pub async fn deliver(app: &TestApp, integration: &Value, event: &Value) -> Reply {
     let body = event.to_string();
     let t = Timestamp::now().millis() / 1000;
     let signature =
@@ -125,7 +125,7 @@ async fn deliver(app: &TestApp, integration: &Value, event: &Value) -> Reply {
     .await
 }
 
-async fn event_of(app: &TestApp, api: &str, reply: &Reply) -> Value {
+pub async fn event_of(app: &TestApp, api: &str, reply: &Reply) -> Value {
     let id = reply.body["events"][0]["id"]
         .as_str()
         .or_else(|| reply.body["data"][0]["id"].as_str())

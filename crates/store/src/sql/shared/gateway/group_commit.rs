@@ -173,7 +173,7 @@ fn push_subscription_licenses(
 ) {
     batch
         .push(&format!(
-            "SELECT {LICENSE_COLS}, item_external_id, period_end FROM licenses \
+            "SELECT {LICENSE_COLS}, item_external_id, period_end, line_id FROM licenses \
              WHERE account_id = $1 AND subscription_id = \
              (SELECT id FROM subscriptions WHERE integration_id = $2 AND external_id = $3)"
         ))

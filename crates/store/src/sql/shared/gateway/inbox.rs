@@ -3,6 +3,7 @@
 
 use super::super::batch::WriteBatch;
 use super::super::engine::FOR_UPDATE;
+use super::super::outbound::enqueue_outbound;
 use super::super::rows::{ListQuery, fetch_page, parse_json, ts};
 use super::super::{DbConn, DbRow, SqlStore};
 use super::apply::apply_loaded;
@@ -256,6 +257,7 @@ impl InboxStore for SqlStore {
         code: &str,
         message: &str,
     ) -> Result<()> {
+        let message: String = message.chars().take(1000).collect();
         self.write_tx(async |tx| {
             sqlx::query(
                 "UPDATE webhook_events SET status = $3, error_code = $4, error = $5, \
@@ -265,9 +267,46 @@ impl InboxStore for SqlStore {
             .bind(event_id)
             .bind(status.as_str())
             .bind(code)
-            .bind(message.chars().take(1000).collect::<String>())
+            .bind(&message)
             .execute(&mut *tx)
             .await?;
+            if status == InboxStatus::Failed {
+                // Held for something the vendor must configure: said to their systems as any
+                // other failed event is (a pending one is still being retried).
+                let row = sqlx::query(
+                    "SELECT e.integration_id, e.provider, e.normalized FROM webhook_events e \
+                     WHERE e.account_id = $1 AND e.id = $2",
+                )
+                .bind(account_id)
+                .bind(event_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(row) = row {
+                    let integration_id: String = row.try_get("integration_id")?;
+                    let provider: String = row.try_get("provider")?;
+                    let normalized: String = row.try_get("normalized")?;
+                    let event: BillingEvent = parse_json(&normalized)?;
+                    let data = serde_json::json!({
+                        "id": event_id,
+                        "integration_id": integration_id,
+                        "provider": provider,
+                        "provider_event_id": event.event_id,
+                        "event_type": event.event_type,
+                        "kind": event.kind.as_str(),
+                        "occurred_at": event.occurred_at,
+                        "status": status,
+                        "actions": [],
+                        "error": {"code": code, "message": message},
+                    });
+                    enqueue_outbound(
+                        &mut *tx,
+                        account_id,
+                        "billing_event.failed",
+                        &data.to_string(),
+                    )
+                    .await?;
+                }
+            }
             Ok(())
         })
         .await

@@ -57,7 +57,7 @@ async fn existing_licenses(
     owner_id: &str,
 ) -> Result<Vec<(License, ExistingLicense)>> {
     let sql = format!(
-        "SELECT {LICENSE_COLS}, item_external_id, period_end FROM licenses \
+        "SELECT {LICENSE_COLS}, item_external_id, period_end, line_id FROM licenses \
          WHERE account_id = $1 AND {column} = $2{FOR_UPDATE}"
     );
     let rows = sqlx::query(&sql)
@@ -85,6 +85,7 @@ pub(crate) fn existing_from_row(row: &DbRow) -> Result<(License, ExistingLicense
         quantity: l.quantity,
         item_external_id: row.try_get("item_external_id")?,
         period_end: row.try_get::<Option<i64>, _>("period_end")?.map(ts),
+        line_id: row.try_get("line_id")?,
     };
     Ok((l, e))
 }
@@ -116,6 +117,7 @@ fn apply_changes(
             expires_at,
             period_end,
             status,
+            line_id,
         } = &change
         {
             let policy = policies
@@ -144,8 +146,8 @@ fn apply_changes(
                     "INSERT INTO licenses (id, account_id, license_key, key_hash, policy_id, \
                      product_id, customer_id, subscription_id, status, starts_at, expires_at, \
                      overrides, quantity, metadata, created_at, updated_at, item_external_id, \
-                     order_id, period_end) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                     $11, $12, $13, '{}', $14, $15, $16, $17, $18)",
+                     order_id, period_end, line_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+                     $10, $11, $12, $13, '{}', $14, $15, $16, $17, $18, $19)",
                 )
                 .bind(license.id.clone())
                 .bind(owner.account_id.to_string())
@@ -164,7 +166,8 @@ fn apply_changes(
                 .bind(at.0)
                 .bind(item_external_id.clone())
                 .bind(owner.order_id.map(str::to_string))
-                .bind(period_end.map(|t| t.0));
+                .bind(period_end.map(|t| t.0))
+                .bind(line_id.clone());
             let view = license.view(policy, 0, at);
             let change = Change::of_license("license.created", &license, None, Some(&view));
             audit_into(batch, owner.account_id, actor, change);
@@ -536,7 +539,7 @@ pub(crate) async fn apply_to_order(
     };
     let mappings = complete_policies(conn, integration, &licenses, policies).await?;
     let existing: Vec<ExistingLicense> = licenses.iter().map(|(_, e)| e.clone()).collect();
-    let changes = match reconcile::plan_order(&state, &existing, policies, &mappings) {
+    let changes = match reconcile::plan_order(&state, &existing, policies, &mappings, cx.options) {
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
