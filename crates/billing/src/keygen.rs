@@ -68,11 +68,7 @@ impl KeygenOrder {
     /// The order line as the reconcile sees it: one line per unit (`PerUnit`, each its own
     /// license) or one line of the whole quantity.
     pub fn event(&self, provider: &str, layout: Layout, now: Timestamp) -> BillingEvent {
-        let line = |quantity| BillingItem {
-            external_id: self.product.clone(),
-            product_external_id: None,
-            quantity,
-        };
+        let line = |quantity| BillingItem::new(self.product.clone(), quantity);
         let lines = match layout {
             Layout::PerUnit => (0..self.quantity).map(|_| line(1)).collect(),
             Layout::OneWithSeats => vec![line(self.quantity)],

@@ -323,16 +323,15 @@ fn event(n: &Notification, options: &Options, now: Timestamp) -> BillingEvent {
         .and_then(term_end);
     let items: Vec<BillingItem> = n
         .field(&fields.product_code)
-        .map(|code| BillingItem {
-            external_id: code.to_string(),
-            product_external_id: None,
-            quantity: fields
+        .map(|code| {
+            let seats = fields
                 .quantity
                 .as_deref()
                 .map_or(Some(1), |f| n.field(f).map(quantity).unwrap_or(Some(1)))
                 // Not a whole number: refused by the reconcile (INVALID_QUANTITY, kept on the
                 // event) rather than rounded into seats nobody sold.
-                .unwrap_or(0),
+                .unwrap_or(0);
+            BillingItem::new(code, seats)
         })
         .into_iter()
         .collect();
